@@ -1,0 +1,97 @@
+"""Command line: `python -m matrix {site,explain,doctor,axes}`.
+
+A `UserError` (bad input the user can mend) prints one line and exits with its code; tracebacks are for our bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from matrix.errors import UserError
+
+
+def _site(args: argparse.Namespace) -> int:
+    from matrix.sitebuild import build_site
+
+    if args.serve:
+        from matrix.sitebuild import serve_site
+
+        serve_site(Path(args.results))
+        return 0
+    report = build_site(Path(args.results), Path(args.out), strict=not args.no_strict)
+    print(report)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from matrix.explain import run_explain
+
+    text = " ".join(args.text) if args.text else sys.stdin.read()
+    return run_explain(text, as_json=args.json)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from matrix.doctor import run_doctor
+
+    return run_doctor(shape=args.shape, recipes=args.recipe, as_json=args.json, timeout_s=args.timeout)
+
+
+def _axes(args: argparse.Namespace) -> int:
+    from matrix.axes import load_axes, pick_profile
+
+    axes = load_axes(args.path)
+    profile = pick_profile(axes, args.profile)
+    if args.json:
+        print(json.dumps({"profile": profile.name, "pairs": profile.pairs(), "recipes": profile.recipes,
+                          "shapes": profile.shapes, "transformers": profile.transformers}))
+    else:
+        print(f"{axes.path}: ok; profile {profile.name}: {len(profile.pairs())} pair(s) x "
+              f"{len(profile.transformers)} transformers x {len(profile.recipes)} recipe(s) x "
+              f"{len(profile.shapes)} shape(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m matrix", description="bnb-matrix: measured 4-bit loading")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    site = sub.add_parser("site", help="aggregate results, render pages, build the static site")
+    site.add_argument("--results", default="results", help="folder of *.jsonl records (default: results)")
+    site.add_argument("--out", default="public", help="where the built site goes (default: public)")
+    site.add_argument("--no-strict", action="store_true", help="do not pass --strict to mkdocs")
+    site.add_argument("--serve", action="store_true", help="generate pages, then run mkdocs serve")
+    site.set_defaults(func=_site)
+
+    explain = sub.add_parser("explain", help="map an error text or pasted traceback to its signature page")
+    explain.add_argument("text", nargs="*", help="error text (default: read a whole traceback from stdin)")
+    explain.add_argument("--json", action="store_true", help='print {"slug", "title", "url"}')
+    explain.set_defaults(func=_explain)
+
+    doctor = sub.add_parser("doctor", help="probe the installed torch/bitsandbytes/transformers with every recipe")
+    doctor.add_argument("--shape", default="tiny", help="model shape from the axes file (default: tiny)")
+    doctor.add_argument("--recipe", action="append", help="only this recipe (repeatable)")
+    doctor.add_argument("--timeout", type=int, default=300, help="seconds per recipe (default: 300)")
+    doctor.add_argument("--json", action="store_true", help="print the records as JSON")
+    doctor.set_defaults(func=_doctor)
+
+    axes = sub.add_parser("axes", help="validate the axes file and show the picked profile")
+    axes.add_argument("path", nargs="?", help="axes TOML file (default: matrix/axes.toml)")
+    axes.add_argument("--profile", help="profile name (default: cuda if a GPU is present, else cpu)")
+    axes.add_argument("--json", action="store_true")
+    axes.set_defaults(func=_axes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"bnb-matrix: {exc.line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bnb-matrix: interrupted", file=sys.stderr)
+        return 130

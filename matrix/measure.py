@@ -1,0 +1,286 @@
+"""The host side of one cell: install the pair into its venv, spawn the probe, make sure every job has a record.
+
+nox calls `measure_pair` from the `probe` session. Everything here is stdlib (plus packaging); torch and
+bitsandbytes only ever exist inside the cell's venv. A job whose probe died without writing its line gets a
+`crash` (or `timeout`) record here, with the probe's stderr tail, so nothing silently disappears.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.tags import sys_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from matrix import records
+from matrix.axes import Axes, Profile, TorchBuild
+from matrix.probe import runner_facts
+
+PROBE = Path(__file__).with_name("probe.py")
+PROBE_VERSION = 1  # bump when the probe measures differently: changes every fingerprint, so cells re-run
+CELL_EXTRAS = ("accelerate", "safetensors")
+DEFAULT_CACHE = Path(os.environ.get("BNB_MATRIX_CACHE", Path.home() / ".cache" / "bnb-matrix"))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One record to be: a recipe in a cell, on a shape, under an optional emulated VRAM budget."""
+
+    recipe: str
+    shape: str
+    budget_gib: float | None
+    fingerprint: str
+
+
+def new_run_id(runner_slug: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{stamp}-{runner_slug}-{random.randrange(16**4):04x}"
+
+
+def fingerprint(axes: Axes, runner_slug: str, torch: str, bnb: str, transformers: str, install: str,
+                recipe: str, shape: str, budget: float | None) -> str:
+    """What must be equal for a stored record to stand for a job: runner, requested versions, install mode,
+    the recipe's and shape's definitions (not just names), the budget and the probe version."""
+    payload = {"runner": runner_slug, "torch": dataclasses.asdict(axes.torch_builds[torch]), "bnb": bnb,
+               "transformers": transformers, "install": install, "recipe": dataclasses.asdict(axes.recipes[recipe]),
+               "shape": axes.shapes[shape].config, "budget": budget, "probe": PROBE_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def plan_jobs(axes: Axes, profile: Profile, runner_slug: str, torch: str, bnb: str, transformers: str,
+              install: str) -> list[Job]:
+    """Every job of one cell: recipes x shapes, plus each VRAM budget on the budget shapes (GPU runners only)."""
+    jobs = []
+    for shape in profile.shapes:
+        budgets: list[float | None] = [None]
+        if shape in profile.budget_shapes and not runner_slug.startswith("cpu-"):
+            budgets += list(profile.budgets_gib)
+        for budget in budgets:
+            for recipe in profile.recipes:
+                fp = fingerprint(axes, runner_slug, torch, bnb, transformers, install, recipe, shape, budget)
+                jobs.append(Job(recipe, shape, budget, fp))
+    return jobs
+
+
+def measured_fingerprints(results_dir: Path) -> set[str]:
+    """Fingerprints of every readable record (bad lines are ignored here; the site build reports them)."""
+    if not results_dir.is_dir():
+        return set()
+    found = set()
+    for path in records.result_files(results_dir):
+        for item in records.iter_file(path):
+            if isinstance(item, records.Record) and item.fingerprint:
+                found.add(item.fingerprint)
+    return found
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Installing a cell
+
+def wheelhouses() -> list[str]:
+    """Local wheel folders: $BNB_MATRIX_WHEELHOUSE and pip's own $PIP_FIND_LINKS (space separated)."""
+    dirs = []
+    for var in ("BNB_MATRIX_WHEELHOUSE", "PIP_FIND_LINKS"):
+        dirs += [d for d in os.environ.get(var, "").split() if Path(d).is_dir()]
+    return dirs
+
+
+def local_torch_wheel(build: TorchBuild, dirs: list[str]) -> Path | None:
+    """A wheel of exactly this torch build (version + local variant) that installs here, if one lies on disk."""
+    supported = set(sys_tags())
+    for folder in dirs:
+        for path in sorted(Path(folder).glob("torch-*.whl")):
+            try:
+                _, version, _, tags = parse_wheel_filename(path.name)
+            except InvalidWheelFilename:
+                continue
+            if str(version) == f"{build.version}+{build.variant}" and tags & supported:
+                return path
+    return None
+
+
+def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
+                     installer: str, constraints: Path) -> list[list[str]]:
+    """The install commands for one cell (pure: nothing runs here).
+
+    online: torch from a local wheel of that exact build if one is on disk, else from the build's index;
+            the rest from PyPI.   offline: everything from the wheelhouse (--no-index).
+    system: torch (and what else the image has) comes from the system site packages; only bitsandbytes, and
+            transformers unless it is "system", are installed, without dependencies.
+    """
+    base = ([installer, "pip", "install", "--python", str(python)] if installer == "uv"
+            else [str(python), "-m", "pip", "install", "--disable-pip-version-check"])
+    links = [arg for d in wheelhouses() for arg in ("--find-links", d)]
+    if mode == "system":
+        wanted = [f"bitsandbytes=={bnb}"] + ([] if transformers == "system" else [f"transformers=={transformers}"])
+        return [base + ["--no-deps"] + (["--no-index"] if links else []) + links + wanted]
+    if mode == "offline":
+        if not links:
+            from matrix.errors import UserError
+
+            raise UserError("install mode offline", "no wheelhouse found",
+                            "set BNB_MATRIX_WHEELHOUSE=DIR to a folder of wheels")
+        base = base + ["--no-index"] + links
+    torch_spec = f"torch=={build.version}+{build.variant}" if build.variant else f"torch=={build.version}"
+    wheel = local_torch_wheel(build, wheelhouses())
+    if wheel is not None or mode == "offline":
+        torch_cmd = base + ([str(wheel)] if wheel else [torch_spec])
+    elif build.find_links:
+        torch_cmd = base + ["--find-links", build.find_links, torch_spec]
+    elif build.index_url:
+        # PyTorch's index first for torch, PyPI for torch's own needs
+        flag = "--index" if installer == "uv" else "--extra-index-url"
+        torch_cmd = base + [flag, build.index_url, torch_spec]
+    else:
+        torch_cmd = base + [torch_spec]
+    rest = base + links + ["-c", str(constraints), f"bitsandbytes=={bnb}", f"transformers=={transformers}",
+                           *CELL_EXTRAS]
+    return [torch_cmd, rest]
+
+
+def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
+                 installer: str) -> tuple[bool, str]:
+    """Run the install commands; (ok, log). A failure is data: the caller records pip's/uv's reason."""
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp) / "constraints.txt"
+        # keep the torch just installed: bitsandbytes' and accelerate's torch requirements must not replace it
+        constraints.write_text(f"torch=={build.version}+{build.variant}\n" if build.variant and mode != "system"
+                               else "")
+        log = []
+        for cmd in install_commands(python, build, bnb, transformers, mode, installer, constraints):
+            log.append("$ " + " ".join(cmd))
+            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+            log += [proc.stdout[-4000:], proc.stderr[-8000:]]
+            if proc.returncode != 0:
+                return False, "\n".join(log)
+    return True, "\n".join(log)
+
+
+def install_reason(log: str) -> str:
+    """The lines of an installer's output that say why it failed (uv: 'No solution found...', pip: 'ERROR:')."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    picked = [ln for ln in lines if ln.startswith(("ERROR", "error", "×", "╰", "Because", "hint", "And because"))
+              or "No solution found" in ln or "Could not find" in ln or "No matching distribution" in ln]
+    return "\n".join(picked[:12]) or "\n".join(lines[-6:])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Running the probe
+
+def _failure_record(base: dict, runner: dict, job: Job, outcome: str, stage: str, error_type: str, message: str,
+                    stderr: str, exit_code: int | None = None, env: dict | None = None) -> dict:
+    return {**base, "runner": runner, "versions": {}, "recipe": job.recipe, "shape": job.shape,
+            "budget_gib": job.budget_gib, "fingerprint": job.fingerprint, "outcome": outcome, "stage": stage,
+            "error_type": error_type, "error_message": message[-4000:], "stderr_tail": stderr[-6000:],
+            "exit_code": exit_code, "env": env or {},
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list[Job], base: dict,
+              results_file: Path, checkpoint: str = "", start_method: str = "auto") -> list[dict]:
+    """Probe one shape's jobs in the cell's venv; returns the records written (probe's and fill-ins)."""
+    spec = {"shape": {"name": shape, "config": axes.shapes[shape].config}, "cache": str(DEFAULT_CACHE / "checkpoints"),
+            "checkpoint": checkpoint, "timeout_s": profile.timeout_s, "base": base, "start_method": start_method,
+            "jobs": [{"recipe": dataclasses.asdict(axes.recipes[j.recipe]), "budget_gib": j.budget_gib,
+                      "fingerprint": j.fingerprint} for j in jobs]}
+    before = results_file.stat().st_size if results_file.exists() else 0
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        # Whole-probe limit: every job's own limit plus imports and making an 8B checkpoint.
+        limit = profile.timeout_s * (len(jobs) + 3)
+        stderr_path = Path(tmp) / "stderr.log"
+        with open(stderr_path, "wb") as err:
+            proc = subprocess.Popen([str(python), str(PROBE), "--spec", str(spec_path), "--out", str(results_file)],
+                                    stderr=err, start_new_session=True)
+            try:
+                code, timed_out = proc.wait(timeout=limit), False
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                code, timed_out = proc.wait(), True
+        stderr = stderr_path.read_bytes().decode("utf-8", "replace")
+        sys.stderr.write(stderr[-20000:])
+    written = []
+    if results_file.exists():
+        with open(results_file, "rb") as handle:
+            handle.seek(before)
+            for line in handle.read().decode("utf-8", "replace").splitlines():
+                try:
+                    written.append(json.loads(line))
+                except ValueError:
+                    continue
+    done = {r.get("fingerprint") for r in written}
+    runner = written[0]["runner"] if written else runner_facts()
+    for job in jobs:
+        if job.fingerprint in done:
+            continue
+        if timed_out:
+            rec = _failure_record(base, runner, job, "timeout", "process", "Timeout",
+                                  f"probe exceeded {limit} s before measuring this recipe and was killed", stderr, -9)
+        else:
+            died = f"signal {-code}" if code < 0 else f"exit code {code}"
+            rec = _failure_record(base, runner, job, "crash", "process", "ProcessDied",
+                                  f"probe process died ({died}) before measuring this recipe", stderr, code)
+        records.append_json(results_file, rec)
+        written.append(rec)
+    return written
+
+
+def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: str, results_dir: Path,
+                 run_id: str, installer: str, install: str | None = None, force: bool = False,
+                 log=print) -> list[dict]:
+    """Install and probe every transformers version x shape of one (torch, bitsandbytes) pair.
+
+    Jobs already measured with the same fingerprint are skipped unless `force`. Returns the new records.
+    """
+    install = install or os.environ.get("BNB_MATRIX_INSTALL") or profile.install
+    runner = runner_facts()
+    results_file = results_dir / f"{run_id}.jsonl"
+    measured = set() if force else measured_fingerprints(results_dir)
+    new: list[dict] = []
+    for transformers in profile.transformers:
+        jobs = [j for j in plan_jobs(axes, profile, runner["slug"], torch, bnb, transformers, install)
+                if j.fingerprint not in measured]
+        if not jobs:
+            log(f"transformers {transformers}: every job already measured (use --force to re-measure)")
+            continue
+        base = {"run_id": run_id, "schema": records.SCHEMA_VERSION,
+                "requested": {"torch": torch, "bnb": bnb, "transformers": transformers, "install": install,
+                              "installer": installer, "runner": runner["slug"],
+                              "torch_source": "system image" if install == "system" else "venv"}}
+        started = time.monotonic()
+        ok, install_log = install_cell(python, axes.torch_builds[torch], bnb, transformers, install, installer)
+        log(f"install {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
+        if not ok:
+            for job in jobs:
+                rec = _failure_record(base, runner, job, "fail", "install", "InstallError",
+                                      install_reason(install_log), install_log)
+                records.append_json(results_file, rec)
+                new.append(rec)
+            continue
+        for shape in profile.shapes:
+            shape_jobs = [j for j in jobs if j.shape == shape]
+            if shape_jobs:
+                new += run_probe(python, axes, profile, shape, shape_jobs, base, results_file,
+                                 checkpoint=os.environ.get("BNB_MATRIX_CHECKPOINT", ""),
+                                 start_method=os.environ.get("BNB_MATRIX_START", "auto"))
+    for rec in new:
+        log(f"  {rec['recipe']:<12} {rec['shape']:<5} budget={rec.get('budget_gib') or '-':<5} {rec['outcome']:<8}"
+            f" {rec.get('error_type', '')} {rec.get('error_message', '')[:100]}")
+    return new
+
+
+def default_installer() -> str:
+    """uv where it is available (much faster), else pip."""
+    return "uv" if shutil.which("uv") else "pip"

@@ -1,0 +1,571 @@
+"""The probe: runs inside one cell's venv and really loads a Llama-shaped checkpoint in 4-bit, once per recipe.
+
+Run as a script (`python probe.py --spec SPEC.json --out OUT.jsonl`); it imports only the stdlib at module level,
+and torch / transformers / bitsandbytes inside functions, so the host side may import the stdlib helpers here
+(runner facts) without torch.
+
+How one cell is measured:
+1. The parent imports torch, transformers and bitsandbytes once, with fd 2 sent to a log (bitsandbytes often
+   prints the real root cause at import, before transformers re-raises something generic).
+2. The checkpoint for the shape is made once per machine in a separate process and cached (random weights,
+   fp16 safetensors via save_pretrained).
+3. Each recipe (x VRAM budget) runs in its own process with a timeout. Where it is safe (no CUDA context in the
+   parent, no recipe environment to apply before import) the parent forks, so the import is paid once per cell;
+   otherwise a fresh interpreter is spawned. A child that segfaults, aborts, hangs or is killed still yields a
+   record (crash / timeout) and the next recipe runs.
+4. One JSON line per recipe is appended to OUT; the host validates it against matrix/records.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+STDERR_TAIL = 6000  # characters of stderr kept per record
+REL_ERROR_LIMIT = 0.1  # logits vs dequantized-fp32 reference; garbage loads land near 1 or NaN
+WEIGHT_ERROR_LIMIT = 0.3  # dequantized 4-bit weight vs the fp16 checkpoint (4-bit error is ~0.1)
+GIB = 1024**3
+MIB = 1024**2
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Runner facts (stdlib only: the host uses these before any venv exists)
+
+def _nvidia_smi() -> list[dict[str, str]]:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    fields = "name,compute_cap,driver_version,memory.total"
+    try:
+        out = subprocess.run([smi, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    gpus = []
+    for line in out.stdout.strip().splitlines() if out.returncode == 0 else []:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4:
+            gpus.append(dict(zip(("name", "capability", "driver", "memory_mib"), parts)))
+    return gpus
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_short_name(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'h100', 'NVIDIA GeForce RTX 4090' -> 'rtx-4090'."""
+    words = [w for w in re.split(r"[\s_]+", name) if w and w.upper() not in ("NVIDIA", "TESLA", "GEFORCE", "AMD")]
+    kept = []
+    for word in words:
+        if re.fullmatch(r"\d+GB|HBM\d*e?|PCIE|SXM\d*|NVL|-", word, re.I):
+            break
+        kept.append(word.lower())
+    return "-".join(kept[:2]) or "gpu"
+
+
+def runner_facts() -> dict:
+    """What machine this is: CPU, memory, GPUs (via nvidia-smi, so no CUDA context is created)."""
+    gpus = _nvidia_smi()
+    try:
+        ram_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1)
+    except (ValueError, OSError):
+        ram_gib = None
+    facts = {"kind": "gpu" if gpus else "cpu", "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+             "ram_gib": ram_gib, "machine": platform.machine(), "os": platform.platform(terse=True),
+             "gpu_count": len(gpus), "gpus": [], "gpu_name": "", "compute_capability": "", "arch": "",
+             "driver": "", "gpu_memory_gib": None}
+    for gpu in gpus:
+        try:
+            mem = round(float(gpu["memory_mib"]) / 1024, 1)
+        except ValueError:
+            mem = None
+        facts["gpus"].append({"name": gpu["name"], "capability": gpu["capability"], "memory_gib": mem})
+    if gpus:
+        first = facts["gpus"][0]
+        cc = first["capability"]
+        facts.update(gpu_name=first["name"], compute_capability=cc, arch="sm_" + cc.replace(".", ""),
+                     driver=gpus[0]["driver"], gpu_memory_gib=first["memory_gib"])
+        count = f"{len(gpus)}x-" if len(gpus) > 1 else ""
+        facts["slug"] = f"{count}{gpu_short_name(first['name'])}-sm{cc.replace('.', '')}"
+    else:
+        facts["slug"] = f"cpu-{platform.machine().lower()}"
+    return facts
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Small stdlib helpers
+
+def _tail(text: str, limit: int = STDERR_TAIL) -> str:
+    return text if len(text) <= limit else "[...]\n" + text[-limit:]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _rss_mib() -> float:
+    """Current resident set size of this process."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / MIB, 1)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoint: made once per shape, cached
+
+def checkpoint_dir(cache: Path, shape: dict) -> Path:
+    key = hashlib.sha256(json.dumps(shape["config"], sort_keys=True).encode()).hexdigest()[:12]
+    return cache / f"{shape['name']}-{key}"
+
+
+def make_checkpoint(shape: dict, target: Path) -> None:
+    """Random-weight Llama in fp16 saved with save_pretrained; built on the GPU when there is one (8B on CPU is slow)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(**shape["config"], max_position_embeddings=2048, tie_word_embeddings=False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_default_dtype(torch.float16)
+    with torch.device(device):
+        model = LlamaForCausalLM(config)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    model.save_pretrained(tmp, safe_serialization=True, max_shard_size="4GB")
+    tmp.rename(target)  # atomic: a half-written checkpoint is never found under the final name
+
+
+def ensure_checkpoint(shape: dict, cache: Path, timeout: float) -> tuple[Path, float]:
+    """Path of the cached checkpoint, making it in a child process if needed (no CUDA in this parent)."""
+    target = checkpoint_dir(cache, shape)
+    started = time.monotonic()
+    if not target.is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        import fcntl
+
+        with open(cache / f".{target.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two cells on one machine make it once
+            if not target.is_dir():
+                subprocess.run([sys.executable, __file__, "--make-checkpoint", json.dumps(shape), str(target)],
+                               check=True, timeout=timeout)
+    return target, time.monotonic() - started
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One recipe, in its own process
+
+def _to_torch(value):
+    """TOML cannot hold dtypes: "torch.float16" -> torch.float16, recursively."""
+    import torch
+
+    if isinstance(value, str) and value.startswith("torch."):
+        return getattr(torch, value.split(".", 1)[1])
+    if isinstance(value, dict):
+        return {k: _to_torch(v) for k, v in value.items()}
+    return value
+
+
+def _sync():
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _placement(model) -> dict:
+    """Where the weights landed: device -> number of parameter tensors."""
+    counts: dict[str, int] = {}
+    for param in model.parameters():
+        counts[str(param.device)] = counts.get(str(param.device), 0) + 1
+    return counts
+
+
+def _checkpoint_tensor(path: Path, name: str):
+    from safetensors import safe_open
+
+    index = path / "model.safetensors.index.json"
+    file = json.loads(index.read_text())["weight_map"][name] if index.exists() else "model.safetensors"
+    with safe_open(str(path / file), framework="pt") as handle:
+        return handle.get_tensor(name)
+
+
+def _check_4bit(model, shape: dict, ckpt: Path) -> dict:
+    """Are the linear layers really 4-bit, and do their dequantized weights match the checkpoint?"""
+    import bitsandbytes as bnb
+    import torch
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    quantized = [m for m in linears if isinstance(m, bnb.nn.Linear4bit)]
+    expected = 7 * shape["config"]["num_hidden_layers"]  # q k v o gate up down per decoder layer
+    result = {"linear4bit": len(quantized), "linear_total": len(linears), "linear4bit_expected": expected}
+    if len(quantized) < expected:
+        raise AssertionError(f"only {len(quantized)} of {expected} decoder linears are Linear4bit: not a 4-bit load")
+    layer = model.model.layers[0].self_attn.q_proj
+    state = getattr(layer.weight, "quant_state", None)
+    if state is None:
+        raise AssertionError("q_proj.weight has no quant_state: the weight was not quantized")
+    result["quant_type"] = getattr(state, "quant_type", "")
+    deq = bnb.functional.dequantize_4bit(layer.weight.data, state).float().cpu()
+    ref = _checkpoint_tensor(ckpt, "model.layers.0.self_attn.q_proj.weight").float()
+    err = float((deq - ref).norm() / ref.norm())
+    result["weight_rel_error"] = round(err, 5)
+    if not err < WEIGHT_ERROR_LIMIT:
+        raise AssertionError(f"dequantized q_proj differs from the checkpoint by {err:.3f} (limit {WEIGHT_ERROR_LIMIT})")
+    return result
+
+
+def _reference_logits(model, ids):
+    """The same model with every Linear4bit computed in fp32 from its own dequantized weight."""
+    import bitsandbytes as bnb
+    import torch
+    import torch.nn.functional as F
+
+    patched = []
+
+    def dequantized_forward(module):
+        def forward(x, *args, **kwargs):
+            w = bnb.functional.dequantize_4bit(module.weight.data, module.weight.quant_state).float()
+            bias = None if module.bias is None else module.bias.float()
+            return F.linear(x.float(), w, bias).to(x.dtype)
+        return forward
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.forward = dequantized_forward(module)
+            patched.append(module)
+    try:
+        with torch.no_grad():
+            return model(ids).logits.float()
+    finally:
+        for module in patched:
+            del module.forward  # back to the class's forward
+
+
+def run_recipe(job: dict, result_path: Path) -> int:
+    """Load, check and run one recipe; write a partial record (JSON) to result_path. Returns the exit code."""
+    out: dict = {"timings_s": {}, "memory_mib": {}, "checks": {}, "stage": "import"}
+    start = time.monotonic()
+
+    def save() -> None:
+        out["timings_s"]["recipe"] = round(time.monotonic() - start, 3)
+        result_path.write_text(json.dumps(out))
+
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        recipe, shape, budget = job["recipe"], job["shape"], job.get("budget_gib")
+        out["checks"]["start_method"] = job["start_method"]
+        out["memory_mib"]["cpu_rss_before"] = _rss_mib()
+        cuda = torch.cuda.is_available()
+        ballast = None
+        base = 0
+        if cuda:
+            out["checks"]["torch_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+            if budget:
+                # Emulate a smaller card: fill the rest so mem_get_info (what device_map="auto" reads) and the
+                # allocator both see `budget` GiB of card, less the CUDA context a real card also carries.
+                free, total = torch.cuda.mem_get_info(0)
+                fill = int(total - budget * GIB)
+                if fill > free:
+                    raise RuntimeError(f"cannot emulate {budget} GiB: only {free / GIB:.1f} GiB free")
+                ballast = torch.empty(fill, dtype=torch.uint8, device="cuda:0")
+                out["memory_mib"]["ballast"] = round(fill / MIB, 1)
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+
+        out["stage"] = "load"
+        config = BitsAndBytesConfig(**_to_torch(recipe["bnb_config"]))
+        kwargs = _to_torch(recipe["from_pretrained"])
+        t = time.monotonic()
+        model = AutoModelForCausalLM.from_pretrained(job["checkpoint"], quantization_config=config, **kwargs)
+        _sync()
+        out["timings_s"]["load"] = round(time.monotonic() - t, 3)
+        if cuda:
+            out["memory_mib"]["gpu_load_peak"] = round((torch.cuda.max_memory_allocated() - base) / MIB, 1)
+        out["memory_mib"]["footprint"] = round(model.get_memory_footprint() / MIB, 1)
+        out["checks"]["placement"] = _placement(model)
+        if getattr(model, "hf_device_map", None):
+            out["checks"]["device_map"] = sorted({str(v) for v in model.hf_device_map.values()})
+
+        out["stage"] = "check"
+        t = time.monotonic()
+        out["checks"].update(_check_4bit(model, shape, Path(job["checkpoint"])))
+        out["timings_s"]["check_weights"] = round(time.monotonic() - t, 3)
+
+        device = model.get_input_embeddings().weight.device
+        ids = torch.randint(0, shape["config"]["vocab_size"], (1, 16), generator=torch.Generator().manual_seed(1))
+        ids = ids.to(device)
+        # The reference runs first: bitsandbytes >= 0.49 repacks 4-bit weights for its CPU kernels on the first
+        # real forward, after which dequantize_4bit of the stored data no longer means the same thing.
+        out["stage"] = "forward"
+        t = time.monotonic()
+        ref = _reference_logits(model, ids)
+        out["timings_s"]["check_reference"] = round(time.monotonic() - t, 3)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        t = time.monotonic()
+        with torch.no_grad():
+            logits = model(ids).logits.float()
+        _sync()
+        out["timings_s"]["forward"] = round(time.monotonic() - t, 3)
+        if cuda:
+            out["memory_mib"]["gpu_forward_peak"] = round((torch.cuda.max_memory_allocated() - base) / MIB, 1)
+            out["memory_mib"]["gpu_reserved_peak"] = round(torch.cuda.max_memory_reserved() / MIB, 1)
+            free, total = torch.cuda.mem_get_info(0)
+            out["memory_mib"]["nvml_used"] = round((total - free - (ballast.numel() if ballast is not None else 0)) / MIB, 1)
+
+        out["stage"] = "check"
+        finite = bool(torch.isfinite(logits).all())
+        out["checks"]["finite"] = finite
+        if not finite:
+            raise AssertionError("forward pass produced NaN or Inf logits")
+        rel = float((logits - ref.to(logits.device)).norm() / ref.norm().clamp_min(1e-12))
+        out["checks"]["rel_error"] = round(rel, 6)
+        if not rel < REL_ERROR_LIMIT:
+            raise AssertionError(f"logits differ from the dequantized fp32 reference by {rel:.3g} "
+                                 f"(limit {REL_ERROR_LIMIT}): the 4-bit kernels returned garbage")
+        out["memory_mib"]["cpu_peak_rss"] = _peak_rss_mib()
+        out["stage"] = ""
+        out["outcome"] = "pass"
+        save()
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - every failure is data
+        out["outcome"] = "fail"
+        out["error_type"] = type(exc).__name__
+        out["error_message"] = _tail(str(exc), 4000)
+        traceback.print_exc()  # lands in the recipe's stderr log, so the tail has the traceback too
+        out["memory_mib"]["cpu_peak_rss"] = _peak_rss_mib()
+        save()
+        return 1
+
+
+def _child_main(job: dict, result_path: Path, log_path: Path) -> None:
+    """In a forked child: own process group, stdout/stderr to the recipe log, never return."""
+    code = 70
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        code = run_recipe(job, result_path)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def _wait_fork(pid: int, timeout: float) -> tuple[int | None, bool]:
+    """Wait for a forked child; (exit code or -signal, timed_out)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), False
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status), True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _run_spawned(job: dict, result_path: Path, log_path: Path, env: dict, timeout: float) -> tuple[int | None, bool]:
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "--one", json.dumps(job), str(result_path)],
+                                stdout=log, stderr=log, env={**os.environ, **env}, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout), False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait(), True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The cell: imports once, then one process per recipe
+
+def _import_stack() -> tuple[dict, str, float, BaseException | None]:
+    """Import torch / transformers / bitsandbytes with fd 2 captured; (versions, import log, seconds, error)."""
+    log = tempfile.TemporaryFile()
+    saved = os.dup(2)
+    sys.stderr.flush()
+    os.dup2(log.fileno(), 2)
+    versions = {"python": platform.python_version()}
+    error = None
+    started = time.monotonic()
+    try:
+        import torch
+
+        versions.update(torch=torch.__version__, torch_cuda=torch.version.cuda)
+        import transformers
+
+        versions["transformers"] = transformers.__version__
+        import accelerate
+
+        versions["accelerate"] = accelerate.__version__
+        import bitsandbytes
+
+        versions["bitsandbytes"] = getattr(bitsandbytes, "__version__", "")
+    except BaseException as exc:  # noqa: BLE001 - an import failure is the finding
+        error = exc
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+    seconds = time.monotonic() - started
+    log.seek(0)
+    text = log.read().decode("utf-8", "replace")
+    sys.stderr.write(text)  # still visible in the nox log
+    if "bitsandbytes" not in versions:
+        from importlib import metadata
+
+        for dist, key in (("bitsandbytes", "bitsandbytes"), ("transformers", "transformers"), ("torch", "torch")):
+            try:
+                versions.setdefault(key, metadata.version(dist))
+            except metadata.PackageNotFoundError:
+                versions.setdefault(key, "")
+    return versions, text, seconds, error
+
+
+def _fork_safe() -> bool:
+    """Forking is safe only while this process holds no CUDA context."""
+    torch = sys.modules.get("torch")
+    return torch is not None and not torch.cuda.is_initialized() and hasattr(os, "fork")
+
+
+def probe_cell(spec: dict, out: Path) -> int:
+    """Measure every job of the spec; append one record line per job to `out` as it finishes. Returns 0."""
+    import records  # matrix/records.py, stdlib only; this script's folder is on sys.path
+
+    t_process = time.monotonic()
+    runner = runner_facts()
+    versions, import_log, import_s, import_error = _import_stack()
+    if versions.get("torch_cuda"):
+        runner["cuda_runtime"] = versions["torch_cuda"]
+    ckpt, ckpt_s, ckpt_error = None, 0.0, None
+    if import_error is None and spec.get("checkpoint"):
+        ckpt = Path(spec["checkpoint"])
+    elif import_error is None:
+        try:
+            ckpt, ckpt_s = ensure_checkpoint(spec["shape"], Path(spec["cache"]), spec["timeout_s"] * 2)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            ckpt_error = exc
+    mode = spec.get("start_method", "auto")
+    workdir = Path(tempfile.mkdtemp(prefix="bnb-probe-"))
+    for job in spec["jobs"]:
+        recipe = job["recipe"]
+        record = {**spec["base"], "runner": runner, "versions": versions, "recipe": recipe["name"],
+                  "shape": spec["shape"]["name"], "budget_gib": job.get("budget_gib"),
+                  "fingerprint": job["fingerprint"], "env": recipe.get("env", {}),
+                  "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "timings_s": {"imports": round(import_s, 3), "checkpoint": round(ckpt_s, 3)},
+                  "memory_mib": {}, "checks": {}, "stage": "", "error_type": "", "error_message": "",
+                  "stderr_tail": "", "skip_reason": "", "exit_code": None, "outcome": ""}
+        started = time.monotonic()
+        if import_error is not None:
+            record.update(outcome="fail", stage="import", error_type=type(import_error).__name__,
+                          error_message=_tail(str(import_error), 4000), stderr_tail=_tail(import_log))
+        elif ckpt_error is not None:
+            record.update(outcome="fail", stage="checkpoint", error_type=type(ckpt_error).__name__,
+                          error_message=_tail(str(ckpt_error), 4000), stderr_tail=_tail(import_log))
+        elif recipe.get("requires") == "gpu" and runner["kind"] != "gpu":
+            record.update(outcome="skip", skip_reason="this recipe offloads from a GPU; this runner has no GPU")
+        else:
+            tag = f"{recipe['name']}-{job.get('budget_gib') or 'full'}"
+            result_path, log_path = workdir / f"{tag}.json", workdir / f"{tag}.log"
+            fork = mode != "spawn" and not recipe.get("env") and _fork_safe()
+            child_job = {**job, "shape": spec["shape"], "checkpoint": str(ckpt),
+                         "start_method": "fork" if fork else "spawn"}
+            if fork:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    os.setpgid(0, 0)
+                    _child_main(child_job, result_path, log_path)
+                code, timed_out = _wait_fork(pid, spec["timeout_s"])
+            else:
+                code, timed_out = _run_spawned(child_job, result_path, log_path, recipe.get("env", {}),
+                                               spec["timeout_s"])
+            log = _read(log_path)
+            sys.stderr.write(log)
+            record["exit_code"] = code
+            # fork: the import happened in the parent, so its log belongs to every recipe's tail
+            record["stderr_tail"] = _tail((import_log if fork else "") + log)
+            partial = {}
+            if result_path.exists():
+                try:
+                    partial = json.loads(result_path.read_text())
+                except ValueError:
+                    partial = {}
+            for key in ("timings_s", "memory_mib", "checks"):
+                record[key].update(partial.get(key, {}))
+            if timed_out:
+                record.update(outcome="timeout", stage=partial.get("stage", "process"), error_type="Timeout",
+                              error_message=f"recipe process exceeded {spec['timeout_s']} s and was killed")
+            elif partial.get("outcome") and code in (0, 1):
+                for key in ("outcome", "stage", "error_type", "error_message"):
+                    record[key] = partial.get(key, record[key])
+            else:
+                name = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
+                record.update(outcome="crash", stage=partial.get("stage", "process"), error_type="ProcessDied",
+                              error_message=f"recipe process died with {name} during {partial.get('stage', 'start-up')}")
+        record["timings_s"]["process"] = round(time.monotonic() - started, 3)
+        records.append_json(out, record)
+    shutil.rmtree(workdir, ignore_errors=True)
+    sys.stderr.write(f"probe: {len(spec['jobs'])} job(s) in {time.monotonic() - t_process:.1f} s\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", help="JSON file describing the cell's jobs (written by matrix/measure.py)")
+    parser.add_argument("--out", help="JSON-lines file to append records to")
+    parser.add_argument("--one", nargs=2, metavar=("JOB", "RESULT"), help=argparse.SUPPRESS)
+    parser.add_argument("--make-checkpoint", nargs=2, metavar=("SHAPE", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--facts", action="store_true", help="print this machine's runner facts and exit")
+    args = parser.parse_args(argv)
+    if args.facts:
+        print(json.dumps(runner_facts(), indent=2))
+        return 0
+    if args.make_checkpoint:
+        make_checkpoint(json.loads(args.make_checkpoint[0]), Path(args.make_checkpoint[1]))
+        return 0
+    if args.one:
+        return run_recipe(json.loads(args.one[0]), Path(args.one[1]))
+    if not (args.spec and args.out):
+        parser.error("--spec and --out are required")
+    return probe_cell(json.loads(Path(args.spec).read_text()), Path(args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Permanent URLs of the site's pages, built from their parts. Pure functions; the site, `explain` and `doctor`
+all use these, so a link pasted into an issue keeps working. Never change a scheme once published."""
+
+from __future__ import annotations
+
+import os
+import re
+
+DEFAULT_SITE_URL = "https://bnb-matrix.github.io/bnb-matrix/"
+
+
+def site_url() -> str:
+    """The published site's base URL ($BNB_MATRIX_SITE_URL, as mkdocs.yml reads it too), ending in '/'."""
+    url = os.environ.get("BNB_MATRIX_SITE_URL") or DEFAULT_SITE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def slug(text: str) -> str:
+    """Lower-case, URL-safe: '2.11.0+cu130' -> '2.11.0-cu130', 'NVIDIA H100' -> 'nvidia-h100'."""
+    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-") or "unknown"
+
+
+def cell_path(runner: str, torch: str, bnb: str, transformers: str) -> str:
+    """cells/<runner>/torch-<build>/bnb-<version>/transformers-<version>/"""
+    return f"cells/{slug(runner)}/torch-{slug(torch)}/bnb-{slug(bnb)}/transformers-{slug(transformers)}/"
+
+
+def error_path(signature: str) -> str:
+    return f"errors/{slug(signature)}/"
+
+
+def fix_path(recipe: str) -> str:
+    return f"fixes/{slug(recipe)}/"
+
+
+def runner_path(runner: str) -> str:
+    return f"runners/{slug(runner)}/"
+
+
+def absolute(path: str) -> str:
+    """A site-relative path as a full URL on the published site."""
+    return site_url() + path

@@ -1,0 +1,80 @@
+"""nox sessions for bnb-matrix. The logic lives in `matrix/`; sessions only wire it up.
+
+    nox                      every probe of this machine's profile, then the site
+    nox -l                   list sessions, e.g. probe(torch='2.13.0+cpu', bnb='0.50.2')
+    nox -s "probe(torch='2.13.0+cpu', bnb='0.50.2')"   one pair
+    nox -s probe -- --force  re-measure cells already measured with the same fingerprint
+    nox -s site / serve      build / preview the site from results/
+
+Environment: BNB_MATRIX_PROFILE (cpu, cuda, ... default: cuda when nvidia-smi sees a GPU), BNB_MATRIX_AXES (axes
+file), BNB_MATRIX_INSTALL (online, offline, system), BNB_MATRIX_WHEELHOUSE (local wheels), BNB_MATRIX_RESULTS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT))
+
+from matrix import measure  # noqa: E402
+from matrix.axes import load_axes, pick_profile  # noqa: E402
+from matrix.errors import UserError  # noqa: E402
+
+try:
+    AXES = load_axes()
+    PROFILE = pick_profile(AXES)
+except UserError as exc:  # one line, no traceback, non-zero exit
+    sys.exit(f"bnb-matrix: {exc.line()}")
+
+INSTALL = os.environ.get("BNB_MATRIX_INSTALL") or PROFILE.install
+RESULTS = Path(os.environ.get("BNB_MATRIX_RESULTS", ROOT / "results"))
+# One results file per nox invocation: every session of this run appends to it.
+os.environ.setdefault("BNB_MATRIX_RUN_ID", measure.new_run_id(measure.runner_facts()["slug"]))
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"  # warm re-runs reuse each cell's venv; installs are then no-ops
+nox.options.sessions = ["probe", "site"]
+
+PAIRS = [nox.param(t, b, id=f"torch='{t}', bnb='{b}'") for t, b in PROFILE.pairs()]
+
+
+@nox.session(venv_params=["--system-site-packages"] if INSTALL == "system" else [])
+@nox.parametrize(("torch", "bnb"), PAIRS)
+def probe(session: nox.Session, torch: str, bnb: str) -> None:
+    """Install one (torch, bitsandbytes) pair in its own venv and probe every recipe of the profile."""
+    force = "--force" in session.posargs
+    python = Path(session.virtualenv.location) / "bin" / "python"
+    installer = "uv" if session.venv_backend == "uv" else "pip"
+    session.log(f"profile {PROFILE.name}, install {INSTALL} with {installer}, results -> {RESULTS}")
+    try:
+        measure.measure_pair(python, AXES, PROFILE, torch, bnb, RESULTS, os.environ["BNB_MATRIX_RUN_ID"],
+                             installer=installer, install=INSTALL, force=force, log=session.log)
+    except UserError as exc:
+        session.error(exc.line())
+
+
+@nox.session
+def site(session: nox.Session) -> None:
+    """Aggregate results/ and build the static site into public/ (mkdocs build --strict)."""
+    session.install("-e", ".")
+    session.run("python", "-m", "matrix", "site", "--results", str(RESULTS), *session.posargs)
+
+
+@nox.session
+def serve(session: nox.Session) -> None:
+    """Preview the site locally (mkdocs serve) after generating its pages."""
+    session.install("-e", ".")
+    session.run("python", "-m", "matrix", "site", "--results", str(RESULTS), "--serve", *session.posargs)
+
+
+@nox.session(python=False)
+def clean(session: nox.Session) -> None:
+    """Remove generated pages and the built site (never results/)."""
+    for path in (ROOT / "public", ROOT / "site" / "generated"):
+        shutil.rmtree(path, ignore_errors=True)
