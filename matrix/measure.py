@@ -258,7 +258,9 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
         base = {"run_id": run_id, "schema": records.SCHEMA_VERSION,
                 "requested": {"torch": torch, "bnb": bnb, "transformers": transformers, "install": install,
                               "installer": installer, "runner": runner["slug"],
-                              "torch_source": "system image" if install == "system" else "venv"}}
+                              "torch_source": "system image" if install == "system" else "venv",
+                              # e.g. "slim wheel: only the cpu and cuda130 binaries" (scripts/slim_wheel.py)
+                              "note": os.environ.get("BNB_MATRIX_INSTALL_NOTE", "")}}
         started = time.monotonic()
         ok, install_log = install_cell(python, axes.torch_builds[torch], bnb, transformers, install, installer)
         log(f"install {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")

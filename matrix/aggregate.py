@@ -1,0 +1,320 @@
+"""Aggregation: records -> tidy frame, latest result per cell x recipe x shape x budget with its history, a verdict
+per cell, and the measured effect of each recipe against `plain`.
+
+Pure functions over pandas frames; the only I/O is `load()` (reads results/**/*.jsonl through
+`matrix.records.read_results`). Never imports torch. Every output is sorted on a full key, so the result does not
+depend on file or line order and aggregating twice gives the same frames.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+from packaging.version import InvalidVersion, Version
+
+from matrix import urls
+from matrix.records import Record, read_results
+
+CELL = ["runner", "torch", "bnb", "transformers"]
+KEY = CELL + ["recipe", "shape", "budget"]
+FAILED = ("fail", "crash", "timeout")
+VERDICTS = ("works", "works-with-fix", "fails", "not-measured")
+BASELINE = "plain"
+
+# Columns every frame has, in this order; keys found in the records' nested groups follow, sorted.
+BASE_COLUMNS = [
+    "runner", "runner_kind", "runner_gpu_name", "runner_cpu_model", "runner_compute_capability", "runner_driver",
+    "torch", "bnb", "transformers", "recipe", "shape", "budget_gib", "budget", "outcome", "stage",
+    "signature", "warnings", "error_type", "error_message", "stderr_tail", "skip_reason", "exit_code",
+    "timestamp", "date", "run_id", "fingerprint", "schema", "cell_path",
+    "time_load_s", "time_forward_s", "mem_gpu_load_peak_mib", "mem_gpu_forward_peak_mib", "mem_footprint_mib",
+    "check_rel_error", "check_placement",
+]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Everything the pages and exports are made from.
+
+    frame:    one row per record (tidy), sorted on KEY then time.
+    latest:   one row per KEY, the newest record, plus history: first_seen, last_seen, runs, outcomes, flaky.
+    verdicts: one row per cell: verdict, fixes, last measured, runner facts, cell_path.
+    pairs:    one row per (recipe != plain, cell, shape, budget) measured for both: the change and the deltas.
+    effects:  one row per recipe != plain: counts of each change and median deltas where both passed.
+    problems: 'file:line: what' for every line that could not be used (and other data defects).
+    """
+
+    frame: pd.DataFrame
+    latest: pd.DataFrame
+    verdicts: pd.DataFrame
+    pairs: pd.DataFrame
+    effects: pd.DataFrame
+    problems: tuple[str, ...]
+
+
+def version_key(text: Any) -> tuple:
+    """Sort key for versions: PEP 440 order where parseable ('0.10' after '0.9'), text order otherwise."""
+    try:
+        return (0, Version(str(text)), "")
+    except InvalidVersion:
+        return (1, Version("0"), str(text))
+
+
+def budget_label(budget_gib: float | None) -> str:
+    """'' for the whole card, else the budget in GiB without trailing zeros ('6', '7.5')."""
+    if budget_gib is None or pd.isna(budget_gib):
+        return ""
+    return f"{float(budget_gib):g}"
+
+
+def _scalar(value: Any) -> Any:
+    """Nested values (lists, dicts) become canonical JSON text so every cell of the frame is a scalar."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=True)
+    return value
+
+
+def _signature_functions() -> tuple[Callable[[Record], str | None], Callable[[str], list[str]]] | None:
+    """matrix.signatures' classifier and warning finder, or None while that module is not there."""
+    try:
+        from matrix import signatures
+    except ImportError:
+        return None
+    return signatures.classify_record, signatures.find_warnings
+
+
+def record_row(record: Record, classify: Callable[[Record], str | None] | None = None,
+               find_warnings: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
+    """Flatten one record into one tidy row (see the Data page for the columns)."""
+    runner, req = record.runner, record.requested
+    row: dict[str, Any] = {
+        "runner": str(runner.get("slug", "")), "torch": str(req.get("torch", "")), "bnb": str(req.get("bnb", "")),
+        "transformers": str(req.get("transformers", "")), "recipe": record.recipe, "shape": record.shape,
+        "budget_gib": float(record.budget_gib) if record.budget_gib is not None else float("nan"),
+        "budget": budget_label(record.budget_gib), "outcome": record.outcome, "stage": record.stage,
+        "error_type": record.error_type, "error_message": record.error_message, "stderr_tail": record.stderr_tail,
+        "skip_reason": record.skip_reason, "exit_code": record.exit_code, "timestamp": record.timestamp,
+        "run_id": record.run_id, "fingerprint": record.fingerprint, "schema": record.schema,
+    }
+    for key, value in runner.items():
+        if key != "slug":
+            row[f"runner_{key}"] = _scalar(value)
+    for key, value in req.items():
+        if key not in ("torch", "bnb", "transformers"):
+            row[f"requested_{key}"] = _scalar(value)
+    row.update({f"version_{k}": _scalar(v) for k, v in record.versions.items()})
+    row.update({f"time_{k}_s": v for k, v in record.timings_s.items()})
+    row.update({f"mem_{k}_mib": v for k, v in record.memory_mib.items()})
+    row.update({f"check_{k}": _scalar(v) for k, v in record.checks.items()})
+    row["env"] = _scalar(record.env) if record.env else ""
+    row["cell_path"] = urls.cell_path(*record.cell_key)
+    signature = classify(record) if classify and record.outcome in FAILED else None
+    row["signature"] = signature or ""
+    found = find_warnings(record.stderr_tail) if find_warnings and record.outcome == "pass" else []
+    row["warnings"] = " ".join(sorted(set(found)))
+    row["_order"] = record.to_json()
+    return row
+
+
+def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | None = None,
+         find_warnings: Callable[[str], list[str]] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """One row per record, sorted on KEY, time, then the record's own JSON (so input order never matters).
+
+    Exact duplicate records count once. Returns the frame and the problems found (duplicates, bad timestamps).
+    """
+    problems: list[str] = []
+    rows = [record_row(r, classify, find_warnings) for r in records]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=BASE_COLUMNS + ["_order"])
+    for column in BASE_COLUMNS:
+        if column not in frame:
+            frame[column] = float("nan") if column.startswith(("time_", "mem_")) or column == "budget_gib" else ""
+    frame = frame[BASE_COLUMNS + sorted(set(frame.columns) - set(BASE_COLUMNS) - {"_order"}) + ["_order"]]
+    duplicates = frame.duplicated("_order")
+    if duplicates.any():
+        problems.append(f"{int(duplicates.sum())} exact duplicate record(s) counted once")
+        frame = frame[~duplicates]
+    stamps = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
+    for _, bad in frame[stamps.isna()].iterrows():
+        problems.append(f"record {bad['run_id']} {bad['recipe']}/{bad['shape']} in {bad['cell_path']}: "
+                        f"timestamp {bad['timestamp']!r} is not ISO 8601; sorted as oldest")
+    frame = frame.assign(time=stamps, date=stamps.dt.strftime("%Y-%m-%d").fillna(""))
+    frame = frame.sort_values(KEY + ["time", "run_id", "_order"], na_position="first", kind="mergesort")
+    return frame.drop(columns="_order").reset_index(drop=True), problems
+
+
+def latest_with_history(frame: pd.DataFrame) -> pd.DataFrame:
+    """The newest record per KEY plus its history: first_seen, last_seen, runs, outcomes (oldest first), flaky."""
+    if frame.empty:
+        return frame.assign(first_seen="", last_seen="", runs=0, outcomes="", flaky=False)
+    groups = frame.groupby(KEY, sort=True, dropna=False)
+    history = groups.agg(first_seen=("date", "first"), last_seen=("date", "last"), runs=("outcome", "size"),
+                         outcomes=("outcome", lambda s: " ".join(s)),
+                         distinct=("outcome", "nunique")).reset_index()
+    history["flaky"] = history.pop("distinct") > 1
+    latest = groups.tail(1).merge(history, on=KEY, how="left", validate="one_to_one")
+    return latest.sort_values(KEY, kind="mergesort").reset_index(drop=True)
+
+
+def _cell_verdict(rows: pd.DataFrame) -> tuple[str, list[str]]:
+    """Verdict and fixing recipes of one cell from its latest whole-card (un-budgeted) rows."""
+    rows = rows[(rows["budget"] == "") & (rows["outcome"] != "skip")]
+    if rows.empty:
+        return "not-measured", []
+    shapes = sorted(rows["shape"].unique())
+    passing = {s: set(rows[(rows["shape"] == s) & (rows["outcome"] == "pass")]["recipe"]) for s in shapes}
+    if all(BASELINE in passing[s] for s in shapes):
+        return "works", []
+    if any(not passing[s] for s in shapes):
+        return "fails", []
+    broken = [s for s in shapes if BASELINE not in passing[s]]
+    everywhere = set.intersection(*(passing[s] for s in broken))
+    fixes = everywhere or set.union(*(passing[s] for s in broken))
+    return "works-with-fix", sorted(fixes - {BASELINE})
+
+
+def _text(value: Any) -> str:
+    """A frame value as text, '' for missing (NaN/None)."""
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def cell_verdicts(latest: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-measured'), fixes (recipes that made
+    the failing shapes pass; all of them pass on every such shape when one exists), shapes, last measured, runner."""
+    columns = CELL + ["verdict", "fixes", "shapes", "records", "runs", "first_seen", "last_measured",
+                      "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
+    out = []
+    for cell, rows in latest.groupby(CELL, sort=True):
+        verdict, fixes = _cell_verdict(rows)
+        first = rows.iloc[0]
+        out.append(dict(zip(CELL, cell), verdict=verdict, fixes=" ".join(fixes),
+                        shapes=" ".join(sorted(rows["shape"].unique())), records=len(rows),
+                        runs=int(rows["runs"].sum()), first_seen=rows["first_seen"].min(),
+                        last_measured=rows["last_seen"].max(), runner_kind=_text(first["runner_kind"]),
+                        runner_gpu_name=_text(first["runner_gpu_name"]),
+                        runner_cpu_model=_text(first["runner_cpu_model"]), cell_path=first["cell_path"]))
+    return sort_cells(pd.DataFrame(out, columns=columns))
+
+
+def sort_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sort on runner, then versions in PEP 440 order (newest torch/bnb last)."""
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    order = sorted(range(len(frame)), key=lambda i: (
+        frame["runner"].iat[i], version_key(frame["torch"].iat[i]), version_key(frame["bnb"].iat[i]),
+        version_key(frame["transformers"].iat[i])))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def change(before: str, after: str) -> str:
+    """How a recipe's outcome compares with plain's: fail->pass, pass->fail, both-pass or both-fail."""
+    if before == "pass":
+        return "both-pass" if after == "pass" else "pass->fail"
+    return "fail->pass" if after == "pass" else "both-fail"
+
+
+DELTAS = {"load_peak_mib": "mem_gpu_load_peak_mib", "forward_peak_mib": "mem_gpu_forward_peak_mib",
+          "load_s": "time_load_s"}
+
+
+def fix_pairs(latest: pd.DataFrame) -> pd.DataFrame:
+    """Pair every recipe's latest result with plain's in the same cell, shape and budget (skips left out)."""
+    measured = latest[latest["outcome"] != "skip"]
+    keep = KEY + ["outcome", "last_seen"] + list(DELTAS.values())
+    plain = measured[measured["recipe"] == BASELINE][keep].drop(columns="recipe")
+    other = measured[measured["recipe"] != BASELINE][keep + ["cell_path"]]
+    pairs = other.merge(plain, on=CELL + ["shape", "budget"], suffixes=("", "_plain"), validate="many_to_one")
+    pairs["plain_outcome"] = pairs.pop("outcome_plain")
+    pairs["change"] = [change(b, a) for b, a in zip(pairs["plain_outcome"], pairs["outcome"])]
+    for name, column in DELTAS.items():
+        pairs[f"delta_{name}"] = pd.to_numeric(pairs[column], errors="coerce") - pd.to_numeric(
+            pairs[f"{column}_plain"], errors="coerce")
+    columns = ["recipe"] + CELL + ["shape", "budget", "plain_outcome", "outcome", "change", "last_seen",
+                                   "last_seen_plain", "cell_path"] + [f"delta_{n}" for n in DELTAS]
+    order = sorted(range(len(pairs)), key=lambda i: (pairs["recipe"].iat[i], pairs["runner"].iat[i],
+                   version_key(pairs["torch"].iat[i]), version_key(pairs["bnb"].iat[i]),
+                   version_key(pairs["transformers"].iat[i]), pairs["shape"].iat[i], pairs["budget"].iat[i]))
+    return pairs[columns].iloc[order].reset_index(drop=True)
+
+
+def fix_effects(pairs: pd.DataFrame, recipes: Iterable[str] = ()) -> pd.DataFrame:
+    """Per recipe: cells, pairs, fail->pass, pass->fail, both-pass, both-fail, and the median deltas (recipe minus
+    plain) of load-peak and forward-peak GPU memory and load time over the pairs where both passed."""
+    names = sorted(set(pairs["recipe"]) | set(recipes) - {BASELINE})
+    out = []
+    for name in names:
+        mine = pairs[pairs["recipe"] == name]
+        both = mine[mine["change"] == "both-pass"]
+        counts = mine["change"].value_counts()
+        row: dict[str, Any] = {"recipe": name, "cells": int(mine[CELL].drop_duplicates().shape[0]),
+                               "pairs": len(mine)}
+        for label in ("fail->pass", "pass->fail", "both-pass", "both-fail"):
+            row[label] = int(counts.get(label, 0))
+        for delta in DELTAS:
+            values = both[f"delta_{delta}"].dropna()
+            row[f"median_delta_{delta}"] = float(values.median()) if len(values) else float("nan")
+        out.append(row)
+    columns = ["recipe", "cells", "pairs", "fail->pass", "pass->fail", "both-pass", "both-fail"] + [
+        f"median_delta_{d}" for d in DELTAS]
+    return pd.DataFrame(out, columns=columns)
+
+
+def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipes: Iterable[str] = (),
+              classify: Callable[[Record], str | None] | None = None,
+              find_warnings: Callable[[str], list[str]] | None = None,
+              use_signatures: bool = True) -> Aggregate:
+    """Build every aggregate from records. `problems` (e.g. RecordProblem from reading) are carried along as text,
+    sorted; `recipes` adds recipes with no records yet to the effects table. Signatures come from
+    matrix.signatures unless `classify`/`find_warnings` are given or `use_signatures` is False."""
+    if use_signatures and classify is None and find_warnings is None:
+        found = _signature_functions()
+        if found:
+            classify, find_warnings = found
+    frame, own = tidy(records, classify, find_warnings)
+    latest = latest_with_history(frame)
+    pairs = fix_pairs(latest)
+    return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest), pairs=pairs,
+                     effects=fix_effects(pairs, recipes),
+                     problems=tuple(sorted(str(p) for p in problems)) + tuple(own))
+
+
+def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True) -> Aggregate:
+    """Read every results/**/*.jsonl and aggregate. Malformed lines are skipped and reported (file:line) in
+    `problems` and, with `warn`, printed as warnings on stderr. Raises ResultsError if the dir is missing."""
+    records, problems = read_results(Path(results_dir))
+    agg = aggregate(records, problems, recipes)
+    if warn:
+        for problem in agg.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    return agg
+
+
+def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The tidy frame as published: internal columns dropped, timestamps as given in the records."""
+    return frame.drop(columns=["time"], errors="ignore")
+
+
+def exports(agg: Aggregate) -> dict[str, bytes]:
+    """The files published under /data/: results.csv and results.json (tidy records) and matrix.json (a verdict
+    per cell with its URL). Deterministic bytes for the same records."""
+    tidy_frame = export_frame(agg.frame)
+    csv = tidy_frame.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+    records = json.loads(tidy_frame.to_json(orient="records", double_precision=10))
+    cells = []
+    for row in agg.verdicts.to_dict(orient="records"):
+        row["fixes"] = row["fixes"].split() if row["fixes"] else []
+        row["shapes"] = row["shapes"].split() if row["shapes"] else []
+        row["url"] = urls.absolute(row["cell_path"])
+        cells.append(row)
+    matrix = {"schema": 1, "cells": cells, "verdicts": list(VERDICTS)}
+
+    def dump(data: Any) -> bytes:
+        return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
+
+    return {"results.csv": csv.encode("utf-8"), "results.json": dump(records), "matrix.json": dump(matrix)}
