@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 from packaging.version import InvalidVersion, Version
@@ -162,21 +163,21 @@ def latest_with_history(frame: pd.DataFrame) -> pd.DataFrame:
     return latest.sort_values(KEY, kind="mergesort").reset_index(drop=True)
 
 
-def _cell_verdict(rows: pd.DataFrame) -> tuple[str, list[str]]:
-    """Verdict and fixing recipes of one cell from its latest whole-card (un-budgeted) rows."""
+def _cell_verdict(rows: pd.DataFrame) -> tuple[str, list[str], list[str]]:
+    """Verdict, fixing recipes and the shapes it rests on, from one cell's latest whole-card (un-budgeted) rows."""
     rows = rows[(rows["budget"] == "") & (rows["outcome"] != "skip")]
     if rows.empty:
-        return "not-measured", []
+        return "not-measured", [], []
     shapes = sorted(rows["shape"].unique())
     passing = {s: set(rows[(rows["shape"] == s) & (rows["outcome"] == "pass")]["recipe"]) for s in shapes}
     if all(BASELINE in passing[s] for s in shapes):
-        return "works", []
+        return "works", [], shapes
     if any(not passing[s] for s in shapes):
-        return "fails", []
+        return "fails", [], shapes
     broken = [s for s in shapes if BASELINE not in passing[s]]
     everywhere = set.intersection(*(passing[s] for s in broken))
     fixes = everywhere or set.union(*(passing[s] for s in broken))
-    return "works-with-fix", sorted(fixes - {BASELINE})
+    return "works-with-fix", sorted(fixes - {BASELINE}), shapes
 
 
 def _text(value: Any) -> str:
@@ -186,15 +187,16 @@ def _text(value: Any) -> str:
 
 def cell_verdicts(latest: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-measured'), fixes (recipes that made
-    the failing shapes pass; all of them pass on every such shape when one exists), shapes, last measured, runner."""
+    the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card shapes the
+    verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
     columns = CELL + ["verdict", "fixes", "shapes", "records", "runs", "first_seen", "last_measured",
                       "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
     out = []
     for cell, rows in latest.groupby(CELL, sort=True):
-        verdict, fixes = _cell_verdict(rows)
+        verdict, fixes, shapes = _cell_verdict(rows)
         first = rows.iloc[0]
         out.append(dict(zip(CELL, cell), verdict=verdict, fixes=" ".join(fixes),
-                        shapes=" ".join(sorted(rows["shape"].unique())), records=len(rows),
+                        shapes=" ".join(shapes), records=len(rows),
                         runs=int(rows["runs"].sum()), first_seen=rows["first_seen"].min(),
                         last_measured=rows["last_seen"].max(), runner_kind=_text(first["runner_kind"]),
                         runner_gpu_name=_text(first["runner_gpu_name"]),
@@ -224,7 +226,8 @@ DELTAS = {"load_peak_mib": "mem_gpu_load_peak_mib", "forward_peak_mib": "mem_gpu
 
 
 def fix_pairs(latest: pd.DataFrame) -> pd.DataFrame:
-    """Pair every recipe's latest result with plain's in the same cell, shape and budget (skips left out)."""
+    """Pair every recipe's latest result with plain's in the same cell, shape and budget (skips left out).
+    Deltas (recipe minus plain) of load-peak, forward-peak GPU memory and load time are set where both passed."""
     measured = latest[latest["outcome"] != "skip"]
     keep = KEY + ["outcome", "last_seen"] + list(DELTAS.values())
     plain = measured[measured["recipe"] == BASELINE][keep].drop(columns="recipe")
@@ -232,9 +235,11 @@ def fix_pairs(latest: pd.DataFrame) -> pd.DataFrame:
     pairs = other.merge(plain, on=CELL + ["shape", "budget"], suffixes=("", "_plain"), validate="many_to_one")
     pairs["plain_outcome"] = pairs.pop("outcome_plain")
     pairs["change"] = [change(b, a) for b, a in zip(pairs["plain_outcome"], pairs["outcome"])]
+    both = pairs["change"] == "both-pass"
     for name, column in DELTAS.items():
-        pairs[f"delta_{name}"] = pd.to_numeric(pairs[column], errors="coerce") - pd.to_numeric(
-            pairs[f"{column}_plain"], errors="coerce")
+        delta = pd.to_numeric(pairs[column], errors="coerce") - pd.to_numeric(pairs[f"{column}_plain"],
+                                                                              errors="coerce")
+        pairs[f"delta_{name}"] = delta.where(both)  # a failed run's memory and time say little: both passed only
     columns = ["recipe"] + CELL + ["shape", "budget", "plain_outcome", "outcome", "change", "last_seen",
                                    "last_seen_plain", "cell_path"] + [f"delta_{n}" for n in DELTAS]
     order = sorted(range(len(pairs)), key=lambda i: (pairs["recipe"].iat[i], pairs["runner"].iat[i],
@@ -250,14 +255,13 @@ def fix_effects(pairs: pd.DataFrame, recipes: Iterable[str] = ()) -> pd.DataFram
     out = []
     for name in names:
         mine = pairs[pairs["recipe"] == name]
-        both = mine[mine["change"] == "both-pass"]
         counts = mine["change"].value_counts()
         row: dict[str, Any] = {"recipe": name, "cells": int(mine[CELL].drop_duplicates().shape[0]),
                                "pairs": len(mine)}
         for label in ("fail->pass", "pass->fail", "both-pass", "both-fail"):
             row[label] = int(counts.get(label, 0))
         for delta in DELTAS:
-            values = both[f"delta_{delta}"].dropna()
+            values = mine[f"delta_{delta}"].dropna()
             row[f"median_delta_{delta}"] = float(values.median()) if len(values) else float("nan")
         out.append(row)
     columns = ["recipe", "cells", "pairs", "fail->pass", "pass->fail", "both-pass", "both-fail"] + [
@@ -269,9 +273,10 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
               classify: Callable[[Record], str | None] | None = None,
               find_warnings: Callable[[str], list[str]] | None = None,
               use_signatures: bool = True) -> Aggregate:
-    """Build every aggregate from records. `problems` (e.g. RecordProblem from reading) are carried along as text,
-    sorted; `recipes` adds recipes with no records yet to the effects table. Signatures come from
-    matrix.signatures unless `classify`/`find_warnings` are given or `use_signatures` is False."""
+    """Build every aggregate from records. `problems` (e.g. RecordProblem from reading) are carried along as text
+    in the order read (files sorted, then by line); `recipes` adds recipes with no records yet to the effects
+    table. Signatures come from matrix.signatures unless `classify`/`find_warnings` are given or `use_signatures`
+    is False."""
     if use_signatures and classify is None and find_warnings is None:
         found = _signature_functions()
         if found:
@@ -281,7 +286,7 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
     pairs = fix_pairs(latest)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest), pairs=pairs,
                      effects=fix_effects(pairs, recipes),
-                     problems=tuple(sorted(str(p) for p in problems)) + tuple(own))
+                     problems=tuple(str(p) for p in problems) + tuple(own))
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True) -> Aggregate:

@@ -36,9 +36,12 @@ def _label(row: pd.Series) -> str:
 
 
 def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
-    """One cell: peak GPU memory at load and at forward per recipe x shape x budget (CPU RSS on CPU runners).
-    Bars of runs that did not pass are hatched and labelled with their outcome."""
+    """One cell: peak GPU memory at load and at forward per recipe x shape (CPU RSS on CPU runners), whole-card
+    runs only when there are any (budgets have their own chart). Bars of runs that did not pass are hatched and
+    labelled with their outcome."""
     rows = rows[rows["outcome"] != "skip"]
+    if (rows["budget"] == "").any():
+        rows = rows[rows["budget"] == ""]
     gpu = ["mem_gpu_load_peak_mib", "mem_gpu_forward_peak_mib"]
     series = [c for c in gpu if c in rows and rows[c].notna().any()]
     if not series and "mem_cpu_peak_rss_mib" in rows and rows["mem_cpu_peak_rss_mib"].notna().any():
@@ -63,15 +66,15 @@ def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
     ax.set_xticklabels([_label(r) for _, r in rows.iterrows()], fontsize=7)
     ax.set_ylabel("MiB")
     ax.set_title("Peak memory by recipe")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig)
 
 
 def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
     """One cell: peak GPU memory at load against the emulated VRAM budget, a line per recipe, the marker shows the
-    outcome at that budget (circle pass, cross failed)."""
+    outcome at that budget (circle pass, cross failed). None unless at least two budgets were measured."""
     rows = rows[(rows["budget"] != "") & (rows["outcome"] != "skip")]
-    if rows.empty:
+    if rows["budget_gib"].nunique() < 2:  # one budget is a dot per recipe: the recipe chart says it better
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for recipe, mine in rows.groupby("recipe", sort=True):
@@ -82,31 +85,40 @@ def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
             marker, _ = OUTCOME_MARKERS.get(outcome, ("X", "black"))
             ax.scatter([x], [0 if pd.isna(y) else y], marker=marker, color=line.get_color(), s=40, zorder=3)
     budgets = sorted(rows["budget_gib"].unique())
+    top = pd.to_numeric(rows["mem_gpu_load_peak_mib"], errors="coerce").max()
     ax.plot(budgets, [b * 1024 for b in budgets], linestyle=":", color="grey", label="budget")
+    if pd.notna(top) and top > 0:
+        ax.set_ylim(0, top * 1.25)  # keep the data readable; the budget line is clipped where it runs above
     ax.set_xlabel("emulated VRAM budget (GiB); circle = pass, cross = failed")
     ax.set_ylabel("GPU peak at load (MiB)")
     ax.set_title("Peak GPU memory by VRAM budget")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig)
 
 
 def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:
-    """One runner: load time of passing whole-card runs against the bitsandbytes version, a line per
-    torch build x recipe x shape."""
-    rows = rows[(rows["outcome"] == "pass") & (rows["budget"] == "")]
-    if rows.empty or rows["time_load_s"].isna().all():
+    """One runner: load time of passing whole-card runs against the bitsandbytes version, a panel per shape and a
+    line per recipe through the median over torch builds (each build's value is a faint dot). None unless at
+    least two versions passed."""
+    rows = rows[(rows["outcome"] == "pass") & (rows["budget"] == "") & rows["time_load_s"].notna()]
+    if rows["bnb"].nunique() < 2:  # a single version is a dot, not a trend
         return None
     versions = sorted(rows["bnb"].unique(), key=version_key)
     position = {v: i for i, v in enumerate(versions)}
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(versions) + 3), 3.4))
-    for (torch, recipe, shape), mine in rows.groupby(["torch", "recipe", "shape"], sort=True):
-        mine = mine.assign(x=mine["bnb"].map(position)).sort_values("x")
-        ax.plot(mine["x"], pd.to_numeric(mine["time_load_s"], errors="coerce"), marker="o",
-                label=f"{recipe} · {shape} · torch {torch}")
-    ax.set_xticks(range(len(versions)))
-    ax.set_xticklabels(versions)
-    ax.set_xlabel("bitsandbytes")
-    ax.set_ylabel("load time (s)")
-    ax.set_title("Load time by bitsandbytes version (passing runs)")
-    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    rows = rows.assign(x=rows["bnb"].map(position), y=pd.to_numeric(rows["time_load_s"], errors="coerce"))
+    shapes = sorted(rows["shape"].unique())
+    fig, axes = plt.subplots(1, len(shapes), figsize=(max(4.5, 0.8 * len(versions) + 2) * len(shapes), 3.2),
+                             squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        mine = rows[rows["shape"] == shape]
+        for recipe, runs in mine.groupby("recipe", sort=True):
+            median = runs.groupby("x")["y"].median().sort_index()
+            (line,) = ax.plot(median.index, median.values, marker="o", label=recipe)
+            ax.scatter(runs["x"], runs["y"], color=line.get_color(), alpha=0.25, s=12)
+        ax.set_xticks(range(len(versions)))
+        ax.set_xticklabels(versions, fontsize=7)
+        ax.set_xlabel("bitsandbytes")
+        ax.set_title(f"{shape}: load time (s), passing runs", fontsize=9)
+    axes[0][0].set_ylabel("seconds (line: median over torch builds)")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig)

@@ -110,8 +110,19 @@ def local_torch_wheel(build: TorchBuild, dirs: list[str]) -> Path | None:
     return None
 
 
+def present_versions(python: Path, names: tuple[str, ...] = ("torch", "bitsandbytes", "transformers")) -> dict:
+    """Versions of `names` the venv's interpreter sees (system site packages included)."""
+    code = ("import importlib.metadata as m, json, sys\nout = {}\nfor n in sys.argv[1:]:\n"
+            "    try: out[n] = m.version(n)\n    except m.PackageNotFoundError: pass\nprint(json.dumps(out))")
+    proc = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True)
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        return {}
+
+
 def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
-                     installer: str, constraints: Path) -> list[list[str]]:
+                     installer: str, constraints: Path, present: dict | None = None) -> list[list[str]]:
     """The install commands for one cell (pure: nothing runs here).
 
     online: torch from a local wheel of that exact build if one is on disk, else from the build's index;
@@ -123,8 +134,11 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
             else [str(python), "-m", "pip", "install", "--disable-pip-version-check"])
     links = [arg for d in wheelhouses() for arg in ("--find-links", d)]
     if mode == "system":
-        wanted = [f"bitsandbytes=={bnb}"] + ([] if transformers == "system" else [f"transformers=={transformers}"])
-        return [base + ["--no-deps"] + (["--no-index"] if links else []) + links + wanted]
+        # uv does not look at system site packages, so what the image already has at the asked version is left out
+        present = present or {}
+        wanted = [f"{name}=={version}" for name, version in (("bitsandbytes", bnb), ("transformers", transformers))
+                  if version != "system" and present.get(name) != version]
+        return [base + ["--no-deps"] + (["--no-index"] if links else []) + links + wanted] if wanted else []
     if mode == "offline":
         if not links:
             from matrix.errors import UserError
@@ -149,6 +163,21 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
     return [torch_cmd, rest]
 
 
+def link_host_site_packages(python: Path) -> None:
+    """System mode: make the cell venv see the packages of the interpreter running nox, through a .pth file.
+
+    `--system-site-packages` is not enough where the image's own Python is itself a venv (torch in
+    /opt/torch/.venv, say): a venv made from it sees the base interpreter's site-packages, not the image's.
+    The venv's own site-packages still come first, so the cell's bitsandbytes wins over any in the image.
+    """
+    import site
+
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    paths = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    Path(purelib, "_bnb_matrix_system.pth").write_text("\n".join(paths) + "\n")
+
+
 def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
                  installer: str) -> tuple[bool, str]:
     """Run the install commands; (ok, log). A failure is data: the caller records pip's/uv's reason."""
@@ -158,7 +187,10 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
         constraints.write_text(f"torch=={build.version}+{build.variant}\n" if build.variant and mode != "system"
                                else "")
         log = []
-        for cmd in install_commands(python, build, bnb, transformers, mode, installer, constraints):
+        if mode == "system":
+            link_host_site_packages(python)
+        present = present_versions(python) if mode == "system" else {}
+        for cmd in install_commands(python, build, bnb, transformers, mode, installer, constraints, present):
             log.append("$ " + " ".join(cmd))
             proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
             log += [proc.stdout[-4000:], proc.stderr[-8000:]]

@@ -282,6 +282,10 @@ def run_recipe(job: dict, result_path: Path) -> int:
         import torch
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+        t = time.monotonic()
+        import bitsandbytes  # noqa: F401 - already imported on CPU runners; first import here on GPU runners
+
+        out["timings_s"]["imports_recipe"] = round(time.monotonic() - t, 3)
         recipe, shape, budget = job["recipe"], job["shape"], job.get("budget_gib")
         out["checks"]["start_method"] = job["start_method"]
         out["memory_mib"]["cpu_rss_before"] = _rss_mib()
@@ -412,8 +416,12 @@ def _run_spawned(job: dict, result_path: Path, log_path: Path, env: dict, timeou
 # ----------------------------------------------------------------------------------------------------------
 # The cell: imports once, then one process per recipe
 
-def _import_stack() -> tuple[dict, str, float, BaseException | None]:
-    """Import torch / transformers / bitsandbytes with fd 2 captured; (versions, import log, seconds, error)."""
+def _import_stack(with_bnb: bool = True) -> tuple[dict, str, float, BaseException | None]:
+    """Import torch / transformers (/ bitsandbytes) with fd 2 captured; (versions, import log, seconds, error).
+
+    On GPU runners bitsandbytes is left to each recipe process: its import initialises CUDA, and a parent
+    holding a CUDA context cannot fork.
+    """
     log = tempfile.TemporaryFile()
     saved = os.dup(2)
     sys.stderr.flush()
@@ -431,9 +439,10 @@ def _import_stack() -> tuple[dict, str, float, BaseException | None]:
         import accelerate
 
         versions["accelerate"] = accelerate.__version__
-        import bitsandbytes
+        if with_bnb:
+            import bitsandbytes
 
-        versions["bitsandbytes"] = getattr(bitsandbytes, "__version__", "")
+            versions["bitsandbytes"] = getattr(bitsandbytes, "__version__", "")
     except BaseException as exc:  # noqa: BLE001 - an import failure is the finding
         error = exc
         traceback.print_exc()
@@ -445,7 +454,7 @@ def _import_stack() -> tuple[dict, str, float, BaseException | None]:
     log.seek(0)
     text = log.read().decode("utf-8", "replace")
     sys.stderr.write(text)  # still visible in the nox log
-    if "bitsandbytes" not in versions:
+    if "bitsandbytes" not in versions or "torch" not in versions:
         from importlib import metadata
 
         for dist, key in (("bitsandbytes", "bitsandbytes"), ("transformers", "transformers"), ("torch", "torch")):
@@ -468,7 +477,7 @@ def probe_cell(spec: dict, out: Path) -> int:
 
     t_process = time.monotonic()
     runner = runner_facts()
-    versions, import_log, import_s, import_error = _import_stack()
+    versions, import_log, import_s, import_error = _import_stack(with_bnb=runner["kind"] != "gpu")
     if versions.get("torch_cuda"):
         runner["cuda_runtime"] = versions["torch_cuda"]
     ckpt, ckpt_s, ckpt_error = None, 0.0, None

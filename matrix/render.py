@@ -9,14 +9,16 @@ specials as entities). Files are written only when their content changed; stale 
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import posixpath
 import re
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
@@ -88,6 +90,15 @@ def sci(value: Any) -> str:
     except (TypeError, ValueError):
         return ""
     return "" if pd.isna(number) else f"{number:.2g}"
+
+
+def peak_memory(row: dict[str, Any]) -> str:
+    """Peak memory of a row for a table: 'load / forward' GPU MiB, or the CPU peak RSS on CPU runners."""
+    load, forward = num(row.get("mem_gpu_load_peak_mib"), 0), num(row.get("mem_gpu_forward_peak_mib"), 0)
+    if load or forward:
+        return f"{load or '?'} / {forward or '?'}"
+    rss = num(row.get("mem_cpu_peak_rss_mib"), 0)
+    return f"{rss} RSS" if rss else ""
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -250,6 +261,20 @@ def _grid(verdicts: pd.DataFrame, extra_bnb: Iterable[str]) -> dict[str, Any]:
     return {"columns": columns, "rows": rows}
 
 
+_CHARTS: dict[str, bytes | None] = {}
+
+
+def _chart(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> bytes | None:
+    """`draw(rows)`, remembered by content: drawing dominates render time, and `mkdocs serve` regenerates on every
+    edit in the same process, so unchanged data is not drawn twice."""
+    key = hashlib.sha256((draw.__name__ + rows.to_json(orient="split", date_format="iso")).encode()).hexdigest()
+    if key not in _CHARTS:
+        if len(_CHARTS) > 4096:
+            _CHARTS.clear()
+        _CHARTS[key] = draw(rows)
+    return _CHARTS[key]
+
+
 class Site:
     """Gathers each page's context from the aggregates and renders it; `files()` returns every output file."""
 
@@ -259,7 +284,17 @@ class Site:
         self.env = environment(site_dir)
         self.runners = _runner_facts(agg)
         self.recipes = dict(axes.recipes) if axes is not None else {}
+        fix_pages = set(self.recipes) | set(agg.latest["recipe"])
+        # Link only to pages that exist, whatever the catalogue or records name.
+        self.env.globals.update(
+            signatures=self.catalogue, known_error=lambda slug: slug if slug in self.catalogue else "unclassified",
+            has_fix_page=lambda name: name in fix_pages)
         self.out: dict[str, bytes] = {}
+        self._frame_by_cell = dict(tuple(agg.frame.groupby(CELL, sort=True))) if len(agg.frame) else {}
+        self._latest_by_cell = dict(tuple(agg.latest.groupby(CELL, sort=True))) if len(agg.latest) else {}
+        self._passing: dict[tuple, set[str]] = {}  # (cell..., shape, budget) -> recipes that passed there
+        for row in _records(agg.latest[agg.latest["outcome"] == "pass"]):
+            self._passing.setdefault(tuple(row[k] for k in CELL + ["shape", "budget"]), set()).add(row["recipe"])
 
     def page(self, path: str, template: str, **context: Any) -> None:
         """Render `template` into the page at site path `path` ('' = home, 'cells/x/' = cells/x/index.md)."""
@@ -312,25 +347,25 @@ class Site:
 
     def cell(self, cell: dict[str, Any]) -> None:
         path = cell["cell_path"]
-        match = (self.agg.frame[CELL] == pd.Series({k: cell[k] for k in CELL})).all(axis=1)
-        latest_match = (self.agg.latest[CELL] == pd.Series({k: cell[k] for k in CELL})).all(axis=1)
-        history = self.agg.frame[match].sort_values(["time", "run_id", "recipe", "shape", "budget"],
-                                                    ascending=[False, False, True, True, True], kind="mergesort")
-        latest = self.agg.latest[latest_match]
+        key = tuple(cell[k] for k in CELL)
+        history = self._frame_by_cell[key].sort_values(["time", "run_id", "recipe", "shape", "budget"],
+                                                       ascending=[False, False, True, True, True], kind="mergesort")
+        latest = self._latest_by_cell[key]
         newest = history.iloc[0]
         versions = {c.removeprefix("version_"): newest[c] for c in history.columns
                     if c.startswith("version_") and isinstance(newest[c], str) and newest[c]}
         charts_md = []
-        for name, svg, alt in (("memory.svg", charts.memory_by_recipe(latest), "Peak memory by recipe"),
-                               ("budget.svg", charts.memory_by_budget(latest), "Peak GPU memory by VRAM budget")):
+        for name, svg, alt in (("memory.svg", _chart(charts.memory_by_recipe, latest), "Peak memory by recipe"),
+                               ("budget.svg", _chart(charts.memory_by_budget, latest),
+                                "Peak GPU memory by VRAM budget")):
             if svg:
                 self.out[path + name] = svg
                 charts_md.append({"file": name, "alt": alt})
-        self.page(path, "cell.md.j2", cell=cell, rows=_records(latest), history=_records(history),
+        self.page(path, "cell.md.j2", cell=cell, rows=[dict(r, peak=peak_memory(r)) for r in _records(latest)],
+                  history=_records(history),
                   failures=_records(latest[latest["outcome"].isin(FAILED)]), versions=versions,
                   runner=self.runners[cell["runner"]], charts=charts_md,
-                  command=reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"]),
-                  signatures=self.catalogue)
+                  command=reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"]))
 
     def fixes(self) -> None:
         effects = {r["recipe"]: r for r in _records(self.agg.effects)}
@@ -355,14 +390,15 @@ class Site:
         pairs = self.agg.pairs[(self.agg.pairs["recipe"] == recipe) & (self.agg.pairs["change"] == "fail->pass")]
         plain = self.agg.latest[self.agg.latest["recipe"] == BASELINE]
         hit = plain.merge(pairs[CELL + ["shape", "budget"]], on=CELL + ["shape", "budget"])
-        counts = hit["signature"].replace("", "unclassified").value_counts().sort_index()
+        counts = hit["signature"].map(lambda s: s if s in self.catalogue else "unclassified").value_counts()
+        counts = counts.sort_index()
         return [{"slug": s, "count": int(c)} for s, c in counts.items()]
 
     def runner_pages(self) -> None:
         for slug, runner in self.runners.items():
             path = urls.runner_path(slug)
             rows = self.agg.latest[self.agg.latest["runner"] == slug]
-            chart = charts.load_time_by_bnb(rows)
+            chart = _chart(charts.load_time_by_bnb, rows)
             if chart:
                 self.out[path + "load-time.svg"] = chart
             self.page(path, "runner.md.j2", runner=runner, chart=bool(chart),
@@ -371,12 +407,11 @@ class Site:
 
     def _evidence(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows where a signature occurred, each with the recipes that passed in the same cell, shape, budget."""
-        passing = self.agg.latest[self.agg.latest["outcome"] == "pass"]
+        where = CELL + ["shape", "budget"]
         out = []
         for row in _records(rows):
-            same = passing[(passing[CELL + ["shape", "budget"]] == pd.Series(
-                {k: row[k] for k in CELL + ["shape", "budget"]})).all(axis=1)]
-            out.append(dict(row, passed_with=sorted(set(same["recipe"]) - {row["recipe"]})))
+            passed = self._passing.get(tuple(row[k] for k in where), set())
+            out.append(dict(row, passed_with=sorted(passed - {row["recipe"]})))
         return out
 
     def _fix_stats(self, hits: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -401,7 +436,7 @@ class Site:
         for slug in slugs:
             sig = self.catalogue.get(slug)
             if sig is not None and getattr(sig, "kind", "") == "warning":
-                hits = latest[latest["warnings"].str.split().apply(lambda ws, s=slug: s in ws)]
+                hits = latest[latest["warnings"].map(lambda ws, s=slug: s in str(ws).split()).astype(bool)]
             elif slug == "unclassified":
                 hits = failed[failed["signature"].isin(["", "unclassified"])]
             else:

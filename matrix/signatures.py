@@ -162,7 +162,8 @@ class _Reader:
             raise self.fail(f"{where}.priority", f"is {priority!r}", "an integer from 0 to 100")
         sources = self.strings(raw, "patterns", where)
         if not sources and slug not in RESERVED:
-            raise self.fail(f"{where}.patterns", "is empty", f"at least one pattern (only {', '.join(RESERVED)} may have none)")
+            raise self.fail(f"{where}.patterns", "is empty",
+                            f"at least one pattern (only {', '.join(RESERVED)} may have none)")
         patterns = tuple(self.pattern(s, f"{where}.patterns[{i}]") for i, s in enumerate(sources))
         references = self.strings(raw, "references", where)
         for i, url in enumerate(references):

@@ -1,0 +1,531 @@
+"""The error-signature catalogue and the classifier: real messages, near misses, root causes, hostile input."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from matrix.errors import UserError
+from matrix.records import iter_file
+from matrix.signatures import (CRASH, DEFAULT_CATALOGUE, RECIPES, TIMEOUT, UNCLASSIFIED, Fix, Signature, classify,
+                               classify_record, default_catalogue, find_warnings, load_catalogue, normalise)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# ---------------------------------------------------------------------------------------------------------
+# Real message samples, at least two per signature, each with where it was seen. Texts are as users pasted
+# them (trimmed); the classifier gets them as the exception message with no stderr.
+SAMPLES: dict[str, list[tuple[str, str]]] = {
+    "native-library-missing": [
+        ("RuntimeError: Configured CUDA binary not found at /home/ubuntu/src/bnb/bitsandbytes/libbitsandbytes_cuda118.so",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/pull/1615"),
+        ("Could not find the bitsandbytes CUDA binary at PosixPath('/usr/local/lib/python3.10/dist-packages/"
+         "bitsandbytes-0.43.2.dev0-py3.10-linux-x86_64.egg/bitsandbytes/libbitsandbytes_cuda121.so')",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1190"),
+        ("\n🚨 CUDA VERSION MISMATCH 🚨\nRequested CUDA version:          11.8\nDetected PyTorch CUDA version:   11.8\n"
+         "Available pre-compiled versions: \n  - 12.4\n",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/pull/1615"),
+        ("CUDA SETUP: Required library version not found: libbitsandbytes_cuda118.so.\nMaybe you need to compile it "
+         "from source?", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/487"),
+        ("bitsandbytes library load error: Configured CUDA binary not found at .../libbitsandbytes_cuda132.dll",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1848"),
+    ],
+    "cuda-runtime-missing": [
+        ("Could not load bitsandbytes native library: libcusparse.so.11: cannot open shared object file: "
+         "No such file or directory", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1452"),
+        ("OSError: libnvJitLink.so.13: cannot open shared object file: No such file or directory",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1905"),
+        ("CUDA SETUP ERROR: Missing dependency: libnvJitLink.so.13",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1905"),
+    ],
+    "cuda-setup-failed": [
+        ("RuntimeError: \n        CUDA Setup failed despite GPU being available. Please run the following command to "
+         "get more information:\n\n        python -m bitsandbytes\n",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/966"),
+        ("RuntimeError: \n        CUDA Setup failed despite GPU being available. Inspect the CUDA SETUP outputs above "
+         "to fix your environment!", "https://github.com/LianjiaTech/BELLE/issues/376"),
+        ("CUDA Setup failed despite CUDA being available. Please run the following command to get more "
+         "information:", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1614"),
+        ("CUDA SETUP: Setup Failed!", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/463"),
+    ],
+    "compiled-without-gpu": [
+        ("UserWarning: The installed version of bitsandbytes was compiled without GPU support. 8-bit optimizers, "
+         "8-bit multiplication, and GPU quantization are unavailable.",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/719"),
+        ("'NoneType' object has no attribute 'cadam32bit_grad_fp32'",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/853"),
+        ("function 'cadam32bit_grad_fp32' not found", "https://github.com/oobabooga/textgen/issues/3128"),
+    ],
+    "no-kernel-image": [
+        ("Error no kernel image is available for execution on the device at line 167 in file "
+         "D:\\ai\\tool\\bitsandbytes\\csrc\\ops.cu", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/310"),
+        ("RuntimeError: CUDA error: no kernel image is available for execution on the device",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/48"),
+    ],
+    "invalid-device-function": [
+        ("Error invalid device function at line 508 in file "
+         "/home/surfingtech/alpaca-lora-main/bitsandbytes-main/csrc/ops.cu", "https://github.com/tloen/alpaca-lora/issues/320"),
+        ("Error invalid device function at line 679 in file /bitsandbytes/csrc/ops.hip",
+         "https://github.com/ROCm/bitsandbytes/issues/29"),
+        ("CUDA error: invalid device function", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/342"),
+    ],
+    "named-symbol-not-found": [
+        ("Error named symbol not found at line 116 in file bitsandbytes/csrc/ops.cu",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/382"),
+        ("Error named symbol not found at line 74 in file /mmfs1/gscratch/zlab/timdettmers/git/bitsandbytes/csrc/ops.cu",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/791"),
+    ],
+    "cuda-oom": [
+        ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 8.00 GiB total "
+         "capacity; 7.06 GiB already allocated; 0 bytes free; 7.29 GiB reserved in total by PyTorch)",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/307"),
+        ("RuntimeError: CUDA out of memory. Tried to allocate 3.20 GiB (GPU 0; 22.20 GiB total capacity; "
+         "18.38 GiB already allocated; 2.83 GiB free; 18.46 GiB reserved in total by PyTorch)",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/102"),
+    ],
+    "cpu-oom": [
+        ("RuntimeError: [enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: can't allocate memory: you\n"
+         "tried to allocate 268435456 bytes. Error code 12 (Cannot allocate memory)",
+         "https://github.com/huggingface/transformers/issues/23016"),
+        ("RuntimeError: [enforce fail at ..\\c10\\core\\CPUAllocator.cpp:72] data. DefaultCPUAllocator: not enough "
+         "memory: you tried to allocate 16777216 bytes. Buy new RAM!", "https://github.com/agemagician/ProtTrans/issues/15"),
+    ],
+    "dispatched-to-cpu": [
+        ("ValueError: Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM to fit the "
+         "quantized model. If you want to dispatch the model on the CPU or the disk while keeping these modules in "
+         "32-bit, you need to set `llm_int8_enable_fp32_cpu_offload=True` and pass a custom `device_map` to "
+         "`from_pretrained`.", "https://github.com/unslothai/unsloth/issues/1629"),
+        ("ValueError: \n                        Some modules are dispatched on the CPU or the disk. Make sure you have "
+         "enough GPU RAM to fit\n                        the quantized mode l.",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/881"),
+    ],
+    "bnb-too-old": [
+        ("ImportError: Using `bitsandbytes` 4-bit quantization requires bitsandbytes: "
+         "`pip install -U bitsandbytes>=0.46.1`", "https://github.com/SuperDataScience-Community/ai-engineering/issues/9"),
+        ("ImportError: Using `bitsandbytes` 4-bit quantization requires the latest version of bitsandbytes: "
+         "`pip install -U bitsandbytes`", "https://github.com/SuperDataScience-Community/ai-engineering/issues/9"),
+        ("ValueError: 4 bit quantization requires bitsandbytes>=0.39.0 - please upgrade your bitsandbytes version",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/815"),
+        ("ImportError: Using `bitsandbytes` 8-bit quantization requires Accelerate: `pip install accelerate` and the "
+         "latest version of bitsandbytes: `pip install -i https://pypi.org/simple/ bitsandbytes`",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1213"),
+        ("AttributeError: module 'bitsandbytes.nn' has no attribute 'Linear4bit'",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/416"),
+    ],
+    "bnb-not-installed": [
+        ("ModuleNotFoundError: No module named 'bitsandbytes'", "https://github.com/gpustack/gpustack/issues/1963"),
+        ("importlib.metadata.PackageNotFoundError: No package metadata was found for bitsandbytes",
+         "https://github.com/huggingface/diffusers/issues/3194"),
+    ],
+    "accelerate-missing": [
+        ("ImportError: Using `low_cpu_mem_usage=True` or a `device_map` requires Accelerate: "
+         "`pip install 'accelerate>=0.26.0'`", "https://github.com/miaoshouai/ComfyUI-Miaoshouai-Tagger/issues/47"),
+        ("ImportError: Using `low_cpu_mem_usage=True` or a `device_map` requires Accelerate: `pip install accelerate`",
+         "https://github.com/QwenLM/Qwen3/issues/173"),
+        # transformers/quantizers/quantizer_bnb_4bit.py (validate_environment), rendered
+        ("ImportError: Using `bitsandbytes` 4-bit quantization requires Accelerate: `pip install 'accelerate>=0.26.0'`",
+         "https://github.com/huggingface/transformers/blob/main/src/transformers/quantizers/quantizer_bnb_4bit.py"),
+    ],
+    "no-gpu": [
+        ("RuntimeError: No GPU found. A GPU is needed for quantization.",
+         "https://github.com/hiyouga/LlamaFactory/issues/4369"),
+        ("AssertionError: Torch not compiled with CUDA enabled",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1254"),
+    ],
+    "device-not-supported": [
+        ("None of the available devices `available_devices = None` are supported by the bitsandbytes version you have "
+         "installed: `bnb_supported_devices = {'xpu', '\"cpu\" (needs an Intel CPU and intel_extension_for_pytorch "
+         "installed and compatible with the PyTorch version)', 'cuda'}`.",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1627"),
+        # transformers/integrations/bitsandbytes.py (validate_bnb_backend_availability)
+        ("No supported devices found for bitsandbytes",
+         "https://github.com/huggingface/transformers/blob/main/src/transformers/integrations/bitsandbytes.py"),
+    ],
+    "cpu-needs-nf4": [
+        # bitsandbytes/backends/cpu/ops.py, the torch._check in quantize_4bit
+        ("RuntimeError: quant_type must be nf4 on CPU, got fp4",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/main/bitsandbytes/backends/cpu/ops.py"),
+        # bitsandbytes/backends/xpu/ops.py carries the same check (and wording) for Intel GPUs
+        ("torch._check(quant_type == \"nf4\", ...) -> RuntimeError: quant_type must be nf4 on CPU, got fp4",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/main/bitsandbytes/backends/xpu/ops.py"),
+    ],
+    "to-not-supported": [
+        ("ValueError: `.to` is not supported for `4-bit` or `8-bit` bitsandbytes models. Please use the model as it is, "
+         "since the model has already been set to the correct devices and casted to the correct `dtype`.",
+         "https://github.com/zai-org/GLM-4-Voice/issues/152"),
+        ("`.to` is not supported for `4-bit` or `8-bit` models.", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/547"),
+        ("ValueError: You cannot cast a bitsandbytes model in a new `dtype`. Make sure to load the model using "
+         "`from_pretrained` using the desired `dtype` by passing the correct `dtype` argument.",
+         "https://github.com/huggingface/transformers/blob/main/src/transformers/modeling_utils.py"),
+    ],
+    "crash": [
+        ("Fatal Python error: Segmentation fault\n\nCurrent thread 0x0000763bcdcde1c0 (most recent call first):",
+         "https://github.com/sgl-project/sglang/issues/3778"),
+        ("python test_bigdl_7B.py\nSegmentation fault (core dumped)", "https://github.com/intel/ipex-llm/issues/8939"),
+    ],
+}
+
+WARNING_SAMPLES: dict[str, list[tuple[str, str]]] = {
+    "slow-fp32-compute": [
+        ("UserWarning: Input type into Linear4bit is torch.float16, but bnb_4bit_compute_dtype=torch.float32 "
+         "(default). This will lead to slow inference or training speed.\n  warnings.warn(",
+         "https://github.com/bigcode-project/bigcode-evaluation-harness/issues/192"),
+        ("UserWarning: Input type into Linear4bit is torch.float16, but bnb_4bit_compute_type=torch.float32 (default). "
+         "This will lead to slow inference or training speed.", "https://github.com/h2oai/h2ogpt/pull/682"),
+    ],
+    "bnb-cuda-version-override": [
+        ("WARNING: BNB_CUDA_VERSION=124 environment variable detected; loading libbitsandbytes_cuda124.so.\n"
+         "This can be used to load a bitsandbytes version that is different from the PyTorch CUDA version.",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1559"),
+        ("WARNING: BNB_CUDA_VERSION=121 environment variable detected; loading libbitsandbytes_cuda121_nocublaslt121.so.",
+         "https://github.com/unslothai/unsloth/issues/412"),
+    ],
+}
+
+# Texts that mention the words of a signature without being that failure: (text, slug it must NOT get, why).
+NEAR_MISSES = [
+    ("RuntimeError: [enforce fail at alloc_cpu.cpp:73] . DefaultCPUAllocator: can't allocate memory: you tried to "
+     "allocate 116813856768 bytes. Error code 12 (Cannot allocate memory)", "cuda-oom", "host RAM, not the GPU"),
+    ("RuntimeError: MPS backend out of memory (MPS allocated: 9.03 GB, other allocations: 1.2 GB)", "cuda-oom",
+     "Apple GPU"),
+    ("Out of memory: Killed process 4242 (python) total-vm:81234567kB", "cuda-oom", "the kernel's OOM killer"),
+    ("CUDA SETUP: Loading binary /usr/local/lib/python3.10/dist-packages/bitsandbytes/libbitsandbytes_cuda118.so...",
+     "native-library-missing", "a passing log naming the library path"),
+    ("Loading bitsandbytes native library from: /venv/lib/python3.12/site-packages/bitsandbytes/libbitsandbytes_cuda126.so",
+     "native-library-missing", "bitsandbytes' debug line on a good load"),
+    ("CUDA_SETUP: WARNING! libcudart.so not found in any environmental path. Searching in backup paths...",
+     "cuda-runtime-missing", "a search step that usually succeeds later"),
+    ("ModuleNotFoundError: No module named 'bitsandbytes.cuda_setup.paths'", "bnb-not-installed",
+     "installed but broken, not missing"),
+    ("warning: one possible reason is that llama.cpp was compiled without GPU support", "compiled-without-gpu",
+     "llama.cpp, not bitsandbytes"),
+    ("RuntimeError: Not compiled with GPU support", "compiled-without-gpu", "a detectron2/pytorch3d extension"),
+    ("CUDA SETUP: Required library version not found: libsbitsandbytes_cpu.so. Maybe you need to compile it from source?",
+     "native-library-missing", "legacy Windows: a CPU-only torch, not a missing CUDA binary"),
+    ("AttributeError: 'NoneType' object has no attribute 'cuda'", "cuda-setup-failed", "ordinary user-code bug"),
+    ("Input type into Linear4bit is torch.bfloat16, compute dtype torch.bfloat16", "slow-fp32-compute",
+     "no slowdown here"),
+]
+
+
+def catalogue() -> dict[str, Signature]:
+    return default_catalogue()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the catalogue itself
+
+
+def test_catalogue_loads_with_required_slugs() -> None:
+    cat = load_catalogue()
+    required = {"native-library-missing", "cuda-runtime-missing", "cuda-setup-failed", "compiled-without-gpu",
+                "no-kernel-image", "invalid-device-function", "named-symbol-not-found", "cuda-oom",
+                "dispatched-to-cpu", "bnb-too-old", "bnb-not-installed", "no-gpu", "cpu-needs-nf4",
+                "to-not-supported", "slow-fp32-compute", "crash", "timeout", "unclassified"}
+    assert required <= set(cat)
+    assert cat["slow-fp32-compute"].kind == "warning"
+    assert all(isinstance(f, Fix) for s in cat.values() for f in s.fixes)
+
+
+def test_slugs_are_kebab_case_and_unique() -> None:
+    raw = tomllib.loads(DEFAULT_CATALOGUE.read_text(encoding="utf-8"))["signatures"]
+    slugs = list(raw)
+    assert len(slugs) == len(set(slugs))
+    for slug in slugs:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug), slug
+        assert len(slug) <= 40
+    # a slug is also a path segment of its permanent URL
+    from matrix.urls import error_path
+    assert all(error_path(s) == f"errors/{s}/" for s in slugs)
+
+
+def test_fix_recipes_name_measured_recipes() -> None:
+    named = [f.recipe for s in catalogue().values() for f in s.fixes if f.recipe]
+    assert named, "some fixes are measured recipes"
+    assert set(named) <= set(RECIPES) == {"plain", "seed-fix", "nf4-bf16", "cpu-offload"}
+
+
+def test_every_signature_is_documented() -> None:
+    for sig in catalogue().values():
+        assert sig.title and sig.cause and sig.fixes, sig.slug
+        assert 2 <= len(re.findall(r"[.!?](\s|$)", sig.cause)) <= 4, sig.slug  # 2-4 sentences
+        assert all(url.startswith("https://") for url in sig.references), sig.slug
+        if sig.slug not in (TIMEOUT, UNCLASSIFIED):
+            assert sig.references and sig.messages, sig.slug
+
+
+def test_every_catalogue_message_classifies_to_its_own_signature() -> None:
+    for sig in catalogue().values():
+        for message in sig.messages:
+            if sig.kind == "error":
+                assert classify("", message) == sig.slug, (sig.slug, message)
+            else:
+                assert sig.slug in find_warnings(message), (sig.slug, message)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# real samples and near misses
+
+
+def test_every_signature_has_two_real_samples() -> None:
+    have = {**SAMPLES, **WARNING_SAMPLES}
+    for slug in catalogue():
+        if slug in (TIMEOUT, UNCLASSIFIED):
+            continue  # given by outcome / as the fallback: see test_outcome_rules
+        assert len(have.get(slug, [])) >= 2, f"{slug} needs two real samples"
+        assert all(url.startswith("https://github.com/") for _, url in have[slug])
+        assert len({text for text, _ in have[slug]}) == len(have[slug])
+
+
+@pytest.mark.parametrize("slug,text,url", [(s, t, u) for s, items in SAMPLES.items() for t, u in items],
+                         ids=[f"{s}-{i}" for s, items in SAMPLES.items() for i in range(len(items))])
+def test_real_sample_classifies(slug: str, text: str, url: str) -> None:
+    assert classify("", text) == slug, url
+    assert classify("", "", stderr=text) == slug, url  # the same text printed to stderr
+
+
+@pytest.mark.parametrize("slug,text,url", [(s, t, u) for s, items in WARNING_SAMPLES.items() for t, u in items],
+                         ids=[f"{s}-{i}" for s, items in WARNING_SAMPLES.items() for i in range(len(items))])
+def test_real_warning_sample_found(slug: str, text: str, url: str) -> None:
+    assert find_warnings(text) == [slug], url
+    assert classify("", text) == UNCLASSIFIED  # a warning alone is not an error
+
+
+@pytest.mark.parametrize("text,forbidden,why", NEAR_MISSES, ids=[f"not-{f}-{i}" for i, (_, f, _) in enumerate(NEAR_MISSES)])
+def test_near_miss(text: str, forbidden: str, why: str) -> None:
+    assert classify("", text) != forbidden, why
+    assert forbidden not in find_warnings(text), why
+
+
+def test_near_misses_mostly_fall_through() -> None:
+    falls = [classify("", t) for t, _, _ in NEAR_MISSES]
+    assert falls.count(UNCLASSIFIED) >= len(NEAR_MISSES) - 3
+    assert classify("", NEAR_MISSES[0][0]) == "cpu-oom"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# root cause over generic re-raise
+
+
+ROOT_CAUSE_STDERR = (
+    "Could not find the bitsandbytes CUDA binary at PosixPath('/venv/lib/python3.12/site-packages/bitsandbytes/"
+    "libbitsandbytes_cuda130.so')\nThe installed version of bitsandbytes was compiled without GPU support.\n")
+
+
+def test_generic_reraise_yields_to_stderr_root_cause() -> None:
+    generic = "Something when wrong when trying to find file."
+    assert classify("RuntimeError", generic) == UNCLASSIFIED
+    assert classify("RuntimeError", generic, ROOT_CAUSE_STDERR) == "native-library-missing"
+
+
+def test_weight_conversion_rerase_yields_to_the_report_above_it() -> None:
+    # transformers 5 logs a LOAD REPORT (with ANSI bold) and then re-raises this generic error
+    generic = ("We encountered some issues during automatic conversion of the weights. For details look at the "
+               "`CONVERSION` entries of the above report!")
+    report = ("\x1b[1mLlamaForCausalLM LOAD REPORT\x1b[0m from: /tmp/tiny\n| CONVERSION | model.layers.0.mlp | "
+              "RuntimeError: Configured CUDA binary not found at /venv/bitsandbytes/libbitsandbytes_cuda131.so |\n")
+    assert classify("RuntimeError", generic) == UNCLASSIFIED
+    assert classify("RuntimeError", generic, report) == "native-library-missing"
+    oom_report = report.replace("RuntimeError: Configured CUDA binary not found at /venv/bitsandbytes/"
+                                "libbitsandbytes_cuda131.so", "torch.OutOfMemoryError: CUDA out of memory.")
+    assert classify("RuntimeError", generic, oom_report) == "cuda-oom"
+
+
+def test_specific_cause_beats_the_umbrella_error() -> None:
+    umbrella = "CUDA Setup failed despite GPU being available. Please run the following command to get more information"
+    assert classify("RuntimeError", umbrella) == "cuda-setup-failed"
+    assert classify("RuntimeError", umbrella,
+                    "libcusparse.so.11: cannot open shared object file: No such file or directory") == "cuda-runtime-missing"
+    assert classify("AttributeError", "'NoneType' object has no attribute 'cquantize_blockwise_fp16_nf4'",
+                    ROOT_CAUSE_STDERR) == "native-library-missing"
+
+
+def test_cpu_only_torch_beats_the_cpu_library_warning() -> None:
+    # bitsandbytes #397: the CPU-library warning is a symptom; torch without CUDA is the cause
+    stderr = ("CUDA SETUP: Required library version not found: libsbitsandbytes_cpu.so. Maybe you need to compile "
+              "it from source?\nUserWarning: The installed version of bitsandbytes was compiled without GPU support.")
+    assert classify("AssertionError", "Torch not compiled with CUDA enabled", stderr) == "no-gpu"
+
+
+def test_exception_breaks_priority_ties() -> None:
+    cat = catalogue()
+    assert cat["cuda-oom"].priority == cat["dispatched-to-cpu"].priority
+    oom, dispatched = SAMPLES["cuda-oom"][0][0], SAMPLES["dispatched-to-cpu"][0][0]
+    assert classify("", oom, stderr=dispatched) == "cuda-oom"
+    assert classify("", dispatched, stderr=oom) == "dispatched-to-cpu"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# outcomes and records
+
+
+def test_outcome_rules() -> None:
+    assert classify("", "", outcome="timeout") == TIMEOUT
+    assert classify("RuntimeError", "CUDA out of memory.", outcome="timeout") == TIMEOUT  # killed: the timeout is the fact
+    assert classify("Signal", "recipe process died with SIGKILL", outcome="crash") == CRASH
+    assert classify("Signal", "died", "torch.OutOfMemoryError: CUDA out of memory.", outcome="crash") == "cuda-oom"
+    assert classify("RuntimeError", "boom") == UNCLASSIFIED
+    assert classify("", "") == UNCLASSIFIED
+
+
+def test_fixture_records() -> None:
+    records = [r for r in iter_file(FIXTURES / "records.jsonl")]
+    assert all(not isinstance(r, Exception) for r in records)
+    by_outcome: dict[str, set] = {}
+    for r in records:
+        by_outcome.setdefault(r.outcome, set()).add(classify_record(r))
+    assert by_outcome["pass"] == {None} and by_outcome["skip"] == {None}
+    assert by_outcome["crash"] == {CRASH} and by_outcome["timeout"] == {TIMEOUT}
+    # (a superset: other engineers may add fixture records)
+    assert by_outcome["fail"] >= {"bnb-too-old", UNCLASSIFIED, "native-library-missing", "cuda-oom"}
+    cpu_old = next(r for r in records if r.versions.get("bitsandbytes") == "0.45.5")
+    assert classify_record(cpu_old) == "bnb-too-old"
+    # transformers words "missing" and "too old" the same; the record's installed versions tell them apart
+    missing = dataclasses.replace(cpu_old, versions={**cpu_old.versions, "bitsandbytes": None})
+    assert classify_record(missing) == "bnb-not-installed"
+
+
+def test_classify_record_tolerates_odd_objects() -> None:
+    class Odd:
+        outcome = "fail"
+        error_type = None
+        error_message = b"CUDA out of memory"
+        stderr_tail = 12345
+        versions = "not a dict"
+
+    assert classify_record(Odd()) == "cuda-oom"
+    assert classify_record(object()) == UNCLASSIFIED
+
+
+def test_find_warnings_on_passing_stderr() -> None:
+    stderr = ("Loading checkpoint shards: 100%|##########| 2/2\n/venv/lib/python3.11/site-packages/bitsandbytes/nn/"
+              "modules.py:451: UserWarning: Input type into Linear4bit is torch.float16, but bnb_4bit_compute_dtype="
+              "torch.float32 (default). This will lead to slow inference or training speed.\n  warnings.warn(\n")
+    assert find_warnings(stderr) == ["slow-fp32-compute"]
+    assert find_warnings("") == []
+    assert find_warnings(None) == []  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hostile input
+
+
+def test_normalise() -> None:
+    assert normalise("\x1b[31mValueError\x1b[0m:  `.to`\n  is 'not'") == "ValueError: .to is not"
+    assert normalise(None) == "" and normalise(b"\xff\xfeabc").endswith("abc")
+    assert len(normalise("x" * 200_000, 1000)) == 1000
+
+
+def test_ansi_coloured_traceback_still_matches() -> None:
+    coloured = ("\x1b[0;31mOutOfMemoryError\x1b[0m: CUDA out of memory. Tried to allocate 20.00 MiB\n"
+                "\\u001b[38;5;241m  File x\\u001b[39m")
+    assert classify("", coloured) == "cuda-oom"
+
+
+@pytest.mark.parametrize("text", [
+    "\ud800\udfff lone surrogates \udcff Configured CUDA binary not found",
+    "\x00\x01\x02" * 1000,
+    "(" * 50_000 + "a" * 50_000,
+    "Some modules are dispatched" + " " * 100_000 + "on the CPU",
+    "could not find module " + "x" * 200_000,
+    "libbitsandbytes_" + "w" * 100_000 + ".so",
+    "a" * 5_000_000,
+], ids=["surrogates", "control-chars", "open-parens", "wide-gap", "long-module-path", "long-library-name", "5MB"])
+def test_never_raises_and_stays_fast(text: str) -> None:
+    start = time.perf_counter()
+    slug = classify("E" * 10_000, text, text, "fail")
+    find_warnings(text)
+    assert isinstance(slug, str) and slug in catalogue()
+    assert time.perf_counter() - start < 2.0
+
+
+def test_huge_stderr_is_capped_to_its_tail() -> None:
+    stderr = "CUDA out of memory.\n" + "noise line\n" * 100_000 + "Configured CUDA binary not found at /x.so\n"
+    assert classify("RuntimeError", "generic", stderr) == "native-library-missing"  # the OOM is beyond the cap
+
+
+def test_random_text_never_raises() -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=150, deadline=None)
+    @hypothesis.given(st.text(), st.text(), st.text(), st.sampled_from(["fail", "crash", "timeout", "pass", "x"]))
+    def check(error_type: str, message: str, stderr: str, outcome: str) -> None:
+        assert classify(error_type, message, stderr, outcome) in catalogue()
+        assert set(find_warnings(stderr)) <= set(catalogue())
+
+    check()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a malformed catalogue: one line, naming the file and key, saying what is allowed
+
+GOOD = '''schema = 1
+[signatures.crash]
+title = "t"
+kind = "error"
+patterns = ["segmentation fault"]
+cause = "c."
+[[signatures.crash.fixes]]
+title = "f"
+[signatures.timeout]
+title = "t"
+cause = "c."
+[[signatures.timeout.fixes]]
+title = "f"
+[signatures.unclassified]
+title = "t"
+cause = "c."
+[[signatures.unclassified.fixes]]
+title = "f"
+'''
+
+
+def test_minimal_catalogue_loads(tmp_path: Path) -> None:
+    path = tmp_path / "sig.toml"
+    path.write_text(GOOD)
+    cat = load_catalogue(path)
+    assert list(cat) == ["crash", "timeout", "unclassified"]
+    assert classify("", "Segmentation fault", catalogue=cat) == "crash"
+
+
+@pytest.mark.parametrize("edit,key", [
+    (lambda t: t.replace('patterns = ["segmentation fault"]', 'patterns = ["(unclosed"]'), "signatures.crash.patterns[0]"),
+    (lambda t: t.replace('patterns = ["segmentation fault"]', r'patterns = ["(\\w+)+x"]'), "signatures.crash.patterns[0]"),
+    (lambda t: t.replace('kind = "error"', 'kind = "fatal"'), "signatures.crash.kind"),
+    (lambda t: t.replace('[[signatures.crash.fixes]]\ntitle = "f"',
+                         '[[signatures.crash.fixes]]\ntitle = "f"\nrecipe = "magic"'), "signatures.crash.fixes[0].recipe"),
+    (lambda t: t.replace('[signatures.crash]\ntitle = "t"', '[signatures.crash]\ntitle = ""'), "signatures.crash.title"),
+    (lambda t: t + '[signatures.Bad_Slug]\ntitle = "t"\n', "signatures.Bad_Slug"),
+    (lambda t: t + '[signatures.no-patterns]\ntitle = "t"\ncause = "c."\n[[signatures.no-patterns.fixes]]\ntitle = "f"\n',
+     "signatures.no-patterns.patterns"),
+    (lambda t: t.replace('cause = "c."\n[[signatures.crash', 'cause = "c."\nmessages = ["hello"]\n[[signatures.crash'),
+     "signatures.crash.messages[0]"),
+    (lambda t: t.replace('[signatures.timeout]', '[signatures.timeout-x]\npatterns = ["x"]').replace(
+        'signatures.timeout.fixes', 'signatures.timeout-x.fixes'), "signatures.timeout: is missing"),  # reserved slug
+    (lambda t: t.replace("schema = 1", "schema = 9"), "schema"),
+    (lambda t: t + "[signatures.crash]\ntitle = \"again\"\n", ""),  # a slug defined twice is invalid TOML
+    (lambda t: t.replace('title = "f"', 'title = "f"\nwhat = 1', 1), "signatures.crash.fixes[0].what"),
+    (lambda t: t + "[[[", ""),
+])
+def test_malformed_catalogue_gives_one_line_user_error(tmp_path: Path, edit, key: str) -> None:
+    path = tmp_path / "sig.toml"
+    path.write_text(edit(GOOD))
+    with pytest.raises(UserError) as info:
+        load_catalogue(path)
+    line = str(info.value)
+    assert "\n" not in line
+    assert line.startswith(str(path))
+    assert key in line
+    if key:
+        assert "allowed:" in line
+
+
+def test_missing_catalogue_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        load_catalogue(tmp_path / "nope.toml")
