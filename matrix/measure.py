@@ -43,6 +43,12 @@ class Job:
     fingerprint: str
 
 
+def cell_env() -> dict:
+    """The environment for a cell's installer and probe: the host's, less PYTHONPATH, which would put the
+    host's own packages (nox, say) ahead of the cell venv's."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def new_run_id(runner_slug: str) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return f"{stamp}-{runner_slug}-{random.randrange(16**4):04x}"
@@ -114,11 +120,21 @@ def present_versions(python: Path, names: tuple[str, ...] = ("torch", "bitsandby
     """Versions of `names` the venv's interpreter sees (system site packages included)."""
     code = ("import importlib.metadata as m, json, sys\nout = {}\nfor n in sys.argv[1:]:\n"
             "    try: out[n] = m.version(n)\n    except m.PackageNotFoundError: pass\nprint(json.dumps(out))")
-    proc = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True)
+    proc = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, env=cell_env())
     try:
         return json.loads(proc.stdout)
     except ValueError:
         return {}
+
+
+def uv_binary() -> str:
+    """uv from the host venv's `uv` package (nox may run without that venv on PATH), else from PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv") or "uv"
 
 
 def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
@@ -130,7 +146,7 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
     system: torch (and what else the image has) comes from the system site packages; only bitsandbytes, and
             transformers unless it is "system", are installed, without dependencies.
     """
-    base = ([installer, "pip", "install", "--python", str(python)] if installer == "uv"
+    base = ([uv_binary(), "pip", "install", "--python", str(python)] if installer == "uv"
             else [str(python), "-m", "pip", "install", "--disable-pip-version-check"])
     links = [arg for d in wheelhouses() for arg in ("--find-links", d)]
     if mode == "system":
@@ -192,7 +208,10 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
         present = present_versions(python) if mode == "system" else {}
         for cmd in install_commands(python, build, bnb, transformers, mode, installer, constraints, present):
             log.append("$ " + " ".join(cmd))
-            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=cell_env())
+            except OSError as exc:  # the installer itself is missing: still a record, not a crash
+                return False, "\n".join(log + [f"ERROR: cannot run {cmd[0]}: {exc}"])
             log += [proc.stdout[-4000:], proc.stderr[-8000:]]
             if proc.returncode != 0:
                 return False, "\n".join(log)
@@ -235,7 +254,7 @@ def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list
         stderr_path = Path(tmp) / "stderr.log"
         with open(stderr_path, "wb") as err:
             proc = subprocess.Popen([str(python), str(PROBE), "--spec", str(spec_path), "--out", str(results_file)],
-                                    stderr=err, start_new_session=True)
+                                    stderr=err, start_new_session=True, env=cell_env())
             try:
                 code, timed_out = proc.wait(timeout=limit), False
             except subprocess.TimeoutExpired:
@@ -317,4 +336,4 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
 
 def default_installer() -> str:
     """uv where it is available (much faster), else pip."""
-    return "uv" if shutil.which("uv") else "pip"
+    return "uv" if Path(uv_binary()).exists() or shutil.which("uv") else "pip"

@@ -476,6 +476,10 @@ def probe_cell(spec: dict, out: Path) -> int:
     import records  # matrix/records.py, stdlib only; this script's folder is on sys.path
 
     t_process = time.monotonic()
+    # torch.cuda.is_available() (called by transformers and accelerate at import) otherwise runs
+    # cudaGetDeviceCount, which initialises the driver in this parent and makes forked recipes unsafe;
+    # the NVML-based check answers the same question without touching CUDA.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     runner = runner_facts()
     versions, import_log, import_s, import_error = _import_stack(with_bnb=runner["kind"] != "gpu")
     if versions.get("torch_cuda"):
