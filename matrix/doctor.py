@@ -3,73 +3,193 @@
 It runs the same probe as the matrix (one process per recipe) on a tiny checkpoint it makes itself, classifies
 each failure with the signature catalogue and prints the permanent URLs of the matching cell and error pages,
 then a block to paste into an issue.
+
+Stdlib (and packaging, through measure) only: it runs inside whatever environment the user has, with no pandas
+or jinja. The report is built by pure functions of the records (`format_report`, `paste_block`, `verdict`), so
+it can be tested without torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable
 
-from matrix import measure, records, urls
-from matrix.axes import load_axes, pick_profile
+from matrix import records, urls
+from matrix.signatures import Signature, classify_record, default_catalogue, find_warnings
+
+PASTE_START, PASTE_END = "--- paste into an issue ---", "--- end ---"
+MISSING = "-"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one recipe's record says, ready to print."""
+
+    recipe: str
+    outcome: str  # pass, fail, crash, timeout, skip
+    slug: str = ""  # error signature of a failure
+    title: str = ""  # its title
+    url: str = ""  # its permanent page
+    detail: str = ""  # pass: timing and error; skip: reason; unclassified: the exception line
+    warnings: tuple[str, ...] = ()  # warning signature slugs found in stderr
+
+
+def _versions(found: Iterable[Any]) -> dict[str, Any]:
+    """The installed versions the probe reported (crash fill-in records carry none)."""
+    for rec in found:
+        v = getattr(rec, "versions", None)
+        if isinstance(v, dict) and v:
+            return v
+    return {}
+
+
+def cell_url(runner_slug: str, versions: dict[str, Any]) -> str:
+    """The matrix page of this runner x installed torch build x bitsandbytes x transformers."""
+    return urls.absolute(urls.cell_path(runner_slug or "unknown", versions.get("torch") or "none",
+                                        versions.get("bitsandbytes") or "none", versions.get("transformers") or "none"))
+
+
+def _first_line(text: str, width: int = 160) -> str:
+    line = next((ln.strip() for ln in str(text or "").splitlines() if ln.strip()), "")
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def verdict(rec: Any, catalogue: dict[str, Signature] | None = None) -> Verdict:
+    """Classify one record: the signature, its title and page for failures, timing for passes."""
+    catalogue = catalogue if catalogue is not None else default_catalogue()
+    outcome = str(getattr(rec, "outcome", "") or "fail")
+    recipe = str(getattr(rec, "recipe", "") or "?")
+    warnings = tuple(find_warnings(getattr(rec, "stderr_tail", "") or "", catalogue))
+    if outcome == "skip":
+        return Verdict(recipe, outcome, detail=str(getattr(rec, "skip_reason", "") or ""), warnings=warnings)
+    if outcome == "pass":
+        timings = getattr(rec, "timings_s", None) or {}
+        checks = getattr(rec, "checks", None) or {}
+        parts = []
+        if isinstance(timings.get("load"), (int, float)):
+            parts.append(f"load {timings['load']:.2f} s")
+        if checks.get("rel_error") is not None:
+            parts.append(f"rel. error {checks['rel_error']:.3g}" if isinstance(checks["rel_error"], (int, float))
+                         else f"rel. error {checks['rel_error']}")
+        return Verdict(recipe, outcome, detail=", ".join(parts), warnings=warnings)
+    slug = classify_record(rec) or "unclassified"
+    sig = catalogue.get(slug)
+    detail = ""
+    if slug in ("unclassified", "crash"):
+        error_type = str(getattr(rec, "error_type", "") or "")
+        message = _first_line(getattr(rec, "error_message", "") or "")
+        detail = f"{error_type}: {message}" if error_type and message else (error_type or message)
+    return Verdict(recipe, outcome, slug=slug, title=sig.title if sig else slug,
+                   url=urls.absolute(urls.error_path(slug)), detail=detail, warnings=warnings)
+
+
+def environment_lines(runner: dict[str, Any], versions: dict[str, Any]) -> list[str]:
+    """Two lines: the machine and the installed versions."""
+    machine = runner.get("gpu_name") or runner.get("cpu_model") or "unknown machine"
+    extra = f", driver {runner['driver']}" if runner.get("driver") else ""
+    return [f"runner: {runner.get('slug') or 'unknown'} ({machine}{extra})",
+            f"python {versions.get('python') or '?'}, torch {versions.get('torch') or 'not installed'} "
+            f"(CUDA {versions.get('torch_cuda') or MISSING}), bitsandbytes {versions.get('bitsandbytes') or MISSING}, "
+            f"transformers {versions.get('transformers') or MISSING}, accelerate {versions.get('accelerate') or MISSING}"]
+
+
+def paste_block(verdicts: list[Verdict], runner: dict[str, Any], versions: dict[str, Any]) -> str:
+    """A short fenced block for an issue: environment, one line per recipe with its signature, the cell page."""
+    lines = ["```text", "bnb-matrix doctor", *environment_lines(runner, versions)]
+    for v in verdicts:
+        line = f"{v.recipe}: {v.outcome}"
+        if v.slug:
+            line += f" [{v.slug}] {v.url}"
+        elif v.outcome == "skip" and v.detail:
+            line += f" ({v.detail})"
+        lines.append(line)
+    lines += [f"cell: {cell_url(str(runner.get('slug') or ''), versions)}", "```"]
+    return "\n".join(lines)
+
+
+def format_report(found: list[Any], runner: dict[str, Any] | None = None,
+                  catalogue: dict[str, Signature] | None = None) -> str:
+    """The whole human-readable report for the probe's records."""
+    catalogue = catalogue if catalogue is not None else default_catalogue()
+    runner = runner or next((r.runner for r in found if getattr(r, "runner", None)), {}) or {}
+    versions = _versions(found)
+    verdicts = [verdict(r, catalogue) for r in found]
+    lines = [*environment_lines(runner, versions), ""]
+    if not verdicts:
+        lines.append("no recipe was measured")
+    for v in verdicts:
+        head = f"{v.recipe:<12} {v.outcome.upper():<8}"
+        if v.slug:
+            lines.append(f"{head} {v.title} [{v.slug}]")
+            lines.append(f"{'':<22}{v.url}")
+            if v.detail:
+                lines.append(f"{'':<22}{v.detail}")
+        else:
+            lines.append(f"{head} {v.detail}".rstrip())
+        for slug in v.warnings:
+            sig = catalogue.get(slug)
+            lines.append(f"{'':<22}note: {sig.title if sig else slug} {urls.absolute(urls.error_path(slug))}")
+    lines += ["", f"measured matrix for this combination: {cell_url(str(runner.get('slug') or ''), versions)}", "",
+              PASTE_START, paste_block(verdicts, runner, versions), PASTE_END]
+    return "\n".join(lines)
+
+
+def exit_status(found: list[Any]) -> int:
+    """0 when the plain recipe passed (or, when plain was not run, every recipe run passed); 1 otherwise."""
+    plain = [r for r in found if getattr(r, "recipe", "") == "plain"]
+    if plain:
+        return 0 if all(r.outcome == "pass" for r in plain) else 1
+    ran = [r for r in found if getattr(r, "outcome", "") != "skip"]
+    return 0 if ran and all(r.outcome == "pass" for r in ran) else 1
+
+
+def plan(recipes: Iterable[str], shape: str) -> list[Any]:
+    """One job per recipe on `shape`, no VRAM budget; fingerprints only tie records back to their jobs."""
+    from matrix.measure import Job
+
+    return [Job(recipe, shape, None, f"doctor-{recipe}-{shape}") for recipe in recipes]
 
 
 def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: bool = False,
                timeout_s: int = 300, python: Path | None = None, out=sys.stdout) -> int:
-    """Probe `python` (default: this interpreter). Exit status 0 if the plain recipe passes, 1 otherwise."""
-    from matrix.signatures import classify_record, load_catalogue
+    """Probe `python` (default: this interpreter) and print the report; returns `exit_status`."""
+    from matrix import measure
+    from matrix.axes import load_axes, pick_profile
+    from matrix.errors import UserError
 
     axes = load_axes()
-    profile = pick_profile(axes)
     if shape not in axes.shapes:
-        from matrix.errors import UserError
-
         raise UserError("--shape", f"unknown shape {shape!r}", f"allowed: {', '.join(axes.shapes)}")
-    profile = dataclasses.replace(profile, recipes=tuple(recipes or profile.recipes), shapes=(shape,),
-                                  timeout_s=timeout_s, budget_shapes=())
-    for name in profile.recipes:
+    profile = pick_profile(axes)
+    names = list(dict.fromkeys(recipes or profile.recipes))
+    for name in names:
         if name not in axes.recipes:
-            from matrix.errors import UserError
-
             raise UserError("--recipe", f"unknown recipe {name!r}", f"allowed: {', '.join(axes.recipes)}")
+    profile = dataclasses.replace(profile, recipes=tuple(names), shapes=(shape,), timeout_s=timeout_s,
+                                  budget_shapes=())
     runner = measure.runner_facts()
-    jobs = measure.plan_jobs(axes, profile, runner["slug"], "installed", "installed", "installed", "doctor")
     base = {"run_id": "doctor", "schema": records.SCHEMA_VERSION,
             "requested": {"torch": "installed", "bnb": "installed", "transformers": "installed", "install": "doctor",
                           "installer": "", "runner": runner["slug"], "torch_source": "this environment"}}
+    probe_log = io.StringIO()
     with tempfile.TemporaryDirectory() as tmp:
         out_file = Path(tmp) / "doctor.jsonl"
-        measure.run_probe(Path(python or sys.executable), axes, profile, shape, jobs, base, out_file)
+        # run_probe echoes the probe's whole stderr; the records keep its tail, so the report stays short
+        with contextlib.redirect_stderr(probe_log):
+            measure.run_probe(Path(python or sys.executable), axes, profile, shape, plan(names, shape), base, out_file)
         found = [r for r in records.iter_file(out_file) if isinstance(r, records.Record)]
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in found], indent=1), file=out)
-        return 0 if any(r.recipe == "plain" and r.outcome == "pass" for r in found) else 1
-    catalogue = load_catalogue()
-    v = found[0].versions if found else {}
-    torch_build = v.get("torch") or "not installed"
-    cell = urls.absolute(urls.cell_path(runner["slug"], torch_build, v.get("bitsandbytes") or "none",
-                                        v.get("transformers") or "none"))
-    lines = [f"runner: {runner['slug']} ({runner.get('gpu_name') or runner.get('cpu_model')})",
-             f"python {v.get('python', '?')}, torch {torch_build} (CUDA {v.get('torch_cuda') or '-'}), "
-             f"bitsandbytes {v.get('bitsandbytes') or '-'}, transformers {v.get('transformers') or '-'}, "
-             f"accelerate {v.get('accelerate') or '-'}", ""]
-    for rec in found:
-        verdict = f"{rec.recipe:<12} {rec.outcome.upper():<8}"
-        if rec.outcome == "skip":
-            verdict += f" {rec.skip_reason}"
-        elif rec.outcome != "pass":
-            slug = classify_record(rec) or "unclassified"
-            title = catalogue[slug].title if slug in catalogue else slug
-            verdict += f" {title}\n{'':<22}{urls.absolute(urls.error_path(slug))}"
-        else:
-            verdict += f" load {rec.timings_s.get('load', 0):.2f} s, rel. error {rec.checks.get('rel_error')}"
-        lines.append(verdict)
-    lines += ["", f"measured matrix for this combination: {cell}", "", "--- paste into an issue ---",
-              "```", *[ln for ln in lines[:2]],
-              *[f"{r.recipe}: {r.outcome}" + (f" ({classify_record(r)})" if r.outcome not in ("pass", "skip") else "")
-                for r in found], cell, "```"]
-    print("\n".join(lines), file=out)
-    return 0 if any(r.recipe == "plain" and r.outcome == "pass" for r in found) else 1
+    else:
+        if not _versions(found):  # every recipe died before reporting: ask the interpreter directly
+            present = measure.present_versions(Path(python or sys.executable))
+            found = [dataclasses.replace(r, versions={k: v for k, v in present.items() if v}) for r in found]
+        print(format_report(found, runner), file=out)
+    return exit_status(found)

@@ -6,7 +6,9 @@ plays stderr, so a root cause printed above a generic re-raise still wins. Wired
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import sys
 import textwrap
@@ -77,9 +79,23 @@ def run_explain(text: str, as_json: bool, out: TextIO = sys.stdout) -> int:
     if as_json:
         shown = sig if sig is not None else default_catalogue()[UNCLASSIFIED]
         payload = {"slug": shown.slug, "title": shown.title, "url": urls.absolute(urls.error_path(shown.slug))}
-        print(json.dumps(payload), file=out)
+        shown_text = json.dumps(payload)
     elif sig is None:
-        print(f"no known signature; see {urls.absolute(urls.error_path(UNCLASSIFIED))}", file=out)
+        shown_text = f"no known signature; see {urls.absolute(urls.error_path(UNCLASSIFIED))}"
     else:
-        print(render_text(sig), file=out)
+        shown_text = render_text(sig)
+    try:
+        print(shown_text, file=out)
+        out.flush()
+    except BrokenPipeError:  # `... | python -m matrix explain | head`: the reader left; the exit status still says
+        _silence_stdout(out)
     return 0 if sig is not None else 1
+
+
+def _silence_stdout(out: TextIO) -> None:
+    """Point a closed pipe's file descriptor at /dev/null so the interpreter's final flush does not fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass

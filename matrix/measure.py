@@ -25,6 +25,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from matrix import records
 from matrix.axes import Axes, Profile, TorchBuild
+from matrix.errors import ResultsError, UserError
 from matrix.probe import runner_facts
 
 PROBE = Path(__file__).with_name("probe.py")
@@ -77,6 +78,18 @@ def plan_jobs(axes: Axes, profile: Profile, runner_slug: str, torch: str, bnb: s
                 fp = fingerprint(axes, runner_slug, torch, bnb, transformers, install, recipe, shape, budget)
                 jobs.append(Job(recipe, shape, budget, fp))
     return jobs
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """Fail before installing anything if records could not be written (one line, no traceback)."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(str(results_dir), f"cannot create the results directory ({exc.strerror})",
+                           "set BNB_MATRIX_RESULTS to a writable folder") from None
+    if not os.access(results_dir, os.W_OK | os.X_OK):
+        raise ResultsError(str(results_dir), "results directory is not writable",
+                           "fix its permissions or set BNB_MATRIX_RESULTS to a writable folder")
 
 
 def measured_fingerprints(results_dir: Path) -> set[str]:
@@ -157,8 +170,6 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
         return [base + ["--no-deps"] + (["--no-index"] if links else []) + links + wanted] if wanted else []
     if mode == "offline":
         if not links:
-            from matrix.errors import UserError
-
             raise UserError("install mode offline", "no wheelhouse found",
                             "set BNB_MATRIX_WHEELHOUSE=DIR to a folder of wheels")
         base = base + ["--no-index"] + links
@@ -296,6 +307,7 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
     Jobs already measured with the same fingerprint are skipped unless `force`. Returns the new records.
     """
     install = install or os.environ.get("BNB_MATRIX_INSTALL") or profile.install
+    check_results_dir(results_dir)
     runner = runner_facts()
     results_file = results_dir / f"{run_id}.jsonl"
     measured = set() if force else measured_fingerprints(results_dir)

@@ -269,6 +269,42 @@ def _reference_logits(model, ids):
             del module.forward  # back to the class's forward
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies: a probe (or recipe) whose nox was killed with
+    kill -9 or Ctrl-C must not live on and keep appending records behind the user's back."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the probe's own timeouts still bound it
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _test_hook(hook: str) -> None:
+    """Misbehave on purpose, for the reliability tests (a recipe sets BNB_MATRIX_PROBE_HOOK in its `env`):
+    the failures native code really produces, provoked for real in the recipe process."""
+    if hook == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # read address 0: SIGSEGV, as a broken native library does
+    elif hook == "abort":
+        os.abort()  # SIGABRT, as a failed C++ assertion does
+    elif hook == "hang":
+        time.sleep(10**6)  # a deadlocked kernel or a stuck download
+    elif hook == "oom":
+        import torch
+
+        # cap this process's address space a little above what it uses, then ask for more than that
+        limit = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE") + 512 * MIB
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        torch.ones(4 * GIB, dtype=torch.uint8)
+    elif hook:
+        raise ValueError(f"unknown BNB_MATRIX_PROBE_HOOK {hook!r}: segfault, abort, hang or oom")
+
+
 def run_recipe(job: dict, result_path: Path) -> int:
     """Load, check and run one recipe; write a partial record (JSON) to result_path. Returns the exit code."""
     out: dict = {"timings_s": {}, "memory_mib": {}, "checks": {}, "stage": "import"}
@@ -277,6 +313,11 @@ def run_recipe(job: dict, result_path: Path) -> int:
     def save() -> None:
         out["timings_s"]["recipe"] = round(time.monotonic() - start, 3)
         result_path.write_text(json.dumps(out))
+
+    def enter(stage: str) -> None:
+        """Saved at every stage, so a process that dies still tells the parent how far it got."""
+        out["stage"] = stage
+        save()
 
     try:
         import torch
@@ -306,7 +347,8 @@ def run_recipe(job: dict, result_path: Path) -> int:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
 
-        out["stage"] = "load"
+        enter("load")
+        _test_hook(os.environ.get("BNB_MATRIX_PROBE_HOOK", ""))
         config = BitsAndBytesConfig(**_to_torch(recipe["bnb_config"]))
         kwargs = _to_torch(recipe["from_pretrained"])
         t = time.monotonic()
@@ -320,7 +362,7 @@ def run_recipe(job: dict, result_path: Path) -> int:
         if getattr(model, "hf_device_map", None):
             out["checks"]["device_map"] = sorted({str(v) for v in model.hf_device_map.values()})
 
-        out["stage"] = "check"
+        enter("check")
         t = time.monotonic()
         out["checks"].update(_check_4bit(model, shape, Path(job["checkpoint"])))
         out["timings_s"]["check_weights"] = round(time.monotonic() - t, 3)
@@ -330,7 +372,7 @@ def run_recipe(job: dict, result_path: Path) -> int:
         ids = ids.to(device)
         # The reference runs first: bitsandbytes >= 0.49 repacks 4-bit weights for its CPU kernels on the first
         # real forward, after which dequantize_4bit of the stored data no longer means the same thing.
-        out["stage"] = "forward"
+        enter("forward")
         t = time.monotonic()
         ref = _reference_logits(model, ids)
         out["timings_s"]["check_reference"] = round(time.monotonic() - t, 3)
@@ -347,7 +389,7 @@ def run_recipe(job: dict, result_path: Path) -> int:
             free, total = torch.cuda.mem_get_info(0)
             out["memory_mib"]["nvml_used"] = round((total - free - (ballast.numel() if ballast is not None else 0)) / MIB, 1)
 
-        out["stage"] = "check"
+        enter("check")
         finite = bool(torch.isfinite(logits).all())
         out["checks"]["finite"] = finite
         if not finite:
@@ -376,6 +418,7 @@ def _child_main(job: dict, result_path: Path, log_path: Path) -> None:
     """In a forked child: own process group, stdout/stderr to the recipe log, never return."""
     code = 70
     try:
+        die_with_parent()
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -574,9 +617,11 @@ def main(argv: list[str] | None = None) -> int:
         make_checkpoint(json.loads(args.make_checkpoint[0]), Path(args.make_checkpoint[1]))
         return 0
     if args.one:
+        die_with_parent()
         return run_recipe(json.loads(args.one[0]), Path(args.one[1]))
     if not (args.spec and args.out):
         parser.error("--spec and --out are required")
+    die_with_parent()
     return probe_cell(json.loads(Path(args.spec).read_text()), Path(args.out))
 
 

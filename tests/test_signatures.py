@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from matrix.errors import UserError
-from matrix.records import iter_file
+from matrix.records import iter_file, read_results
 from matrix.signatures import (CRASH, DEFAULT_CATALOGUE, RECIPES, TIMEOUT, UNCLASSIFIED, Fix, Signature, classify,
                                classify_record, default_catalogue, find_warnings, load_catalogue, normalise)
 
 FIXTURES = Path(__file__).parent / "fixtures"
+RESULTS = Path(__file__).parent.parent / "results"
+BNB = "https://github.com/bitsandbytes-foundation/bitsandbytes/blob"
 
 # ---------------------------------------------------------------------------------------------------------
 # Real message samples, at least two per signature, each with where it was seen. Texts are as users pasted
@@ -34,6 +36,19 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
          "from source?", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/487"),
         ("bitsandbytes library load error: Configured CUDA binary not found at .../libbitsandbytes_cuda132.dll",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1848"),
+        # bnb 0.50 renamed the error (get_native_library) and, since the mock then no longer recognises it, prints
+        # the generic "checked the code out from source" advice instead of the VERSION MISMATCH banner
+        ("RuntimeError: Attempted to use bitsandbytes native library functionality but it's not available.\n\n"
+         "This typically happens when you checked the code out from source and your torch installation doesn't "
+         "detect CUDA on your machine.\n\nCOMPILE FROM SOURCE for CPU-only:\n  `cmake -DCOMPUTE_BACKEND=cpu -S . && "
+         "make`\n\nOriginal error: No compatible CUDA binary found at /venv/lib/python3.12/site-packages/bitsandbytes/"
+         "libbitsandbytes_cuda130.so\n", f"{BNB}/0.50.2/bitsandbytes/cextension.py"),
+        # bnb 0.47-0.49 word the banner with the backend's name, so ROCm builds say ROCm
+        ("\n🚨 ROCm VERSION MISMATCH 🚨\nRequested ROCm version:          6.4\nDetected PyTorch ROCm version:   6.4\n"
+         "Available pre-compiled versions: \n  - 6.1\n  - 6.2\n\nThis means:\nThe version you're trying to use is NOT "
+         "distributed with this package", f"{BNB}/0.47.0/bitsandbytes/cextension.py"),
+        ("Original error: Configured ROCm binary not found at /opt/venv/lib/python3.12/site-packages/bitsandbytes/"
+         "libbitsandbytes_rocm64.so", f"{BNB}/0.48.2/bitsandbytes/cextension.py"),
     ],
     "cuda-runtime-missing": [
         ("Could not load bitsandbytes native library: libcusparse.so.11: cannot open shared object file: "
@@ -60,6 +75,8 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
         ("'NoneType' object has no attribute 'cadam32bit_grad_fp32'",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/853"),
         ("function 'cadam32bit_grad_fp32' not found", "https://github.com/oobabooga/textgen/issues/3128"),
+        ("RuntimeError: Method 'cquantize_blockwise_fp16_nf4' not available in CPU-only version of bitsandbytes.\n"
+         "Reinstall with GPU support or use CUDA-enabled hardware.", f"{BNB}/0.46.1/bitsandbytes/cextension.py"),
     ],
     "no-kernel-image": [
         ("Error no kernel image is available for execution on the device at line 167 in file "
@@ -116,6 +133,11 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1213"),
         ("AttributeError: module 'bitsandbytes.nn' has no attribute 'Linear4bit'",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/416"),
+        ("ImportError: Using `load_in_8bit=True` requires Accelerate: `pip install accelerate` and the latest version of "
+         "bitsandbytes `pip install -i https://test.pypi.org/simple/ bitsandbytes` or pip install bitsandbytes` ",
+         "https://github.com/huggingface/transformers/blob/v4.26.0/src/transformers/modeling_utils.py"),
+        ("ImportError: Using `bitsandbytes` 8-bit quantization requires the latest version of bitsandbytes: "
+         "`pip install -U bitsandbytes`", "https://github.com/AIAnytime/Fine-Tune-DeepSeek/issues/1"),
     ],
     "bnb-not-installed": [
         ("ModuleNotFoundError: No module named 'bitsandbytes'", "https://github.com/gpustack/gpustack/issues/1963"),
@@ -150,9 +172,13 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
         # bitsandbytes/backends/cpu/ops.py, the torch._check in quantize_4bit
         ("RuntimeError: quant_type must be nf4 on CPU, got fp4",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/main/bitsandbytes/backends/cpu/ops.py"),
-        # bitsandbytes/backends/xpu/ops.py carries the same check (and wording) for Intel GPUs
-        ("torch._check(quant_type == \"nf4\", ...) -> RuntimeError: quant_type must be nf4 on CPU, got fp4",
-         "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/main/bitsandbytes/backends/xpu/ops.py"),
+        # as the committed CPU records of bnb 0.46.1 print it: a torch._check deep in the conversion, stderr only
+        ("  File \".../bitsandbytes/backends/cpu/ops.py\", line 98, in _\n    torch._check(quant_type == \"nf4\", "
+         "lambda: f\"quant_type must be nf4 on CPU, got {quant_type}\")\n...\nRuntimeError: quant_type must be nf4 on CPU, "
+         "got fp4\nquant_type must be nf4 on CPU, got fp4\nError: Bnb4bitQuantize on tensors destined for "
+         "model.layers.1.self_attn.v_proj.weight. Ckpt contains: 1", f"{BNB}/0.46.1/bitsandbytes/backends/cpu/ops.py"),
+        # the Gaudi (HPU) backend of 0.48-0.49 has the same limit, worded without the device
+        ("RuntimeError: quant_type must be nf4, got fp4", f"{BNB}/0.48.2/bitsandbytes/backends/hpu/ops.py"),
     ],
     "to-not-supported": [
         ("ValueError: `.to` is not supported for `4-bit` or `8-bit` bitsandbytes models. Please use the model as it is, "
@@ -162,6 +188,12 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
         ("ValueError: You cannot cast a bitsandbytes model in a new `dtype`. Make sure to load the model using "
          "`from_pretrained` using the desired `dtype` by passing the correct `dtype` argument.",
          "https://github.com/huggingface/transformers/blob/main/src/transformers/modeling_utils.py"),
+        ("ValueError: Calling `cuda()` is not supported for `4-bit` or `8-bit` quantized models. Please use the model "
+         "as it is, since the model has already been set to the correct devices and casted to the correct `dtype`.",
+         "https://github.com/huggingface/transformers/blob/v4.40.0/src/transformers/modeling_utils.py"),
+        ("ValueError: Calling `cuda()` is not supported for `8-bit` quantized models.  Please use the model as it is, "
+         "since the model has already been set to the correct devices.",
+         "https://github.com/huggingface/transformers/blob/v5.24.0/src/transformers/modeling_utils.py"),
     ],
     "crash": [
         ("Fatal Python error: Segmentation fault\n\nCurrent thread 0x0000763bcdcde1c0 (most recent call first):",
@@ -184,6 +216,10 @@ WARNING_SAMPLES: dict[str, list[tuple[str, str]]] = {
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1559"),
         ("WARNING: BNB_CUDA_VERSION=121 environment variable detected; loading libbitsandbytes_cuda121_nocublaslt121.so.",
          "https://github.com/unslothai/unsloth/issues/412"),
+        # bnb 0.50: also BNB_ROCM_VERSION, and a new second line
+        ("WARNING: BNB_ROCM_VERSION=72 environment variable detected; loading libbitsandbytes_rocm72.so.\n"
+         "This overrides automatic ROCm version selection.\nIf this was unintended clear the variable and retry: "
+         "unset BNB_ROCM_VERSION", f"{BNB}/0.50.2/bitsandbytes/cextension.py"),
     ],
 }
 
@@ -210,6 +246,13 @@ NEAR_MISSES = [
     ("AttributeError: 'NoneType' object has no attribute 'cuda'", "cuda-setup-failed", "ordinary user-code bug"),
     ("Input type into Linear4bit is torch.bfloat16, compute dtype torch.bfloat16", "slow-fp32-compute",
      "no slowdown here"),
+    # real wordings from bnb sources that share words with a signature
+    ("RuntimeError: quant_type must be nf4 or fp4, got int4", "cpu-needs-nf4",
+     "bnb 0.47+ backends/default/ops.py: an invalid type, not the CPU limit"),
+    ("No prebuilt binary for CUDA 12.9, loading CUDA 12.8 instead. Set BNB_CUDA_VERSION to override.",
+     "native-library-missing", "bnb 0.50 picked a same-major binary; the load goes on"),
+    ("The 8-bit optimizer is not available on your device, only available on CUDA for now.", "compiled-without-gpu",
+     "bnb 0.47 on CPU: an optimizer note, not a missing GPU library"),
 ]
 
 
@@ -388,6 +431,48 @@ def test_fixture_records() -> None:
     # transformers words "missing" and "too old" the same; the record's installed versions tell them apart
     missing = dataclasses.replace(cpu_old, versions={**cpu_old.versions, "bitsandbytes": None})
     assert classify_record(missing) == "bnb-not-installed"
+
+
+# What a person reading the records' exception and stderr judged each known failure in results/ to be.
+# (runner slug, installed bitsandbytes) -> slug. Records added later are checked by the next test only.
+RESULTS_JUDGED = {
+    # transformers 5.17/5.24 refuse bnb < 0.46.1 in validate_environment (the CPU one also warns about the CPU lib)
+    ("h100-sm90", "0.45.5"): "bnb-too-old",
+    ("cpu-x86_64", "0.45.5"): "bnb-too-old",
+    # cu130 torch, bnb 0.47.0 ships cuda128 only: CUDA VERSION MISMATCH under a generic CONVERSION re-raise
+    ("h100-sm90", "0.47.0"): "native-library-missing",
+    # plain/seed-fix ask for FP4; the 0.46.1 CPU backend quantizes NF4 only (nf4-bf16 passes)
+    ("cpu-x86_64", "0.46.1"): "cpu-needs-nf4",
+}
+
+
+def _failed_results() -> list:
+    if not RESULTS.is_dir():
+        pytest.skip("no results/ directory in this checkout")
+    found, _ = read_results(RESULTS)
+    failed = [r for r in found if r.outcome not in ("pass", "skip")]
+    if not failed:
+        pytest.skip("no failed records in results/")
+    return failed
+
+
+def test_every_failed_record_in_results_has_a_signature() -> None:
+    offenders = []
+    for r in _failed_results():
+        if classify_record(r) == UNCLASSIFIED:
+            offenders.append(f"{r.run_id} {'/'.join(r.cell_key)} {r.recipe}/{r.shape}: {r.error_type}: "
+                             f"{r.error_message.strip()[:160]!r}")
+    assert not offenders, ("failed records in results/ that no signature matches (read their stderr_tail and add "
+                           "a signature or pattern):\n" + "\n".join(offenders))
+
+
+def test_known_failures_in_results_keep_their_judged_signature() -> None:
+    wrong = []
+    for r in _failed_results():
+        key = (r.runner.get("slug"), r.versions.get("bitsandbytes"))
+        if key in RESULTS_JUDGED and classify_record(r) != RESULTS_JUDGED[key]:
+            wrong.append(f"{r.run_id} {key} {r.recipe}/{r.shape}: {classify_record(r)} != {RESULTS_JUDGED[key]}")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_classify_record_tolerates_odd_objects() -> None:

