@@ -26,7 +26,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from matrix import records
 from matrix.axes import Axes, Profile, TorchBuild
 from matrix.errors import ResultsError, UserError
-from matrix.probe import runner_facts
+from matrix.probe import head_and_tail, runner_facts
 
 PROBE = Path(__file__).with_name("probe.py")
 PROBE_VERSION = 1  # bump when the probe measures differently: changes every fingerprint, so cells re-run
@@ -232,7 +232,8 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
 def install_reason(log: str) -> str:
     """The lines of an installer's output that say why it failed (uv: 'No solution found...', pip: 'ERROR:')."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    picked = [ln for ln in lines if ln.startswith(("ERROR", "error", "×", "╰", "Because", "hint", "And because"))
+    picked = [ln for ln in lines if ln.startswith(("ERROR", "error", "×", "╰", "Because", "hint", "And because",
+                                                    "cause:"))
               or "No solution found" in ln or "Could not find" in ln or "No matching distribution" in ln]
     return "\n".join(picked[:12]) or "\n".join(lines[-6:])
 
@@ -244,7 +245,7 @@ def _failure_record(base: dict, runner: dict, job: Job, outcome: str, stage: str
                     stderr: str, exit_code: int | None = None, env: dict | None = None) -> dict:
     return {**base, "runner": runner, "versions": {}, "recipe": job.recipe, "shape": job.shape,
             "budget_gib": job.budget_gib, "fingerprint": job.fingerprint, "outcome": outcome, "stage": stage,
-            "error_type": error_type, "error_message": message[-4000:], "stderr_tail": stderr[-6000:],
+            "error_type": error_type, "error_message": message[-4000:], "stderr_tail": head_and_tail(stderr),
             "exit_code": exit_code, "env": env or {},
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

@@ -115,8 +115,13 @@ def runner_facts() -> dict:
 # ----------------------------------------------------------------------------------------------------------
 # Small stdlib helpers
 
-def _tail(text: str, limit: int = STDERR_TAIL) -> str:
-    return text if len(text) <= limit else "[...]\n" + text[-limit:]
+def head_and_tail(text: str, limit: int = STDERR_TAIL) -> str:
+    """The start and the end of a long text: the root cause is often printed first (bitsandbytes at import)
+    and the traceback last, with pages of load report between them."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-(limit - head):]}"
 
 
 def _read(path: Path) -> str:
@@ -407,7 +412,7 @@ def run_recipe(job: dict, result_path: Path) -> int:
     except BaseException as exc:  # noqa: BLE001 - every failure is data
         out["outcome"] = "fail"
         out["error_type"] = type(exc).__name__
-        out["error_message"] = _tail(str(exc), 4000)
+        out["error_message"] = head_and_tail(str(exc), 4000)
         traceback.print_exc()  # lands in the recipe's stderr log, so the tail has the traceback too
         out["memory_mib"]["cpu_peak_rss"] = _peak_rss_mib()
         save()
@@ -549,10 +554,10 @@ def probe_cell(spec: dict, out: Path) -> int:
         started = time.monotonic()
         if import_error is not None:
             record.update(outcome="fail", stage="import", error_type=type(import_error).__name__,
-                          error_message=_tail(str(import_error), 4000), stderr_tail=_tail(import_log))
+                          error_message=head_and_tail(str(import_error), 4000), stderr_tail=head_and_tail(import_log))
         elif ckpt_error is not None:
             record.update(outcome="fail", stage="checkpoint", error_type=type(ckpt_error).__name__,
-                          error_message=_tail(str(ckpt_error), 4000), stderr_tail=_tail(import_log))
+                          error_message=head_and_tail(str(ckpt_error), 4000), stderr_tail=head_and_tail(import_log))
         elif recipe.get("requires") == "gpu" and runner["kind"] != "gpu":
             record.update(outcome="skip", skip_reason="this recipe offloads from a GPU; this runner has no GPU")
         else:
@@ -576,7 +581,7 @@ def probe_cell(spec: dict, out: Path) -> int:
             sys.stderr.write(log)
             record["exit_code"] = code
             # fork: the import happened in the parent, so its log belongs to every recipe's tail
-            record["stderr_tail"] = _tail((import_log if fork else "") + log)
+            record["stderr_tail"] = head_and_tail((import_log if fork else "") + log)
             partial = {}
             if result_path.exists():
                 try:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import multiprocessing
+import os
 import posixpath
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ VERDICT_LABELS = {"works": "works", "works-with-fix": "works with a fix", "fails
                   "not-measured": "not measured"}
 VERDICT_SYMBOLS = {"works": "✓", "works-with-fix": "fix", "fails": "✗", "not-measured": "–"}
 PROFILE_BY_KIND = {"cpu": "cpu", "gpu": "cuda"}
+CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -222,6 +227,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dict(orient="records")
 
 
+def _group_rows(frame: pd.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
+    """`_records(frame)` split per cell (CELL key), keeping the frame's row order within each cell."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in _records(frame):
+        groups.setdefault(tuple(row[k] for k in CELL), []).append(row)
+    return groups
+
+
 def _runner_facts(agg: Aggregate) -> dict[str, dict[str, Any]]:
     """Per runner: the facts of its newest record, plus other values seen for any fact over time."""
     facts: dict[str, dict[str, Any]] = {}
@@ -262,17 +275,54 @@ def _grid(verdicts: pd.DataFrame, extra_bnb: Iterable[str]) -> dict[str, Any]:
 
 
 _CHARTS: dict[str, bytes | None] = {}
+CHARTS_PER_WORKER = 16  # below this many charts to draw, a process pool costs more than it saves
+
+
+def _chart_key(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> str:
+    return hashlib.sha256((draw.__name__ + rows.to_json(orient="split", date_format="iso")).encode()).hexdigest()
 
 
 def _chart(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> bytes | None:
     """`draw(rows)`, remembered by content: drawing dominates render time, and `mkdocs serve` regenerates on every
     edit in the same process, so unchanged data is not drawn twice."""
-    key = hashlib.sha256((draw.__name__ + rows.to_json(orient="split", date_format="iso")).encode()).hexdigest()
+    key = _chart_key(draw, rows)
     if key not in _CHARTS:
         if len(_CHARTS) > 4096:
             _CHARTS.clear()
         _CHARTS[key] = draw(rows)
     return _CHARTS[key]
+
+
+def _draw(job: tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]) -> bytes | None:
+    return job[0](job[1])
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def draw_charts(jobs: Iterable[tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]]) -> None:
+    """Fill the chart cache for many (draw, rows) at once on every usable CPU. matplotlib draws one chart at a
+    time in one thread, and a chart per cell was most of the render time of a big site (about 50 ms each).
+    Forked workers inherit matplotlib's settings, so each SVG is byte-identical to one drawn here; where fork is
+    unavailable or there is little to draw, nothing happens here and `_chart` draws lazily as before."""
+    todo: dict[str, tuple] = {}
+    for draw, rows in jobs:
+        key = _chart_key(draw, rows)
+        if key not in _CHARTS:
+            todo.setdefault(key, (draw, rows))
+    workers = min(_usable_cpus(), len(todo) // CHARTS_PER_WORKER)
+    if workers < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return
+    if len(_CHARTS) + len(todo) > 4096:
+        _CHARTS.clear()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        chunk = max(1, len(todo) // (workers * 4))
+        for key, svg in zip(todo, pool.map(_draw, todo.values(), chunksize=chunk)):
+            _CHARTS[key] = svg
 
 
 class Site:
@@ -290,11 +340,27 @@ class Site:
             signatures=self.catalogue, known_error=lambda slug: slug if slug in self.catalogue else "unclassified",
             has_fix_page=lambda name: name in fix_pages)
         self.out: dict[str, bytes] = {}
-        self._frame_by_cell = dict(tuple(agg.frame.groupby(CELL, sort=True))) if len(agg.frame) else {}
         self._latest_by_cell = dict(tuple(agg.latest.groupby(CELL, sort=True))) if len(agg.latest) else {}
+        # Rows as dicts, made once for the whole frame and split per cell: DataFrame.to_dict costs about the same
+        # for 4 rows as for 10,000 (it walks every column), so once per cell page it dominated rendering.
+        history = agg.frame.sort_values(CELL + ["time", "run_id", "recipe", "shape", "budget"],
+                                        ascending=[True] * len(CELL) + [False, False, True, True, True],
+                                        kind="mergesort")
+        self._history_rows = _group_rows(history)  # per cell, newest first
+        self._latest_rows = _group_rows(agg.latest)  # per cell, in KEY order
         self._passing: dict[tuple, set[str]] = {}  # (cell..., shape, budget) -> recipes that passed there
         for row in _records(agg.latest[agg.latest["outcome"] == "pass"]):
             self._passing.setdefault(tuple(row[k] for k in CELL + ["shape", "budget"]), set()).add(row["recipe"])
+
+    _cell_charts = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
+
+    def _runner_rows(self, slug: str) -> pd.DataFrame:
+        return self.agg.latest[self.agg.latest["runner"] == slug]
+
+    def _chart_jobs(self) -> list[tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]]:
+        """Every chart the pages will ask `_chart` for, with the same rows, so `draw_charts` can draw them first."""
+        jobs = [(draw, latest) for latest in self._latest_by_cell.values() for draw in self._cell_charts]
+        return jobs + [(charts.load_time_by_bnb, self._runner_rows(slug)) for slug in self.runners]
 
     def page(self, path: str, template: str, **context: Any) -> None:
         """Render `template` into the page at site path `path` ('' = home, 'cells/x/' = cells/x/index.md)."""
@@ -307,6 +373,7 @@ class Site:
             self.out[f"data/{name}"] = data
         self.home()
         self.all_cells()
+        draw_charts(self._chart_jobs())
         for cell in _records(self.agg.verdicts):
             self.cell(cell)
         self.fixes()
@@ -348,22 +415,19 @@ class Site:
     def cell(self, cell: dict[str, Any]) -> None:
         path = cell["cell_path"]
         key = tuple(cell[k] for k in CELL)
-        history = self._frame_by_cell[key].sort_values(["time", "run_id", "recipe", "shape", "budget"],
-                                                       ascending=[False, False, True, True, True], kind="mergesort")
+        history, latest_rows = self._history_rows[key], self._latest_rows[key]
         latest = self._latest_by_cell[key]
-        newest = history.iloc[0]
-        versions = {c.removeprefix("version_"): newest[c] for c in history.columns
+        newest = history[0]
+        versions = {c.removeprefix("version_"): newest[c] for c in self.agg.frame.columns
                     if c.startswith("version_") and isinstance(newest[c], str) and newest[c]}
         charts_md = []
-        for name, svg, alt in (("memory.svg", _chart(charts.memory_by_recipe, latest), "Peak memory by recipe"),
-                               ("budget.svg", _chart(charts.memory_by_budget, latest),
-                                "Peak GPU memory by VRAM budget")):
+        for (name, alt), draw in zip(CELL_CHARTS.items(), self._cell_charts):
+            svg = _chart(draw, latest)
             if svg:
                 self.out[path + name] = svg
                 charts_md.append({"file": name, "alt": alt})
-        self.page(path, "cell.md.j2", cell=cell, rows=[dict(r, peak=peak_memory(r)) for r in _records(latest)],
-                  history=_records(history),
-                  failures=_records(latest[latest["outcome"].isin(FAILED)]), versions=versions,
+        self.page(path, "cell.md.j2", cell=cell, rows=[dict(r, peak=peak_memory(r)) for r in latest_rows],
+                  history=history, failures=[r for r in latest_rows if r["outcome"] in FAILED], versions=versions,
                   runner=self.runners[cell["runner"]], charts=charts_md,
                   command=reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"]))
 
@@ -397,8 +461,7 @@ class Site:
     def runner_pages(self) -> None:
         for slug, runner in self.runners.items():
             path = urls.runner_path(slug)
-            rows = self.agg.latest[self.agg.latest["runner"] == slug]
-            chart = _chart(charts.load_time_by_bnb, rows)
+            chart = _chart(charts.load_time_by_bnb, self._runner_rows(slug))
             if chart:
                 self.out[path + "load-time.svg"] = chart
             self.page(path, "runner.md.j2", runner=runner, chart=bool(chart),

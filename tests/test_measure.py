@@ -65,6 +65,9 @@ def test_install_reason_keeps_the_installers_words():
     pip_log = "Collecting x\nERROR: Could not find a version that satisfies the requirement bitsandbytes==9.9.9\n" \
               "ERROR: No matching distribution found for bitsandbytes==9.9.9\n"
     assert measure.install_reason(pip_log).splitlines()[-1].endswith("bitsandbytes==9.9.9")
+    assert "no version of bitsandbytes==9.9.9" in measure.install_reason(
+        "error: No solution found when resolving dependencies\n  cause: Because there is no version of "
+        "bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9\n")
     uv_log = "  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version of " \
              "bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9, we can conclude that your requirements " \
              "are unsatisfiable.\n"
