@@ -23,11 +23,23 @@ OUTCOME_MARKERS = {"pass": ("o", "#2e7d32"), "fail": ("X", "#c62828"), "crash": 
                    "timeout": ("X", "#ef6c00")}
 
 
-def _svg(fig: plt.Figure) -> bytes:
+def _svg(fig: plt.Figure, tight: bool = True) -> bytes:
+    """The figure as SVG bytes. `tight` crops to the drawn content, which costs a second full draw; charts laid
+    out with `_fixed_margins` skip it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _fixed_margins(fig: plt.Figure, width: float, height: float, left: float, right: float, bottom: float,
+                   top: float) -> None:
+    """Size the figure to an axes area of width x height inches plus margins (inches) for labels, title and a
+    legend on the right: the layout bbox_inches="tight" finds, without drawing the figure twice."""
+    total_w, total_h = left + width + right, bottom + height + top
+    fig.set_size_inches(total_w, total_h)
+    fig.subplots_adjust(left=left / total_w, right=(left + width) / total_w, bottom=bottom / total_h,
+                        top=(bottom + height) / total_h)
 
 
 def _label(row: pd.Series) -> str:
@@ -50,7 +62,10 @@ def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
         return None
     names = {"mem_gpu_load_peak_mib": "GPU peak at load", "mem_gpu_forward_peak_mib": "GPU peak at forward",
              "mem_cpu_peak_rss_mib": "CPU peak RSS"}
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 3.2))
+    fig, ax = plt.subplots()
+    # one chart per cell page, so it is drawn hundreds of times on a big site: fixed margins, no tight crop
+    _fixed_margins(fig, 0.775 * max(4.0, 1.1 * len(rows) + 1.5), 2.45, left=0.75, right=1.45, bottom=0.45,
+                   top=0.3)
     width = 0.8 / len(series)
     for i, column in enumerate(series):
         values = pd.to_numeric(rows[column], errors="coerce").fillna(0).tolist()
@@ -67,7 +82,7 @@ def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
     ax.set_ylabel("MiB")
     ax.set_title("Peak memory by recipe")
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig)
+    return _svg(fig, tight=False)
 
 
 def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
