@@ -310,6 +310,60 @@ def _test_hook(hook: str) -> None:
         raise ValueError(f"unknown BNB_MATRIX_PROBE_HOOK {hook!r}: segfault, abort, hang or oom")
 
 
+def _emulate_budget(torch, gpus: list[int], budget: float) -> list:
+    """Emulate cards of `budget` GiB: on every GPU, fill the rest so mem_get_info (what device_map="auto"
+    reads) and the allocator both see `budget` GiB of card, less the CUDA context a real card also carries."""
+    ballast = []
+    for i in gpus:
+        free, total = torch.cuda.mem_get_info(i)
+        fill = int(total - budget * GIB)
+        if fill < 0:
+            raise RuntimeError(f"cannot emulate {budget} GiB on GPU {i}: the card has {total / GIB:.1f} GiB")
+        if fill > free:
+            raise RuntimeError(f"cannot emulate {budget} GiB on GPU {i}: only {free / GIB:.1f} GiB free")
+        ballast.append(torch.empty(fill, dtype=torch.uint8, device=f"cuda:{i}"))
+    return ballast
+
+
+def _gpu_peaks(torch, base: dict[int, int], name: str) -> dict[str, float]:
+    """Peak allocated by torch since the reset, summed over GPUs, plus one figure per GPU when there are several."""
+    peaks = {i: (torch.cuda.max_memory_allocated(i) - start) / MIB for i, start in base.items()}
+    out = {name: round(sum(peaks.values()), 1)}
+    if len(peaks) > 1:
+        out.update({f"{name}_gpu{i}": round(v, 1) for i, v in peaks.items()})
+    return out
+
+
+def expand_max_memory(kwargs: dict, gpu_count: int, checkpoint: Path) -> dict:
+    """Recipes are data and do not know the GPU count: `max_memory = {each_gpu = X, ...}` becomes one entry
+    per GPU. X is a size ("6GiB") or "even": the 4-bit model's estimated size split evenly over the GPUs,
+    plus 1 GiB for buffers (fp16 checkpoint bytes / 3: linears shrink 4x, embeddings and norms do not)."""
+    wanted = kwargs.get("max_memory")
+    if not isinstance(wanted, dict) or "each_gpu" not in wanted:
+        return kwargs
+    rest = {k: v for k, v in wanted.items() if k != "each_gpu"}
+    each = wanted["each_gpu"]
+    if each == "even":
+        size = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
+        each = f"{(size / 3 / max(gpu_count, 1) + GIB) / GIB:.1f}GiB"
+    return {**kwargs, "max_memory": {**{i: each for i in range(gpu_count)}, **rest}}
+
+
+def layers_per_device(device_map: dict, n_layers: int) -> dict[str, int]:
+    """Where the decoder layers landed: device -> number of layers. Entries for a parent module ("", "model",
+    "model.layers") place every layer not listed on its own."""
+    counts: dict[str, int] = {}
+    whole = None
+    for name, device in device_map.items():
+        if re.fullmatch(r"(model\.)?layers\.\d+", name):
+            counts[str(device)] = counts.get(str(device), 0) + 1
+        elif name in ("", "model", "model.layers", "layers"):
+            whole = str(device)
+    if whole is not None and sum(counts.values()) < n_layers:
+        counts[whole] = counts.get(whole, 0) + n_layers - sum(counts.values())
+    return counts
+
+
 def run_recipe(job: dict, result_path: Path) -> int:
     """Load, check and run one recipe; write a partial record (JSON) to result_path. Returns the exit code."""
     out: dict = {"timings_s": {}, "memory_mib": {}, "checks": {}, "stage": "import"}
@@ -336,36 +390,36 @@ def run_recipe(job: dict, result_path: Path) -> int:
         out["checks"]["start_method"] = job["start_method"]
         out["memory_mib"]["cpu_rss_before"] = _rss_mib()
         cuda = torch.cuda.is_available()
-        ballast = None
-        base = 0
+        gpus = list(range(torch.cuda.device_count())) if cuda else []
+        ballast: list = []
+        base: dict[int, int] = {}
         if cuda:
             out["checks"]["torch_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+            out["checks"]["gpu_count"] = len(gpus)
             if budget:
-                # Emulate a smaller card: fill the rest so mem_get_info (what device_map="auto" reads) and the
-                # allocator both see `budget` GiB of card, less the CUDA context a real card also carries.
-                free, total = torch.cuda.mem_get_info(0)
-                fill = int(total - budget * GIB)
-                if fill > free:
-                    raise RuntimeError(f"cannot emulate {budget} GiB: only {free / GIB:.1f} GiB free")
-                ballast = torch.empty(fill, dtype=torch.uint8, device="cuda:0")
-                out["memory_mib"]["ballast"] = round(fill / MIB, 1)
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
+                ballast = _emulate_budget(torch, gpus, budget)
+                out["memory_mib"]["ballast"] = round(sum(b.numel() for b in ballast) / MIB, 1)
+            for i in gpus:
+                torch.cuda.reset_peak_memory_stats(i)
+                base[i] = torch.cuda.memory_allocated(i)
 
         enter("load")
         _test_hook(os.environ.get("BNB_MATRIX_PROBE_HOOK", ""))
         config = BitsAndBytesConfig(**_to_torch(recipe["bnb_config"]))
-        kwargs = _to_torch(recipe["from_pretrained"])
+        kwargs = expand_max_memory(_to_torch(recipe["from_pretrained"]), len(gpus), Path(job["checkpoint"]))
+        if "max_memory" in kwargs:
+            out["checks"]["max_memory"] = {str(k): v for k, v in kwargs["max_memory"].items()}
         t = time.monotonic()
         model = AutoModelForCausalLM.from_pretrained(job["checkpoint"], quantization_config=config, **kwargs)
         _sync()
         out["timings_s"]["load"] = round(time.monotonic() - t, 3)
         if cuda:
-            out["memory_mib"]["gpu_load_peak"] = round((torch.cuda.max_memory_allocated() - base) / MIB, 1)
+            out["memory_mib"].update(_gpu_peaks(torch, base, "gpu_load_peak"))
         out["memory_mib"]["footprint"] = round(model.get_memory_footprint() / MIB, 1)
         out["checks"]["placement"] = _placement(model)
         if getattr(model, "hf_device_map", None):
             out["checks"]["device_map"] = sorted({str(v) for v in model.hf_device_map.values()})
+            out["checks"]["layers_per_device"] = layers_per_device(model.hf_device_map, shape["config"]["num_hidden_layers"])
 
         enter("check")
         t = time.monotonic()
@@ -381,18 +435,19 @@ def run_recipe(job: dict, result_path: Path) -> int:
         t = time.monotonic()
         ref = _reference_logits(model, ids)
         out["timings_s"]["check_reference"] = round(time.monotonic() - t, 3)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
+        for i in gpus:
+            torch.cuda.reset_peak_memory_stats(i)
         t = time.monotonic()
         with torch.no_grad():
             logits = model(ids).logits.float()
         _sync()
         out["timings_s"]["forward"] = round(time.monotonic() - t, 3)
         if cuda:
-            out["memory_mib"]["gpu_forward_peak"] = round((torch.cuda.max_memory_allocated() - base) / MIB, 1)
-            out["memory_mib"]["gpu_reserved_peak"] = round(torch.cuda.max_memory_reserved() / MIB, 1)
-            free, total = torch.cuda.mem_get_info(0)
-            out["memory_mib"]["nvml_used"] = round((total - free - (ballast.numel() if ballast is not None else 0)) / MIB, 1)
+            out["memory_mib"].update(_gpu_peaks(torch, base, "gpu_forward_peak"))
+            out["memory_mib"]["gpu_reserved_peak"] = round(sum(torch.cuda.max_memory_reserved(i) for i in gpus) / MIB, 1)
+            # device memory in use as the driver counts it (what nvidia-smi / NVML show), less the ballast
+            used = sum(total - free for free, total in map(torch.cuda.mem_get_info, gpus))
+            out["memory_mib"]["nvml_used"] = round((used - sum(b.numel() for b in ballast)) / MIB, 1)
 
         enter("check")
         finite = bool(torch.isfinite(logits).all())
