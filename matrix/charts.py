@@ -91,7 +91,8 @@ def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
     rows = rows[(rows["budget"] != "") & (rows["outcome"] != "skip")]
     if rows["budget_gib"].nunique() < 2:  # one budget is a dot per recipe: the recipe chart says it better
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    fig, ax = plt.subplots()
+    _fixed_margins(fig, 4.25, 2.45, left=0.75, right=1.3, bottom=0.55, top=0.3)  # one per budgeted cell page
     for recipe, mine in rows.groupby("recipe", sort=True):
         mine = mine.sort_values("budget_gib")
         ys = pd.to_numeric(mine["mem_gpu_load_peak_mib"], errors="coerce")
@@ -108,7 +109,7 @@ def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
     ax.set_ylabel("GPU peak at load (MiB)")
     ax.set_title("Peak GPU memory by VRAM budget")
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig)
+    return _svg(fig, tight=False)
 
 
 def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:

@@ -1,11 +1,13 @@
 """Benchmark bnb-matrix on this machine, in one run: cell setup (pip vs uv, cold vs warm), the probe against a
 bare import, the whole default matrix (cold, then warm with nothing new) and the site build on synthetic records.
 
-    .venv/bin/python scripts/benchmark.py --quick     # ~5 min: one cell, warm matrix, site on 100 / 1,000
-    .venv/bin/python scripts/benchmark.py             # ~15-20 min: adds pip cold, the cold matrix, 10,000 records
+    .venv/bin/python scripts/benchmark.py --quick     # ~3 min: one bnb, warm matrix only, site on 100 / 1,000
+    .venv/bin/python scripts/benchmark.py --baseline 5505e02   # ~10 min: adds bnb 0.47.0, the cold matrix,
+                                                      # 10,000 records, and that many built with the old site code
 
 Writes the raw figures as JSON (--out, default benchmark.json in a temp dir) and prints a Markdown table. Never
-writes to results/ or .nox/: cold measurements use temp venvs, caches and results dirs. See BENCHMARKS.md.
+adds to results/ or .nox/ (it runs the existing .nox venvs); cold measurements use temp venvs, caches and
+results dirs. See BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ TORCH = "2.13.0+cpu"
 def timed(cmd: list[str], env: dict | None = None, cwd: Path = ROOT, check: bool = True) -> float:
     """Seconds one command takes; its output is discarded unless it fails."""
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, errors="replace")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, errors="replace", check=False)
     seconds = time.monotonic() - start
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}"
@@ -78,14 +80,31 @@ def setup_cell(installer: str, bnb: str, transformers: str, work: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the probe
 def bare_import(python: Path, repeats: int = 3) -> dict:
-    """The floor: `import torch, transformers, bitsandbytes` in a fresh interpreter of the cell's venv."""
+    """The floor: `import torch, transformers, bitsandbytes` in a fresh interpreter of the cell's venv; best of
+    `repeats` (others share this machine: the minimum is the least disturbed figure)."""
     runs = [timed([str(python), "-c", "import torch, transformers, bitsandbytes"], env_with()) for _ in range(repeats)]
-    return {"runs": runs, "median": statistics.median(runs)}
+    return {"runs": runs, "best": min(runs)}
 
 
-def probe_cell(bnb: str, work: Path) -> dict:
-    """One cell of the default profile probed in its existing venv (.nox/...), records to a temp file: the
-    probe's wall time and its own split (parent imports, per-recipe load / forward / process)."""
+# What-if for the probe (matrix/probe.py is not changed here): the parent also imports what the first
+# from_pretrained pulls in lazily (torch._dynamo, sympy, the bnb quantizer, the Llama model), before forking,
+# so the forked recipes no longer each pay it. Runs probe.py's own main() after those imports.
+PREIMPORT_WRAPPER = """import sys, time
+sys.path.insert(0, {matrix!r})
+t = time.monotonic()
+import torch, transformers, accelerate, bitsandbytes, torch._dynamo
+import transformers.models.llama.modeling_llama, transformers.quantizers.auto, transformers.generation
+import transformers.integrations.bitsandbytes, transformers.quantizers.quantizer_bnb_4bit
+sys.stderr.write(f"preimport {{time.monotonic() - t:.2f}} s\\n")
+import probe
+sys.exit(probe.main())
+"""
+
+
+def probe_cell(bnb: str, work: Path, preimport: bool = False, repeats: int = 2) -> dict:
+    """One cell of the default profile probed in its existing venv (.nox/...), records to a temp file, best of
+    `repeats`: the probe's wall time and its own split (parent imports, per-recipe load / forward / process),
+    against the bare-import floor. `preimport`: the what-if above, same cell, same venv."""
     axes = load_axes()
     profile = pick_profile(axes, "cpu")
     python = ROOT / ".nox" / f"probe-torch-2-13-0-cpu-bnb-{bnb.replace('.', '-')}" / "bin" / "python"
@@ -94,15 +113,25 @@ def probe_cell(bnb: str, work: Path) -> dict:
     transformers = profile.transformers[0]
     runner = measure.runner_facts()["slug"]
     jobs = measure.plan_jobs(axes, profile, runner, TORCH, bnb, transformers, profile.install)
-    out_file = work / f"probe-{bnb}.jsonl"
-    start = time.monotonic()
-    records = measure.run_probe(python, axes, profile, profile.shapes[0], jobs, {"run_id": "benchmark"}, out_file)
-    wall = time.monotonic() - start
+    real_probe = measure.PROBE
+    if preimport:
+        measure.PROBE = work / "probe_preimport.py"
+        measure.PROBE.write_text(PREIMPORT_WRAPPER.format(matrix=str(real_probe.parent)))
+    runs = []
+    try:
+        for i in range(repeats):
+            start = time.monotonic()
+            records = measure.run_probe(python, axes, profile, profile.shapes[0], jobs, {"run_id": "benchmark"},
+                                        work / f"probe-{bnb}-{preimport}-{i}.jsonl")
+            runs.append((time.monotonic() - start, records))
+    finally:
+        measure.PROBE = real_probe
+    wall, records = min(runs, key=lambda run: run[0])
     floor = bare_import(python)
     ran = [r for r in records if r["outcome"] != "skip"]
-    return {"bnb": bnb, "wall": wall, "bare_import": floor["median"], "bare_import_runs": floor["runs"],
-            "ratio": wall / floor["median"], "recipes_run": len(ran), "recipes": len(records),
-            "imports": records[0]["timings_s"].get("imports"),
+    return {"bnb": bnb, "preimport": preimport, "wall": wall, "wall_runs": [w for w, _ in runs],
+            "bare_import": floor["best"], "bare_import_runs": floor["runs"], "ratio": wall / floor["best"],
+            "recipes_run": len(ran), "recipes": len(records), "imports": records[0]["timings_s"].get("imports"),
             "outcomes": {r["recipe"]: r["outcome"] for r in records},
             "load": [r["timings_s"].get("load") for r in ran], "forward": [r["timings_s"].get("forward") for r in ran],
             "process": [r["timings_s"].get("process") for r in ran]}
@@ -149,11 +178,12 @@ def real_records() -> list[dict]:
             for line in path.open() if line.strip()]
 
 
-def synthetic_records(n: int, runs_per_cell: int = 4, seed: int = 0) -> list[dict]:
-    """`n` records varied from the real ones: each real cell (its recipes' records) is a template; synthetic
-    cells get new runner slugs (8 per real runner) and bnb versions (.postN), each measured `runs_per_cell`
-    times (new run ids and timestamps, a day apart). Timings and memory get +-20 % jitter so no two cells draw
-    the same chart. About n / (recipes x runs) cells."""
+def synthetic_records(n: int, per_cell: int = 16, seed: int = 0) -> list[dict]:
+    """`n` records varied from the real ones in results/: each real cell (its recipes' records) is a template;
+    synthetic cells get new runner slugs (8 per real runner) and bnb versions (.postN), and each is measured as
+    many times as fit in about `per_cell` records, at least once (new run ids and timestamps, a month apart).
+    Timings and memory get +-20 % jitter so no two cells draw the same chart. About n / per_cell cells, so the
+    page count does not depend on how many records the real cells happen to have."""
     rng = random.Random(seed)
     templates: dict[tuple, list[dict]] = {}
     for rec in real_records():
@@ -166,7 +196,7 @@ def synthetic_records(n: int, runs_per_cell: int = 4, seed: int = 0) -> list[dic
     while len(out) < n:
         template = cells[c % len(cells)]
         variant, generation = (c // len(cells)) % 8, c // (len(cells) * 8)
-        for run in range(runs_per_cell):
+        for run in range(max(1, round(per_cell / len(template)))):
             for base in template:
                 if len(out) == n:
                     return out
@@ -201,17 +231,35 @@ print(json.dumps(t))
 """
 
 
-def site_build(n: int, work: Path) -> dict:
+SITE_CODE = ("matrix/aggregate.py", "matrix/render.py", "matrix/charts.py", "matrix/sitebuild.py")
+
+
+def old_tree(rev: str, work: Path) -> Path:
+    """A copy of this checkout's matrix/, site/ and mkdocs.yml with the site-build code (SITE_CODE) as it was at
+    git revision `rev` (read with `git show`; the repository is not touched): a before/after on the same records."""
+    tree = work / f"tree-{rev}"
+    shutil.copytree(ROOT / "matrix", tree / "matrix", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "site", tree / "site", ignore=shutil.ignore_patterns("generated"))
+    shutil.copy(ROOT / "mkdocs.yml", tree / "mkdocs.yml")
+    for path in SITE_CODE:
+        (tree / path).write_bytes(subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True,
+                                                 check=True).stdout)
+    return tree
+
+
+def site_build(n: int, work: Path, tree: Path = ROOT) -> dict:
     """aggregate + render + mkdocs build (--strict) of n synthetic records, in a fresh interpreter (so no chart
-    cache carries over), each phase timed; plus the size of the built site and its search index."""
-    results, site_work, out = work / f"site-{n}-results", work / f"site-{n}-work", work / f"site-{n}-public"
-    results.mkdir()
-    with open(results / "synthetic.jsonl", "w") as handle:
-        for rec in synthetic_records(n):
-            handle.write(json.dumps(rec, sort_keys=True) + "\n")
+    cache carries over), each phase timed; plus the size of the built site and its search index. `tree`: the
+    checkout whose matrix/ and site/ build it (an old_tree() for a before/after on the same records)."""
+    tag = f"{n}-{tree.name}"
+    results, site_work, out = work / f"site-{n}-results", work / f"site-{tag}-work", work / f"site-{tag}-public"
+    if not results.is_dir():
+        results.mkdir()
+        with open(results / "synthetic.jsonl", "w") as handle:
+            handle.writelines(json.dumps(rec, sort_keys=True) + "\n" for rec in synthetic_records(n))
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", SITE_PHASES, str(results), str(site_work), str(out)], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", SITE_PHASES, str(results), str(site_work), str(out)], cwd=tree,
+                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     figures["total"] = time.monotonic() - start
     index = out / "search" / "search_index.json"
@@ -240,8 +288,10 @@ def table(fig: dict) -> str:
         add("warm setup, pip / uv", f"{ratio:.1f}x", ">= 10x", ratio >= 10)
         add("cold setup, pip / uv", f"{setup['pip']['cold'] / setup['uv']['cold']:.1f}x")
     for p in fig.get("probe", []):
-        add(f"bare import floor (bnb {p['bnb']})", f"{p['bare_import']:.1f} s")
-        add(f"probe, cell of {p['recipes']} recipes ({p['recipes_run']} run), bnb {p['bnb']}",
+        if not p.get("preimport"):
+            add(f"bare import floor (bnb {p['bnb']})", f"{p['bare_import']:.1f} s")
+        what_if = ", what-if: load path imported in the parent" if p.get("preimport") else ""
+        add(f"probe, cell of {p['recipes']} recipes ({p['recipes_run']} run), bnb {p['bnb']}{what_if}",
             f"{p['wall']:.1f} s = {p['ratio']:.2f}x floor; imports {p['imports']:.1f} s, load "
             f"{'/'.join(f'{x:.1f}' for x in p['load'] if x is not None) or '-'} s, forward "
             f"{max([x for x in p['forward'] if x is not None], default=0):.2f} s max",
@@ -265,20 +315,38 @@ def table(fig: dict) -> str:
             f"{s['total']:.1f} s (aggregate {s['aggregate']:.1f}, render {s['render']:.1f}, mkdocs "
             f"{s['mkdocs']:.1f}); {per:.1f} ms/record = {per / base:.2f}x the {int(smallest):,}-record rate; "
             f"search index {s['search_index_mib']:.1f} MiB", target, ok)
+    base = fig.get("site_baseline")
+    if base:
+        now = sites[str(base["records"])]
+        add(f"site build, {base['records']:,} records, site code at {base['rev']} (before the fixes)",
+            f"{base['total']:.1f} s (aggregate {base['aggregate']:.1f}, render {base['render']:.1f}, mkdocs "
+            f"{base['mkdocs']:.1f}) = {base['total'] / now['total']:.2f}x the time with the fixes")
+    sizes = sorted(sites, key=int)
+    if len(sizes) > 1:
+        small, big = sizes[-2], sizes[-1]
+        grow = sites[big]["total"] / sites[small]["total"]
+        add(f"site build growth, {int(small):,} -> {int(big):,} records", f"{grow:.1f}x time for "
+            f"{int(big) / int(small):.0f}x records", "no worse than linear", grow <= int(big) / int(small))
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="uv cold+warm, pip warm only, one probe cell, warm matrix only, site on 100 and 1,000")
+                        help="one bnb (setup + probe), warm matrix only (no cold matrix), site on 100 and 1,000")
     parser.add_argument("--only", nargs="*", choices=["setup", "probe", "matrix", "site"],
                         help="run only these measurements")
     parser.add_argument("--bnb", nargs="*", default=["0.50.2", "0.47.0"], help="bitsandbytes for setup/probe")
     parser.add_argument("--sizes", nargs="*", type=int, help="synthetic record counts (default 100 1000 10000)")
     parser.add_argument("--out", type=Path, help="JSON of raw figures (default: a temp file, printed)")
     parser.add_argument("--keep", action="store_true", help="keep the temp work dir")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also build the largest site with the site-build code (SITE_CODE) of git REV")
+    parser.add_argument("--table", type=Path, metavar="JSON", help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return 0
     only = set(args.only or ["setup", "probe", "matrix", "site"])
     sizes = args.sizes or ([100, 1000] if args.quick else [100, 1000, 10000])
     bnbs = args.bnb[:1] if args.quick else args.bnb
@@ -296,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(work / f"{name}-venv", ignore_errors=True)
                 shutil.rmtree(work / f"{name}-cache", ignore_errors=True)
         if "probe" in only:
-            fig["probe"] = [probe_cell(bnb, work) for bnb in bnbs]
+            fig["probe"] = [probe_cell(bnb, work, pre) for bnb in bnbs for pre in (False, True)]
             print(f"probe: {fig['probe']}", file=sys.stderr)
         if "matrix" in only:
             fig["matrix"] = {"warm_existing": matrix_warm_existing(work)}
@@ -309,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 fig["site"][str(n)] = site_build(n, work)
                 print(f"site {n}: {fig['site'][str(n)]}", file=sys.stderr)
+            if args.baseline:
+                fig["site_baseline"] = {"rev": args.baseline, "records": sizes[-1],
+                                        **site_build(sizes[-1], work, old_tree(args.baseline, work))}
+                print(f"site baseline: {fig['site_baseline']}", file=sys.stderr)
     finally:
         fig["machine"]["load_after"] = os.getloadavg()
         fig["seconds"] = time.monotonic() - started
@@ -318,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             for child in work.iterdir():
                 if child != out:
                     shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+            if not any(work.iterdir()):
+                work.rmdir()
     print(table(fig))
     print(f"\nraw figures: {out}; {fig['seconds']:.0f} s in all")
     return 0
