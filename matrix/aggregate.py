@@ -257,18 +257,20 @@ def fix_pairs(latest: pd.DataFrame) -> pd.DataFrame:
     """Pair every recipe's latest result with plain's in the same cell, shape and budget (skips left out).
     Deltas (recipe minus plain) of load-peak, forward-peak GPU memory and load time are set where both passed."""
     measured = latest[latest["outcome"] != "skip"]
-    keep = KEY + ["outcome", "last_seen"] + list(DELTAS.values())
+    keep = KEY + ["outcome", "signature", "last_seen"] + list(DELTAS.values())
     plain = measured[measured["recipe"] == BASELINE][keep].drop(columns="recipe")
     other = measured[measured["recipe"] != BASELINE][keep + ["cell_path"]]
     pairs = other.merge(plain, on=CELL + ["shape", "budget"], suffixes=("", "_plain"), validate="many_to_one")
     pairs["plain_outcome"] = pairs.pop("outcome_plain")
+    pairs["plain_signature"] = pairs.pop("signature_plain")
     pairs["change"] = [change(b, a) for b, a in zip(pairs["plain_outcome"], pairs["outcome"])]
     both = pairs["change"] == "both-pass"
     for name, column in DELTAS.items():
         delta = pd.to_numeric(pairs[column], errors="coerce") - pd.to_numeric(pairs[f"{column}_plain"],
                                                                               errors="coerce")
         pairs[f"delta_{name}"] = delta.where(both)  # a failed run's memory and time say little: both passed only
-    columns = ["recipe"] + CELL + ["shape", "budget", "plain_outcome", "outcome", "change", "last_seen",
+    columns = ["recipe"] + CELL + ["shape", "budget", "plain_outcome", "outcome", "change", "plain_signature",
+                                   "signature", "last_seen",
                                    "last_seen_plain", "cell_path"] + [f"delta_{n}" for n in DELTAS]
     order = sorted(range(len(pairs)), key=lambda i: (pairs["recipe"].iat[i], pairs["runner"].iat[i],
                    version_key(pairs["torch"].iat[i]), version_key(pairs["bnb"].iat[i]),

@@ -213,6 +213,16 @@ def effect_sentence(recipe: str, effect: dict[str, Any] | None) -> str:
     return text
 
 
+MULTI_GPU_SLUG = r"\d+x-"  # runner slugs of machines with several GPUs start with their count ("2x-h100-sm90")
+
+
+def changed_errors(pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Where plain and the recipe both failed but with different errors: (plain's, the recipe's, count)."""
+    both = pairs[(pairs["change"] == "both-fail") & (pairs["plain_signature"] != pairs["signature"])]
+    counts = both.groupby(["plain_signature", "signature"]).size()
+    return [{"before": b, "after": a, "count": int(n)} for (b, a), n in counts.items()]
+
+
 # ------------------------------------------------------------------------------------------------ the pages
 @dataclass
 class WriteReport:
@@ -378,6 +388,7 @@ class Site:
             self.cell(cell)
         self.fixes()
         self.runner_pages()
+        self.budgets()
         self.errors()
         return dict(sorted(self.out.items()))
 
@@ -446,7 +457,8 @@ class Site:
             self.page(urls.fix_path(name), "fix.md.j2", name=name, recipe=recipe,
                       snippet=recipe_snippet(recipe) if recipe else "", effect=effect, sentence=sentence,
                       pairs=_records(pairs), own=_records(own), baseline=BASELINE,
-                      rescued=self._rescued_by(name))
+                      rescued=self._rescued_by(name), changed_errors=changed_errors(pairs),
+                      multi_gpu=_records(pairs[pairs["runner"].str.match(MULTI_GPU_SLUG)]))
         self.page("fixes/", "fixes.md.j2", items=items, baseline=BASELINE)
 
     def _rescued_by(self, recipe: str) -> list[dict[str, Any]]:
@@ -467,6 +479,31 @@ class Site:
             self.page(path, "runner.md.j2", runner=runner, chart=bool(chart),
                       cells=_records(self.agg.verdicts[self.agg.verdicts["runner"] == slug]))
         self.page("runners/", "runners.md.j2", runners=list(self.runners.values()))
+
+    def budgets(self) -> None:
+        """The VRAM budgets page: per cell and shape measured under emulated budgets, recipe x budget outcomes."""
+        latest = self.agg.latest
+        blocks = []
+        with_budget = latest[latest["budget_gib"].notna()]
+        for key, rows in with_budget.groupby(CELL + ["shape"], sort=True):
+            cell = dict(zip(CELL + ["shape"], key))
+            mine = latest[(latest[CELL + ["shape"]] == pd.Series(cell)).all(axis=1)]
+            columns = [None] + sorted(float(b) for b in rows["budget_gib"].unique())
+            table, smallest = [], []
+            for recipe in sorted(mine["recipe"].unique(), key=lambda r: (r != BASELINE, r)):
+                by_budget = {None if pd.isna(r["budget_gib"]) else float(r["budget_gib"]): r
+                             for r in _records(mine[mine["recipe"] == recipe])}
+                table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns]})
+                passed = [c for c in columns if c in by_budget and by_budget[c]["outcome"] == "pass"]
+                if passed:
+                    smallest.append({"recipe": recipe, "budget": min((c for c in passed if c), default=None)})
+            budget_label = {c: (f"{c:g}" if c else None) for c in columns}
+            for row in smallest:
+                row["budget"] = budget_label[row["budget"]]
+            blocks.append({**cell, "columns": [budget_label[c] for c in columns], "rows": table,
+                           "smallest": smallest, "cell_path": rows["cell_path"].iloc[0],
+                           "last_seen": rows["last_seen"].max()})
+        self.page("budgets/", "budgets.md.j2", blocks=blocks)
 
     def _evidence(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
         """Rows where a signature occurred, each with the recipes that passed in the same cell, shape, budget."""

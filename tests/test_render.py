@@ -255,3 +255,29 @@ def test_empty_results_build_a_clean_site(tmp_path):
     assert (report.records, report.cells) == (0, 0)
     assert "No measurements yet" in page(tmp_path / "out", "")
     assert (tmp_path / "out" / urls.fix_path("seed-fix") / "index.html").is_file()
+
+
+def test_budgets_page_tabulates_recipe_by_budget(built_site, agg):
+    _, out = built_site
+    html = page(out, "budgets")
+    seen = text(html)
+    assert "How a smaller card is emulated" in seen and "Compute and bandwidth are the big card" in seen
+    budgets = sorted({float(b) for b in agg.latest["budget_gib"].dropna()})
+    assert budgets, "the fixture records should hold some budget runs"
+    for b in budgets:
+        assert f"{b:g} GiB" in seen
+    assert "whole card" in seen and "Smallest budget each recipe loaded" in seen
+
+
+def test_changed_errors_counts_both_fail_pairs_whose_error_differs():
+    pairs = pd.DataFrame({"change": ["both-fail", "both-fail", "both-fail", "fail->pass"],
+                          "plain_signature": ["cuda-oom", "cuda-oom", "bnb-too-old", "cuda-oom"],
+                          "signature": ["dispatched-to-cpu", "dispatched-to-cpu", "bnb-too-old", None]})
+    assert render.changed_errors(pairs) == [{"before": "cuda-oom", "after": "dispatched-to-cpu", "count": 2}]
+
+
+def test_seed_fix_page_has_a_multi_gpu_section(built_site):
+    _, out = built_site
+    seen = text(page(out, urls.fix_path("seed-fix")))
+    assert "On several GPUs" in seen
+    assert "Not measured yet" in seen or "Pairings measured on runners with more than one GPU" in seen
