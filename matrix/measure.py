@@ -29,7 +29,9 @@ from matrix.errors import ResultsError, UserError
 from matrix.probe import head_and_tail, runner_facts
 
 PROBE = Path(__file__).with_name("probe.py")
-PROBE_VERSION = 1  # bump when the probe measures differently: changes every fingerprint, so cells re-run
+# Bump when the probe measures differently: it changes every fingerprint, so cells re-run, and records say it.
+# 2: the parent imports the 4-bit load path (CPU runners), so `load` no longer holds ~4 s of lazy imports.
+PROBE_VERSION = 2
 CELL_EXTRAS = ("accelerate", "safetensors")
 DEFAULT_CACHE = Path(os.environ.get("BNB_MATRIX_CACHE", Path.home() / ".cache" / "bnb-matrix"))
 
@@ -321,7 +323,7 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
             continue
         base = {"run_id": run_id, "schema": records.SCHEMA_VERSION,
                 "requested": {"torch": torch, "bnb": bnb, "transformers": transformers, "install": install,
-                              "installer": installer, "runner": runner["slug"],
+                              "installer": installer, "runner": runner["slug"], "probe_version": PROBE_VERSION,
                               "torch_source": "system image" if install == "system" else "venv",
                               # e.g. "slim wheel: only the cpu and cuda130 binaries" (scripts/slim_wheel.py)
                               "note": os.environ.get("BNB_MATRIX_INSTALL_NOTE", "")}}
