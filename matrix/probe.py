@@ -306,8 +306,17 @@ def _test_hook(hook: str) -> None:
         limit = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE") + 512 * MIB
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         torch.ones(4 * GIB, dtype=torch.uint8)
+    elif hook == "oom-kill":
+        # the kernel's OOM killer for real: join a fresh memory cgroup (v1) capped a little above this
+        # process's use, then touch more than that; the kernel answers with SIGKILL
+        group = Path("/sys/fs/cgroup/memory") / f"bnb-matrix-test-{os.getpid()}"
+        group.mkdir()
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        (group / "memory.limit_in_bytes").write_text(str(rss + 256 * MIB))
+        (group / "tasks").write_text(str(os.getpid()))
+        _ = b"\x01" * (2 * GIB)
     elif hook:
-        raise ValueError(f"unknown BNB_MATRIX_PROBE_HOOK {hook!r}: segfault, abort, hang or oom")
+        raise ValueError(f"unknown BNB_MATRIX_PROBE_HOOK {hook!r}: segfault, abort, hang, oom or oom-kill")
 
 
 def _emulate_budget(torch, gpus: list[int], budget: float) -> list:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 NOX = Path(sys.executable).with_name("nox")
 PAIR = "probe(torch='2.13.0+cpu', bnb='0.50.2')"
-HOOKS = ("segfault", "abort", "hang", "oom")
+HOOKS = ("segfault", "abort", "hang", "oom", "oom-kill")
 
 EXTRA = "\n".join(f'''
 [recipes.hook-{hook}]
@@ -38,7 +38,7 @@ env = {{ BNB_MATRIX_PROBE_HOOK = "{hook}" }}
 torch = ["2.13.0+cpu"]
 bitsandbytes = ["0.50.2"]
 transformers = ["5.24.0"]
-recipes = ["hook-segfault", "hook-abort", "hook-hang", "hook-oom", "nf4-bf16", "cpu-offload"]
+recipes = ["hook-segfault", "hook-abort", "hook-hang", "hook-oom", "hook-oom-kill", "nf4-bf16", "cpu-offload"]
 shapes = ["tiny"]
 timeout_s = 45
 
@@ -57,6 +57,29 @@ transformers = ["5.24.0"]
 recipes = ["nf4-bf16"]
 shapes = ["tiny"]
 '''
+
+
+def _cgroup_memory_writable() -> bool:
+    probe_dir = Path("/sys/fs/cgroup/memory") / f"bnb-matrix-test-check-{os.getpid()}"
+    try:
+        probe_dir.mkdir()
+        probe_dir.rmdir()
+        return True
+    except OSError:
+        return False
+
+
+CGROUP_MEMORY = _cgroup_memory_writable()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_test_cgroups():
+    yield
+    for group in Path("/sys/fs/cgroup/memory").glob("bnb-matrix-test-*"):
+        try:
+            group.rmdir()  # empty once its process was killed
+        except OSError:
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +132,12 @@ def test_probe_end_to_end_and_each_failure_is_a_record(axes_file, tmp_path):
     oom = recs["hook-oom"]
     assert oom.outcome in ("fail", "crash"), oom
     assert "memory" in (oom.error_message + oom.stderr_tail).lower()
+
+    killed = recs["hook-oom-kill"]
+    if CGROUP_MEMORY:  # a real kernel OOM kill
+        assert (killed.outcome, killed.exit_code) == ("crash", -signal.SIGKILL) and "SIGKILL" in killed.error_message
+    else:  # no writable memory cgroup here: the hook's own failure is still a record
+        assert killed.outcome == "fail" and killed.error_type in ("OSError", "PermissionError", "FileNotFoundError")
 
     skip = recs["cpu-offload"]
     assert skip.outcome == "skip" and "no GPU" in skip.skip_reason
