@@ -281,3 +281,26 @@ def test_seed_fix_page_has_a_multi_gpu_section(built_site):
     seen = text(page(out, urls.fix_path("seed-fix")))
     assert "On several GPUs" in seen
     assert "Not measured yet" in seen or "Pairings measured on runners with more than one GPU" in seen
+
+
+def test_the_committed_results_build_strict_with_a_page_for_everything(tmp_path):
+    """The published data, not fixtures: every cell, recipe, runner and error has its page; exports are there."""
+    from matrix import aggregate
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    report = build_site(results, tmp_path / "public", strict=True, work_dir=tmp_path / "work", quiet=True)
+    out = tmp_path / "public"
+    assert report.problems == () and report.cells >= 2
+    agg = aggregate.load(results, warn=False)
+    for cell in agg.verdicts.itertuples():
+        html = page(out, urls.cell_path(cell.runner, cell.torch, cell.bnb, cell.transformers))
+        assert cell.runner in html and cell.last_measured in html
+    for recipe in set(load_axes().recipes) | set(agg.latest["recipe"]):
+        assert (out / urls.fix_path(recipe) / "index.html").is_file(), recipe
+    for runner in agg.frame["runner"].unique():
+        assert (out / urls.runner_path(runner) / "index.html").is_file(), runner
+    for slug in {s for s in agg.latest["signature"].dropna() if s}:
+        assert (out / urls.error_path(slug) / "index.html").is_file(), slug
+    for name in ("results.csv", "results.json", "matrix.json"):
+        assert (out / "data" / name).stat().st_size > 0
+    assert "Did it change anything?" in text(page(out, urls.fix_path("seed-fix")))
