@@ -115,7 +115,8 @@ def placement(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("{"):
         return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
     try:
-        return ", ".join(f"{k} {v}" for k, v in json.loads(value).items())
+        # accelerate keeps offloaded modules on the meta device and streams their weights in at forward time
+        return ", ".join(f"{'offloaded (meta)' if k == 'meta' else k} {v}" for k, v in json.loads(value).items())
     except json.JSONDecodeError:
         return value
 

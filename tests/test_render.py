@@ -304,3 +304,8 @@ def test_the_committed_results_build_strict_with_a_page_for_everything(tmp_path)
     for name in ("results.csv", "results.json", "matrix.json"):
         assert (out / "data" / name).stat().st_size > 0
     assert "Did it change anything?" in text(page(out, urls.fix_path("seed-fix")))
+
+
+def test_placement_names_offloaded_modules():
+    assert render.placement('{"cuda:0": 146, "meta": 1}') == "cuda:0 146, offloaded (meta) 1"
+    assert render.placement(None) == ""
