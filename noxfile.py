@@ -4,6 +4,7 @@
     nox -l                   list sessions, e.g. probe(torch='2.13.0+cpu', bnb='0.50.2')
     nox -s "probe(torch='2.13.0+cpu', bnb='0.50.2')"   one pair
     nox -s probe -- --force  re-measure cells already measured with the same fingerprint
+    nox -s probe -- --install offline   install mode for this run (online, offline, system)
     nox -s site / serve      build / preview the site from results/
 
 Environment: BNB_MATRIX_PROFILE (cpu, cuda, ... default: cuda when nvidia-smi sees a GPU), BNB_MATRIX_AXES (axes
@@ -23,7 +24,7 @@ ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
 
 from matrix import measure  # noqa: E402
-from matrix.axes import load_axes, pick_profile  # noqa: E402
+from matrix.axes import INSTALL_MODES, load_axes, pick_profile  # noqa: E402
 from matrix.errors import UserError  # noqa: E402
 
 try:
@@ -44,17 +45,33 @@ nox.options.sessions = ["probe", "site"]
 PAIRS = [nox.param(t, b, id=f"torch='{t}', bnb='{b}'") for t, b in PROFILE.pairs()]
 
 
+def posarg_install(session: nox.Session) -> str | None:
+    """`nox -s probe -- --install offline` (or `--install=system`) overrides the profile's install mode."""
+    args = session.posargs
+    for i, arg in enumerate(args):
+        mode = arg.split("=", 1)[1] if arg.startswith("--install=") else (
+            args[i + 1] if arg == "--install" and i + 1 < len(args) else None)
+        if mode is not None:
+            if mode not in INSTALL_MODES:
+                session.error(f"--install {mode!r}: allowed: {', '.join(INSTALL_MODES)}")
+            return mode
+    return None
+
+
+# `--system-site-packages` is decided when the venv is made, so `system` must be known before posargs are:
+# set it through the profile or BNB_MATRIX_INSTALL (a posarg `--install system` still links the image's packages).
 @nox.session(venv_params=["--system-site-packages"] if INSTALL == "system" else [])
 @nox.parametrize(("torch", "bnb"), PAIRS)
 def probe(session: nox.Session, torch: str, bnb: str) -> None:
     """Install one (torch, bitsandbytes) pair in its own venv and probe every recipe of the profile."""
     force = "--force" in session.posargs
+    install = posarg_install(session) or INSTALL
     python = Path(session.virtualenv.location) / "bin" / "python"
     installer = "uv" if session.venv_backend == "uv" else "pip"
-    session.log(f"profile {PROFILE.name}, install {INSTALL} with {installer}, results -> {RESULTS}")
+    session.log(f"profile {PROFILE.name}, install {install} with {installer}, results -> {RESULTS}")
     try:
         measure.measure_pair(python, AXES, PROFILE, torch, bnb, RESULTS, os.environ["BNB_MATRIX_RUN_ID"],
-                             installer=installer, install=INSTALL, force=force, log=session.log)
+                             installer=installer, install=install, force=force, log=session.log)
     except UserError as exc:
         session.error(exc.line())
 
