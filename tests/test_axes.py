@@ -115,7 +115,8 @@ def test_noxfile_lists_readable_ids_and_rejects_bad_axes(tmp_path):
 
 def test_nox_install_posarg_is_checked_in_one_line(tmp_path):
     nox = Path(sys.executable).with_name("nox")
-    proc = subprocess.run([str(nox), "-s", "probe(torch='2.13.0+cpu', bnb='0.50.2')", "--", "--install", "ftp"],
+    proc = subprocess.run([str(nox), "--envdir", str(tmp_path / "envs"), "-s",
+                           "probe(torch='2.13.0+cpu', bnb='0.50.2')", "--", "--install", "ftp"],
                           cwd=ROOT, capture_output=True, text=True,
                           env={"BNB_MATRIX_PROFILE": "cpu", "BNB_MATRIX_RESULTS": str(tmp_path),
                                "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})

@@ -146,7 +146,9 @@ def test_doctor_needs_neither_pandas_nor_jinja() -> None:
 
 @pytest.mark.slow
 def test_real_doctor_run_in_a_cell_venv(tmp_path) -> None:
-    if not CELL_PYTHON.exists():  # make the cell venv the way the main job does: its nox probe session
+    ready = CELL_PYTHON.exists() and subprocess.run(
+        [str(CELL_PYTHON), "-c", "import bitsandbytes, transformers, packaging"], capture_output=True).returncode == 0
+    if not ready:  # make (or finish) the cell venv the way the main job does: its nox probe session
         env = {k: v for k, v in os.environ.items() if not k.startswith("BNB_MATRIX_")}
         made = subprocess.run([str(Path(sys.executable).with_name("nox")), "-s",
                                "probe(torch='2.13.0+cpu', bnb='0.50.2')"], cwd=ROOT, capture_output=True, text=True,
