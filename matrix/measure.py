@@ -347,8 +347,3 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
         log(f"  {rec['recipe']:<12} {rec['shape']:<5} budget={rec.get('budget_gib') or '-':<5} {rec['outcome']:<8}"
             f" {rec.get('error_type', '')} {rec.get('error_message', '')[:100]}")
     return new
-
-
-def default_installer() -> str:
-    """uv where it is available (much faster), else pip."""
-    return "uv" if Path(uv_binary()).exists() or shutil.which("uv") else "pip"

@@ -311,8 +311,7 @@ def _test_hook(hook: str) -> None:
         # process's use, then touch more than that; the kernel answers with SIGKILL
         group = Path("/sys/fs/cgroup/memory") / f"bnb-matrix-test-{os.getpid()}"
         group.mkdir()
-        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        (group / "memory.limit_in_bytes").write_text(str(rss + 256 * MIB))
+        (group / "memory.limit_in_bytes").write_text(str(int((_rss_mib() + 256) * MIB)))
         (group / "tasks").write_text(str(os.getpid()))
         _ = b"\x01" * (2 * GIB)
     elif hook:
@@ -428,7 +427,8 @@ def run_recipe(job: dict, result_path: Path) -> int:
         out["checks"]["placement"] = _placement(model)
         if getattr(model, "hf_device_map", None):
             out["checks"]["device_map"] = sorted({str(v) for v in model.hf_device_map.values()})
-            out["checks"]["layers_per_device"] = layers_per_device(model.hf_device_map, shape["config"]["num_hidden_layers"])
+            out["checks"]["layers_per_device"] = layers_per_device(model.hf_device_map,
+                                                                   shape["config"]["num_hidden_layers"])
 
         enter("check")
         t = time.monotonic()
@@ -453,7 +453,8 @@ def run_recipe(job: dict, result_path: Path) -> int:
         out["timings_s"]["forward"] = round(time.monotonic() - t, 3)
         if cuda:
             out["memory_mib"].update(_gpu_peaks(torch, base, "gpu_forward_peak"))
-            out["memory_mib"]["gpu_reserved_peak"] = round(sum(torch.cuda.max_memory_reserved(i) for i in gpus) / MIB, 1)
+            reserved = sum(torch.cuda.max_memory_reserved(i) for i in gpus)
+            out["memory_mib"]["gpu_reserved_peak"] = round(reserved / MIB, 1)
             # device memory in use as the driver counts it (what nvidia-smi / NVML show), less the ballast
             used = sum(total - free for free, total in map(torch.cuda.mem_get_info, gpus))
             out["memory_mib"]["nvml_used"] = round((used - sum(b.numel() for b in ballast)) / MIB, 1)
@@ -614,8 +615,9 @@ def probe_cell(spec: dict, out: Path) -> int:
     # the NVML-based check answers the same question without touching CUDA.
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     runner = runner_facts()
-    versions, import_log, import_s, import_error = _import_stack(with_bnb=runner["kind"] != "gpu")
-    if import_error is None and runner["kind"] != "gpu":
+    on_gpu = runner["kind"] == "gpu"
+    versions, import_log, import_s, import_error = _import_stack(with_bnb=not on_gpu)
+    if import_error is None and not on_gpu:
         import_s += _warm_lazy_imports()
     if versions.get("torch_cuda"):
         runner["cuda_runtime"] = versions["torch_cuda"]
@@ -641,11 +643,13 @@ def probe_cell(spec: dict, out: Path) -> int:
         started = time.monotonic()
         if import_error is not None:
             record.update(outcome="fail", stage="import", error_type=type(import_error).__name__,
-                          error_message=head_and_tail(str(import_error), 4000), stderr_tail=head_and_tail(import_log))
+                          error_message=head_and_tail(str(import_error), 4000),
+                          stderr_tail=head_and_tail(import_log))
         elif ckpt_error is not None:
             record.update(outcome="fail", stage="checkpoint", error_type=type(ckpt_error).__name__,
-                          error_message=head_and_tail(str(ckpt_error), 4000), stderr_tail=head_and_tail(import_log))
-        elif recipe.get("requires") == "gpu" and runner["kind"] != "gpu":
+                          error_message=head_and_tail(str(ckpt_error), 4000),
+                          stderr_tail=head_and_tail(import_log))
+        elif recipe.get("requires") == "gpu" and not on_gpu:
             record.update(outcome="skip", skip_reason="this recipe offloads from a GPU; this runner has no GPU")
         else:
             tag = f"{recipe['name']}-{job.get('budget_gib') or 'full'}"

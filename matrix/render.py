@@ -483,13 +483,16 @@ class Site:
 
     def budgets(self) -> None:
         """The VRAM budgets page: per cell and shape measured under emulated budgets, recipe x budget outcomes."""
-        latest = self.agg.latest
+
+        def label(budget: float | None) -> str | None:
+            return f"{budget:g}" if budget else None
+
         blocks = []
-        with_budget = latest[latest["budget_gib"].notna()]
-        for key, rows in with_budget.groupby(CELL + ["shape"], sort=True):
-            cell = dict(zip(CELL + ["shape"], key))
-            mine = latest[(latest[CELL + ["shape"]] == pd.Series(cell)).all(axis=1)]
-            columns = [None] + sorted(float(b) for b in rows["budget_gib"].unique())
+        for key, mine in self.agg.latest.groupby(CELL + ["shape"], sort=True):
+            budgeted = mine[mine["budget_gib"].notna()]
+            if budgeted.empty:
+                continue
+            columns = [None] + sorted(float(b) for b in budgeted["budget_gib"].unique())
             table, smallest = [], []
             for recipe in sorted(mine["recipe"].unique(), key=lambda r: (r != BASELINE, r)):
                 by_budget = {None if pd.isna(r["budget_gib"]) else float(r["budget_gib"]): r
@@ -497,13 +500,10 @@ class Site:
                 table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns]})
                 passed = [c for c in columns if c in by_budget and by_budget[c]["outcome"] == "pass"]
                 if passed:
-                    smallest.append({"recipe": recipe, "budget": min((c for c in passed if c), default=None)})
-            budget_label = {c: (f"{c:g}" if c else None) for c in columns}
-            for row in smallest:
-                row["budget"] = budget_label[row["budget"]]
-            blocks.append({**cell, "columns": [budget_label[c] for c in columns], "rows": table,
-                           "smallest": smallest, "cell_path": rows["cell_path"].iloc[0],
-                           "last_seen": rows["last_seen"].max()})
+                    smallest.append({"recipe": recipe, "budget": label(min((c for c in passed if c), default=None))})
+            blocks.append({**dict(zip(CELL + ["shape"], key)), "columns": [label(c) for c in columns],
+                           "rows": table, "smallest": smallest, "cell_path": mine["cell_path"].iloc[0],
+                           "last_seen": budgeted["last_seen"].max()})
         self.page("budgets/", "budgets.md.j2", blocks=blocks)
 
     def _evidence(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
