@@ -16,6 +16,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from matrix import runner
 from matrix.errors import AxesError
 
 DEFAULT_AXES = Path(__file__).with_name("axes.toml")
@@ -85,6 +86,7 @@ class Axes:
     recipes: dict[str, Recipe]
     shapes: dict[str, Shape]
     profiles: dict[str, Profile]
+    baseline: str = "plain"  # the recipe every other recipe is compared against (the axes file names it)
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -163,7 +165,7 @@ def load_axes(path: Path | str | None = None) -> Axes:
 def parse_axes(data: dict[str, Any], path: Path) -> Axes:
     """Validate already-decoded TOML data (pure; see load_axes)."""
     r = _Reader(path)
-    r.keys(data, "(top)", ("torch_builds", "recipes", "shapes", "profiles"), ("schema",))
+    r.keys(data, "(top)", ("torch_builds", "recipes", "shapes", "profiles"), ("schema", "baseline"))
     if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise r.fail("schema", f"is {data.get('schema')!r}", str(SCHEMA_VERSION))
 
@@ -232,7 +234,10 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
             budget_shapes=r.strings(t, key, "budget_shapes", shapes, allow_empty=True))
     if not profiles:
         raise r.fail("profiles", "no profile defined", "at least [profiles.cpu]")
-    return Axes(path, builds, recipes, shapes, profiles)
+    baseline = r.string(data, "(top)", "baseline", "plain")
+    if baseline not in recipes:
+        raise r.fail("baseline", f"names {baseline!r}, which is not a recipe", ", ".join(recipes))
+    return Axes(path, builds, recipes, shapes, profiles, baseline)
 
 
 def gpu_present() -> bool:
@@ -248,6 +253,5 @@ def gpu_present() -> bool:
 
 
 def pick_profile(axes: Axes, name: str | None = None) -> Profile:
-    """The named profile, else $BNB_MATRIX_PROFILE, else cuda when a GPU is present and cpu otherwise."""
-    name = name or os.environ.get("BNB_MATRIX_PROFILE") or ("cuda" if gpu_present() else "cpu")
-    return axes.profile(name)
+    """The named profile (see matrix.settings), else the default profile of this machine's kind of runner."""
+    return axes.profile(name or runner.default_profile("gpu" if gpu_present() else "cpu"))

@@ -6,7 +6,13 @@ The output is deterministic (fixed hash salt, no date metadata) so unchanged dat
 
 from __future__ import annotations
 
+import hashlib
 import io
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 
 import matplotlib
 
@@ -138,3 +144,55 @@ def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:
     axes[0][0].set_ylabel("seconds (line: median over torch builds)")
     axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig)
+
+
+# ---------------------------------------------------------------------------------------- the chart cache
+_CHARTS: dict[str, bytes | None] = {}
+CHARTS_PER_WORKER = 16  # below this many charts to draw, a process pool costs more than it saves
+
+
+def _chart_key(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> str:
+    return hashlib.sha256((draw.__name__ + rows.to_json(orient="split", date_format="iso")).encode()).hexdigest()
+
+
+def cached(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> bytes | None:
+    """`draw(rows)`, remembered by content: drawing dominates render time, and `mkdocs serve` regenerates on every
+    edit in the same process, so unchanged data is not drawn twice."""
+    key = _chart_key(draw, rows)
+    if key not in _CHARTS:
+        if len(_CHARTS) > 4096:
+            _CHARTS.clear()
+        _CHARTS[key] = draw(rows)
+    return _CHARTS[key]
+
+
+def _draw(job: tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]) -> bytes | None:
+    return job[0](job[1])
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def draw_all(jobs: Iterable[tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]]) -> None:
+    """Fill the chart cache for many (draw, rows) at once on every usable CPU. matplotlib draws one chart at a
+    time in one thread, and a chart per cell was most of the render time of a big site (about 50 ms each).
+    Forked workers inherit matplotlib's settings, so each SVG is byte-identical to one drawn here; where fork is
+    unavailable or there is little to draw, nothing happens here and `cached` draws lazily as before."""
+    todo: dict[str, tuple] = {}
+    for draw, rows in jobs:
+        key = _chart_key(draw, rows)
+        if key not in _CHARTS:
+            todo.setdefault(key, (draw, rows))
+    workers = min(_usable_cpus(), len(todo) // CHARTS_PER_WORKER)
+    if workers < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return
+    if len(_CHARTS) + len(todo) > 4096:
+        _CHARTS.clear()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        chunk = max(1, len(todo) // (workers * 4))
+        for key, svg in zip(todo, pool.map(_draw, todo.values(), chunksize=chunk)):
+            _CHARTS[key] = svg

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 import pytest
 
-from matrix import render, urls
+from matrix import findings, pages, render, urls
 from matrix.axes import load_axes
 from matrix.errors import ResultsError, UserError
 from matrix.sitebuild import build_site, check_out_dir
@@ -64,27 +64,27 @@ def test_relative_links():
 
 def test_recipe_snippets_are_valid_python():
     for recipe in load_axes().recipes.values():
-        snippet = render.recipe_snippet(recipe)
+        snippet = pages.recipe_snippet(recipe)
         compile(snippet, recipe.name, "exec")
         assert "BitsAndBytesConfig(" in snippet and "load_in_4bit=True" in snippet
-    seed = render.recipe_snippet(load_axes().recipes["seed-fix"])
+    seed = pages.recipe_snippet(load_axes().recipes["seed-fix"])
     assert "bnb_4bit_compute_dtype=torch.float16" in seed and 'device_map="auto"' in seed
 
 
 def test_reproduce_command():
-    assert render.reproduce_command("cpu", "2.13.0+cpu", "0.50.2") == \
+    assert pages.reproduce_command("cpu", "2.13.0+cpu", "0.50.2") == \
         "BNB_MATRIX_PROFILE=cpu nox -s \"probe(torch='2.13.0+cpu', bnb='0.50.2')\""
-    assert render.reproduce_command("gpu", "2.11.0+cu130", "0.45.5").startswith("BNB_MATRIX_PROFILE=cuda ")
+    assert pages.reproduce_command("gpu", "2.11.0+cu130", "0.45.5").startswith("BNB_MATRIX_PROFILE=cuda ")
 
 
 def test_effect_sentence_answers_plainly():
     none = {"cells": 3, "pairs": 4, "fail->pass": 0, "pass->fail": 0, "both-pass": 2, "both-fail": 2,
             "median_delta_load_peak_mib": float("nan"), "median_delta_forward_peak_mib": float("nan"),
             "median_delta_load_s": 0.5}
-    text = render.effect_sentence("seed-fix", none)
+    text = pages.effect_sentence("seed-fix", none)
     assert text.startswith("No: in 3 cells (4 pairings") and "turned 0 failures into passes and 0 passes" in text
     assert "+0.50 s of load time" in text
-    assert render.effect_sentence("seed-fix", None).startswith("Nothing measured yet")
+    assert pages.effect_sentence("seed-fix", None).startswith("Nothing measured yet")
 
 
 # -------------------------------------------------------------------------------------------- writing files
@@ -273,7 +273,7 @@ def test_changed_errors_counts_both_fail_pairs_whose_error_differs():
     pairs = pd.DataFrame({"change": ["both-fail", "both-fail", "both-fail", "fail->pass"],
                           "plain_signature": ["cuda-oom", "cuda-oom", "bnb-too-old", "cuda-oom"],
                           "signature": ["dispatched-to-cpu", "dispatched-to-cpu", "bnb-too-old", None]})
-    assert render.changed_errors(pairs) == [{"before": "cuda-oom", "after": "dispatched-to-cpu", "count": 2}]
+    assert findings.changed_errors(pairs) == [{"before": "cuda-oom", "after": "dispatched-to-cpu", "count": 2}]
 
 
 def test_seed_fix_page_has_a_multi_gpu_section(built_site):

@@ -1,0 +1,210 @@
+"""Findings: what the pages state, as pure functions over the aggregate frames (no Jinja, no I/O).
+
+Each function takes frames of `matrix.aggregate.Aggregate` (and the recipe names / signature catalogue where it
+needs them) and returns plain rows. The pages render these rows, and `exports()` publishes the same rows under
+`data/` so every number a page states can be fetched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from matrix import runner as runners_mod
+from matrix.aggregate import CELL, FAILED, Aggregate, version_key
+
+WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as dicts."""
+    return frame.to_dict(orient="records")  # type: ignore[return-value]
+
+
+def group_rows(frame: pd.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
+    """`records(frame)` split per cell (CELL key), keeping the frame's row order within each cell."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in records(frame):
+        groups.setdefault(tuple(row[k] for k in CELL), []).append(row)
+    return groups
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value)) or str(value) in ("", "[]")
+
+
+def runner_history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per runner: the facts of its newest record, plus other values seen for any fact over time."""
+    facts: dict[str, dict[str, Any]] = {}
+    columns = [c for c in frame.columns if c.startswith("runner_")]
+    for slug, rows in frame.groupby("runner", sort=True):
+        newest = rows.sort_values(["time", "run_id"], kind="mergesort", na_position="first").iloc[-1]
+        items = []
+        for column in columns:
+            value = newest[column]
+            seen = sorted({str(v) for v in rows[column].dropna() if str(v) not in ("", "[]")} - {str(value)})
+            if _missing(value) and not seen:
+                continue
+            items.append({"name": column.removeprefix("runner_"), "value": value, "seen": seen})
+        facts[str(slug)] = {"slug": slug, "kind": newest["runner_kind"], "facts": items, "records": len(rows),
+                            "first_seen": rows["date"].min(), "last_seen": rows["date"].max(),
+                            "label": runners_mod.label(newest)}
+    return facts
+
+
+def grid(verdicts: pd.DataFrame, extra_bnb: Iterable[str]) -> dict[str, Any]:
+    """Heatmap grid of one runner: rows (torch, transformers), columns bnb versions, each a verdict row or None."""
+    columns = sorted(set(verdicts["bnb"]) | set(extra_bnb), key=version_key)
+    keys = sorted({(t, tf) for t, tf in zip(verdicts["torch"], verdicts["transformers"])},
+                  key=lambda k: (version_key(k[0]), k[0], version_key(k[1])))
+    by = {(r["torch"], r["transformers"], r["bnb"]): r for r in records(verdicts)}
+    rows = [{"torch": t, "transformers": tf, "cells": [by.get((t, tf, b)) for b in columns]} for t, tf in keys]
+    return {"columns": columns, "rows": rows}
+
+
+def changed_errors(pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Where the baseline and the recipe both failed but with different errors: (baseline's, the recipe's, count)."""
+    both = pairs[(pairs["change"] == "both-fail") & (pairs["plain_signature"] != pairs["signature"])]
+    counts = both.groupby(["plain_signature", "signature"]).size()
+    return [{"before": b, "after": a, "count": int(n)} for (b, a), n in counts.items()]
+
+
+def multi_gpu(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs measured on runners with several GPUs."""
+    return pairs[[runners_mod.gpu_count(str(s)) > 1 for s in pairs["runner"]]]
+
+
+def known(slug: str, catalogue: dict[str, Any]) -> str:
+    """The signature's slug if the catalogue has a page for it, else 'unclassified'."""
+    return slug if slug in catalogue else "unclassified"
+
+
+def rescued_by(agg: Aggregate, recipe: str, baseline: str, catalogue: dict[str, Any]) -> list[dict[str, Any]]:
+    """Signatures of the baseline's failures that this recipe turned into passes, with counts."""
+    pairs = agg.pairs[(agg.pairs["recipe"] == recipe) & (agg.pairs["change"] == "fail->pass")]
+    plain = agg.latest[agg.latest["recipe"] == baseline]
+    hit = plain.merge(pairs[WHERE], on=WHERE)
+    counts = hit["signature"].map(lambda s: known(s, catalogue)).value_counts().sort_index()
+    return [{"slug": s, "count": int(c)} for s, c in counts.items()]
+
+
+def budget_label(budget: float | None) -> str | None:
+    return f"{budget:g}" if budget else None
+
+
+def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
+    """Per cell and shape measured under emulated VRAM budgets: recipe x budget outcomes and, per recipe, the
+    smallest budget it passed under (None: only on the whole card)."""
+    blocks = []
+    for key, mine in latest.groupby(CELL + ["shape"], sort=True):
+        budgeted = mine[mine["budget_gib"].notna()]
+        if budgeted.empty:
+            continue
+        columns = [None] + sorted(float(b) for b in budgeted["budget_gib"].unique())
+        table, smallest = [], []
+        for recipe in sorted(mine["recipe"].unique(), key=lambda r: (r != baseline, r)):
+            by_budget = {None if pd.isna(r["budget_gib"]) else float(r["budget_gib"]): r
+                         for r in records(mine[mine["recipe"] == recipe])}
+            table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns]})
+            passed = [c for c in columns if c in by_budget and by_budget[c]["outcome"] == "pass"]
+            if passed:
+                smallest.append({"recipe": recipe, "budget": budget_label(min((c for c in passed if c), default=None))})
+        blocks.append({**dict(zip(CELL + ["shape"], key)), "columns": [budget_label(c) for c in columns],
+                       "rows": table, "smallest": smallest, "cell_path": mine["cell_path"].iloc[0],
+                       "last_seen": budgeted["last_seen"].max()})
+    return blocks
+
+
+def passing(latest: pd.DataFrame) -> dict[tuple, set[str]]:
+    """(cell..., shape, budget) -> the recipes that passed there."""
+    out: dict[tuple, set[str]] = {}
+    for row in records(latest[latest["outcome"] == "pass"]):
+        out.setdefault(tuple(row[k] for k in WHERE), set()).add(row["recipe"])
+    return out
+
+
+def error_hits(latest: pd.DataFrame, slug: str, sig: Any) -> pd.DataFrame:
+    """The latest rows where a signature occurred: a warning in a pass, or the classified cause of a failure."""
+    failed = latest[latest["outcome"].isin(FAILED)]
+    if sig is not None and getattr(sig, "kind", "") == "warning":
+        return latest[latest["warnings"].map(lambda ws: slug in str(ws).split()).astype(bool)]
+    if slug == "unclassified":
+        return failed[failed["signature"].isin(["", "unclassified"])]
+    return failed[failed["signature"] == slug]
+
+
+def evidence(rows: pd.DataFrame, passed: dict[tuple, set[str]]) -> list[dict[str, Any]]:
+    """Rows where a signature occurred, each with the recipes that passed in the same cell, shape, budget."""
+    return [dict(row, passed_with=sorted(passed.get(tuple(row[k] for k in WHERE), set()) - {row["recipe"]}))
+            for row in records(rows)]
+
+
+def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Per recipe, over the distinct (cell, shape, budget) where a signature occurred: passed, failed, not
+    measured (missing or skipped)."""
+    where = hits[WHERE].drop_duplicates()
+    mine = latest.merge(where, on=WHERE)
+    stats = {}
+    for recipe in sorted(set(recipes) | set(latest["recipe"])):
+        rows = mine[mine["recipe"] == recipe]
+        passed = int((rows["outcome"] == "pass").sum())
+        failed = int(rows["outcome"].isin(FAILED).sum())
+        stats[recipe] = {"situations": len(where), "passed": passed, "failed": failed,
+                         "unmeasured": len(where) - passed - failed}
+    return stats
+
+
+@dataclass
+class Findings:
+    """Every page-level finding of one aggregate, computed once (the pages and `exports()` read it)."""
+
+    runners: dict[str, dict[str, Any]]
+    budgets: list[dict[str, Any]]
+    fixes: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> effect, rescued, changed errors
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # slug -> count, cells, fix stats
+
+
+def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: dict[str, Any]) -> Findings:
+    """Every finding of `agg`: runners, budgets, per recipe and per error signature."""
+    recipes = list(recipes)
+    found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline))
+    effects = {r["recipe"]: r for r in records(agg.effects)}
+    for name in sorted(set(recipes) | set(effects) | set(agg.latest["recipe"])):
+        pairs = agg.pairs[agg.pairs["recipe"] == name]
+        found.fixes[name] = {"effect": effects.get(name), "rescued": rescued_by(agg, name, baseline, catalogue),
+                             "changed_errors": changed_errors(pairs)}
+    for slug in sorted(set(catalogue) | {"unclassified"}):
+        hits = error_hits(agg.latest, slug, catalogue.get(slug))
+        found.errors[slug] = {"count": len(hits), "cells": int(hits[CELL].drop_duplicates().shape[0]),
+                              "fix_stats": fix_stats(agg.latest, hits, recipes)}
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and pd.isna(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def exports(found: Findings) -> dict[str, bytes]:
+    """The findings published under /data/ next to the records: runners.json, budgets.json, fixes.json,
+    errors.json. Deterministic bytes for the same records."""
+    budgets = [{**{k: b[k] for k in CELL + ["shape", "cell_path", "last_seen", "smallest"]},
+                "budgets": b["columns"],
+                "outcomes": {r["recipe"]: [o["outcome"] if o else None for o in r["outcomes"]] for r in b["rows"]}}
+               for b in found.budgets]
+    data = {"runners.json": list(found.runners.values()), "budgets.json": budgets,
+            "fixes.json": found.fixes, "errors.json": found.errors}
+    return {name: (json.dumps({"schema": 1, "items": _jsonable(value)}, indent=1, sort_keys=True,
+                              ensure_ascii=True, allow_nan=False) + "\n").encode()
+            for name, value in data.items()}
