@@ -23,20 +23,23 @@ import nox
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
 
-from matrix import measure  # noqa: E402
+from matrix import measure, settings  # noqa: E402
 from matrix.axes import INSTALL_MODES, load_axes, pick_profile  # noqa: E402
 from matrix.errors import UserError  # noqa: E402
+from matrix.runner import runner_facts  # noqa: E402
 
+# One results file per nox invocation: every session of this run appends to it (set before reading the settings,
+# so sessions nox runs in child processes see the same id).
+os.environ.setdefault("BNB_MATRIX_RUN_ID", measure.new_run_id(runner_facts()["slug"]))
+SETTINGS = settings.from_env(os.environ)  # the only place nox reads BNB_MATRIX_* variables
 try:
-    AXES = load_axes()
-    PROFILE = pick_profile(AXES)
+    AXES = load_axes(SETTINGS.axes)
+    PROFILE = pick_profile(AXES, SETTINGS.profile)
 except UserError as exc:  # one line, no traceback, non-zero exit
     sys.exit(f"bnb-matrix: {exc.line()}")
 
-INSTALL = os.environ.get("BNB_MATRIX_INSTALL") or PROFILE.install
-RESULTS = Path(os.environ.get("BNB_MATRIX_RESULTS", ROOT / "results"))
-# One results file per nox invocation: every session of this run appends to it.
-os.environ.setdefault("BNB_MATRIX_RUN_ID", measure.new_run_id(measure.runner_facts()["slug"]))
+INSTALL = SETTINGS.install_mode(PROFILE)
+RESULTS = SETTINGS.results or ROOT / "results"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"  # warm re-runs reuse each cell's venv; installs are then no-ops
@@ -70,8 +73,8 @@ def probe(session: nox.Session, torch: str, bnb: str) -> None:
     installer = "uv" if session.venv_backend == "uv" else "pip"
     session.log(f"profile {PROFILE.name}, install {install} with {installer}, results -> {RESULTS}")
     try:
-        measure.measure_pair(python, AXES, PROFILE, torch, bnb, RESULTS, os.environ["BNB_MATRIX_RUN_ID"],
-                             installer=installer, install=install, force=force, log=session.log)
+        measure.measure_pair(python, AXES, PROFILE, torch, bnb, RESULTS, SETTINGS.run_id,
+                             installer=installer, install=install, force=force, log=session.log, settings=SETTINGS)
     except UserError as exc:
         session.error(exc.line())
 

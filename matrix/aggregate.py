@@ -1,5 +1,5 @@
 """Aggregation: records -> tidy frame, latest result per cell x recipe x shape x budget with its history, a verdict
-per cell, and the measured effect of each recipe against `plain`.
+per cell, and the measured effect of each recipe against the baseline recipe (named in the axes file).
 
 Pure functions over pandas frames; the only I/O is `load()` (reads results/**/*.jsonl through
 `matrix.records.read_results`). Never imports torch. Every output is sorted on a full key, so the result does not
@@ -18,14 +18,13 @@ from typing import Any
 import pandas as pd
 from packaging.version import InvalidVersion, Version
 
-from matrix import urls
+from matrix import signatures, urls
 from matrix.records import Record, read_results
 
 CELL = ["runner", "torch", "bnb", "transformers"]
 KEY = CELL + ["recipe", "shape", "budget"]
 FAILED = ("fail", "crash", "timeout")
 VERDICTS = ("works", "works-with-fix", "fails", "not-measured")
-BASELINE = "plain"
 
 # Columns every frame has, in this order; keys found in the records' nested groups follow, sorted.
 BASE_COLUMNS = [
@@ -45,8 +44,9 @@ class Aggregate:
     frame:    one row per record (tidy), sorted on KEY then time.
     latest:   one row per KEY, the newest record, plus history: first_seen, last_seen, runs, outcomes, flaky.
     verdicts: one row per cell: verdict, fixes, last measured, runner facts, cell_path.
-    pairs:    one row per (recipe != plain, cell, shape, budget) measured for both: the change and the deltas.
-    effects:  one row per recipe != plain: counts of each change and median deltas where both passed.
+    pairs:    one row per (recipe != baseline, cell, shape, budget) measured for both: the change and the deltas
+              (the baseline's columns are called plain_*, whatever the baseline's name).
+    effects:  one row per recipe != baseline: counts of each change and median deltas where both passed.
     problems: 'file:line: what' for every line that could not be used (and other data defects).
     """
 
@@ -80,16 +80,12 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _signature_functions() -> tuple[Callable[[Record], str | None], Callable[[str], list[str]]] | None:
-    """matrix.signatures' classifier and warning finder, or None while that module is not there.
+def _signature_functions() -> tuple[Callable[[Record], str | None], Callable[[str], list[str]]]:
+    """matrix.signatures' classifier and warning finder.
 
     Both are memoised on exactly what they read (outcome, error type and message, stderr tail, whether a
     bitsandbytes version was found; the stderr text): the same failure recurs on every re-run of a cell, and
     matching ~40 regexes against 6 kB of stderr per record dominated aggregation at 10,000 records."""
-    try:
-        from matrix import signatures
-    except ImportError:
-        return None
     classified: dict[tuple, str | None] = {}
     warned: dict[str, list[str]] = {}
 
@@ -191,21 +187,21 @@ def latest_with_history(frame: pd.DataFrame) -> pd.DataFrame:
     return latest.sort_values(KEY, kind="mergesort").reset_index(drop=True)
 
 
-def _cell_verdict(rows: pd.DataFrame) -> tuple[str, list[str], list[str]]:
+def _cell_verdict(rows: pd.DataFrame, baseline: str) -> tuple[str, list[str], list[str]]:
     """Verdict, fixing recipes and the shapes it rests on, from one cell's latest whole-card (un-budgeted) rows."""
     rows = rows[(rows["budget"] == "") & (rows["outcome"] != "skip")]
     if rows.empty:
         return "not-measured", [], []
     shapes = sorted(rows["shape"].unique())
     passing = {s: set(rows[(rows["shape"] == s) & (rows["outcome"] == "pass")]["recipe"]) for s in shapes}
-    if all(BASELINE in passing[s] for s in shapes):
+    if all(baseline in passing[s] for s in shapes):
         return "works", [], shapes
     if any(not passing[s] for s in shapes):
         return "fails", [], shapes
-    broken = [s for s in shapes if BASELINE not in passing[s]]
+    broken = [s for s in shapes if baseline not in passing[s]]
     everywhere = set.intersection(*(passing[s] for s in broken))
     fixes = everywhere or set.union(*(passing[s] for s in broken))
-    return "works-with-fix", sorted(fixes - {BASELINE}), shapes
+    return "works-with-fix", sorted(fixes - {baseline}), shapes
 
 
 def _text(value: Any) -> str:
@@ -213,7 +209,7 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
-def cell_verdicts(latest: pd.DataFrame) -> pd.DataFrame:
+def cell_verdicts(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-measured'), fixes (recipes that made
     the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card shapes the
     verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
@@ -221,7 +217,7 @@ def cell_verdicts(latest: pd.DataFrame) -> pd.DataFrame:
                       "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
     out = []
     for cell, rows in latest.groupby(CELL, sort=True):
-        verdict, fixes, shapes = _cell_verdict(rows)
+        verdict, fixes, shapes = _cell_verdict(rows, baseline)
         first = rows.iloc[0]
         out.append(dict(zip(CELL, cell), verdict=verdict, fixes=" ".join(fixes),
                         shapes=" ".join(shapes), records=len(rows),
@@ -243,7 +239,7 @@ def sort_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def change(before: str, after: str) -> str:
-    """How a recipe's outcome compares with plain's: fail->pass, pass->fail, both-pass or both-fail."""
+    """How a recipe's outcome compares with the baseline's: fail->pass, pass->fail, both-pass or both-fail."""
     if before == "pass":
         return "both-pass" if after == "pass" else "pass->fail"
     return "fail->pass" if after == "pass" else "both-fail"
@@ -253,13 +249,13 @@ DELTAS = {"load_peak_mib": "mem_gpu_load_peak_mib", "forward_peak_mib": "mem_gpu
           "load_s": "time_load_s"}
 
 
-def fix_pairs(latest: pd.DataFrame) -> pd.DataFrame:
-    """Pair every recipe's latest result with plain's in the same cell, shape and budget (skips left out).
-    Deltas (recipe minus plain) of load-peak, forward-peak GPU memory and load time are set where both passed."""
+def fix_pairs(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Pair every recipe's latest result with the baseline's in the same cell, shape and budget (skips left out).
+    Deltas (recipe minus baseline) of load-peak, forward-peak GPU memory and load time are set where both passed."""
     measured = latest[latest["outcome"] != "skip"]
     keep = KEY + ["outcome", "signature", "last_seen"] + list(DELTAS.values())
-    plain = measured[measured["recipe"] == BASELINE][keep].drop(columns="recipe")
-    other = measured[measured["recipe"] != BASELINE][keep + ["cell_path"]]
+    plain = measured[measured["recipe"] == baseline][keep].drop(columns="recipe")
+    other = measured[measured["recipe"] != baseline][keep + ["cell_path"]]
     pairs = other.merge(plain, on=CELL + ["shape", "budget"], suffixes=("", "_plain"), validate="many_to_one")
     pairs["plain_outcome"] = pairs.pop("outcome_plain")
     pairs["plain_signature"] = pairs.pop("signature_plain")
@@ -278,10 +274,10 @@ def fix_pairs(latest: pd.DataFrame) -> pd.DataFrame:
     return pairs[columns].iloc[order].reset_index(drop=True)
 
 
-def fix_effects(pairs: pd.DataFrame, recipes: Iterable[str] = ()) -> pd.DataFrame:
+def fix_effects(pairs: pd.DataFrame, baseline: str, recipes: Iterable[str] = ()) -> pd.DataFrame:
     """Per recipe: cells, pairs, fail->pass, pass->fail, both-pass, both-fail, and the median deltas (recipe minus
-    plain) of load-peak and forward-peak GPU memory and load time over the pairs where both passed."""
-    names = sorted(set(pairs["recipe"]) | set(recipes) - {BASELINE})
+    baseline) of load-peak and forward-peak GPU memory and load time over the pairs where both passed."""
+    names = sorted(set(pairs["recipe"]) | set(recipes) - {baseline})
     out = []
     for name in names:
         mine = pairs[pairs["recipe"] == name]
@@ -302,28 +298,31 @@ def fix_effects(pairs: pd.DataFrame, recipes: Iterable[str] = ()) -> pd.DataFram
 def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipes: Iterable[str] = (),
               classify: Callable[[Record], str | None] | None = None,
               find_warnings: Callable[[str], list[str]] | None = None,
-              use_signatures: bool = True) -> Aggregate:
+              use_signatures: bool = True, baseline: str | None = None) -> Aggregate:
     """Build every aggregate from records. `problems` (e.g. RecordProblem from reading) are carried along as text
     in the order read (files sorted, then by line); `recipes` adds recipes with no records yet to the effects
     table. Signatures come from matrix.signatures unless `classify`/`find_warnings` are given or `use_signatures`
-    is False."""
+    is False. `baseline` is the recipe the others are compared against (default: the one the default axes file
+    names)."""
+    if baseline is None:
+        from matrix.axes import load_axes
+
+        baseline = load_axes().baseline
     if use_signatures and classify is None and find_warnings is None:
-        found = _signature_functions()
-        if found:
-            classify, find_warnings = found
+        classify, find_warnings = _signature_functions()
     frame, own = tidy(records, classify, find_warnings)
     latest = latest_with_history(frame)
-    pairs = fix_pairs(latest)
-    return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest), pairs=pairs,
-                     effects=fix_effects(pairs, recipes),
+    pairs = fix_pairs(latest, baseline)
+    return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
+                     effects=fix_effects(pairs, baseline, recipes),
                      problems=tuple(str(p) for p in problems) + tuple(own))
 
 
-def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True) -> Aggregate:
+def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:
     """Read every results/**/*.jsonl and aggregate. Malformed lines are skipped and reported (file:line) in
     `problems` and, with `warn`, printed as warnings on stderr. Raises ResultsError if the dir is missing."""
     records, problems = read_results(Path(results_dir))
-    agg = aggregate(records, problems, recipes)
+    agg = aggregate(records, problems, recipes, baseline=baseline)
     if warn:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)

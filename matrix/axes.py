@@ -6,7 +6,6 @@ with one line: file, key, what is wrong, what is allowed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tomllib
@@ -151,8 +150,8 @@ class _Reader:
 
 
 def load_axes(path: Path | str | None = None) -> Axes:
-    """Read and validate the axes file (default: matrix/axes.toml, or $BNB_MATRIX_AXES)."""
-    path = Path(path or os.environ.get("BNB_MATRIX_AXES") or DEFAULT_AXES)
+    """Read and validate the axes file (default: matrix/axes.toml; settings.axes names another)."""
+    path = Path(path or DEFAULT_AXES)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

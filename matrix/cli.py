@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from matrix.errors import UserError
+from matrix.settings import from_env
 
 
 def _site(args: argparse.Namespace) -> int:
@@ -19,9 +21,9 @@ def _site(args: argparse.Namespace) -> int:
     if args.serve:
         from matrix.sitebuild import serve_site
 
-        serve_site(Path(args.results))
+        serve_site(Path(args.results), axes_path=args.settings.axes)
         return 0
-    report = build_site(Path(args.results), Path(args.out), strict=not args.no_strict)
+    report = build_site(Path(args.results), Path(args.out), strict=not args.no_strict, axes_path=args.settings.axes)
     print(report)
     return 0
 
@@ -36,14 +38,15 @@ def _explain(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from matrix.doctor import run_doctor
 
-    return run_doctor(shape=args.shape, recipes=args.recipe, as_json=args.json, timeout_s=args.timeout)
+    return run_doctor(shape=args.shape, recipes=args.recipe, as_json=args.json, timeout_s=args.timeout,
+                      settings=args.settings)
 
 
 def _axes(args: argparse.Namespace) -> int:
     from matrix.axes import load_axes, pick_profile
 
-    axes = load_axes(args.path)
-    profile = pick_profile(axes, args.profile)
+    axes = load_axes(args.path or args.settings.axes)
+    profile = pick_profile(axes, args.profile or args.settings.profile)
     if args.json:
         print(json.dumps({"profile": profile.name, "pairs": profile.pairs(), "recipes": profile.recipes,
                           "shapes": profile.shapes, "transformers": profile.transformers}))
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.settings = from_env(os.environ)  # the only place the command line reads BNB_MATRIX_* variables
     try:
         return args.func(args)
     except UserError as exc:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from matrix import records, urls
+from matrix.runner import runner_facts
+from matrix.settings import Settings
 from matrix.signatures import Signature, classify_record, default_catalogue, find_warnings
 
 PASTE_START, PASTE_END = "--- paste into an issue ---", "--- end ---"
@@ -141,9 +143,9 @@ def format_report(found: list[Any], runner: dict[str, Any] | None = None,
     return "\n".join(lines)
 
 
-def exit_status(found: list[Any]) -> int:
-    """0 when the plain recipe passed (or, when plain was not run, every recipe run passed); 1 otherwise."""
-    plain = [r for r in found if getattr(r, "recipe", "") == "plain"]
+def exit_status(found: list[Any], baseline: str = "plain") -> int:
+    """0 when the baseline recipe passed (or, when it was not run, every recipe run passed); 1 otherwise."""
+    plain = [r for r in found if getattr(r, "recipe", "") == baseline]
     if plain:
         return 0 if all(r.outcome == "pass" for r in plain) else 1
     ran = [r for r in found if getattr(r, "outcome", "") != "skip"]
@@ -158,32 +160,34 @@ def plan(recipes: Iterable[str], shape: str) -> list[Any]:
 
 
 def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: bool = False,
-               timeout_s: int = 300, python: Path | None = None, out=sys.stdout) -> int:
+               timeout_s: int = 300, python: Path | None = None, out=sys.stdout,
+               settings: Settings | None = None) -> int:
     """Probe `python` (default: this interpreter) and print the report; returns `exit_status`."""
     from matrix import measure
     from matrix.axes import load_axes, pick_profile
     from matrix.errors import UserError
 
-    axes = load_axes()
+    settings = settings or Settings()
+    axes = load_axes(settings.axes)
     if shape not in axes.shapes:
         raise UserError("--shape", f"unknown shape {shape!r}", f"allowed: {', '.join(axes.shapes)}")
-    profile = pick_profile(axes)
+    profile = pick_profile(axes, settings.profile)
     names = list(dict.fromkeys(recipes or profile.recipes))
     for name in names:
         if name not in axes.recipes:
             raise UserError("--recipe", f"unknown recipe {name!r}", f"allowed: {', '.join(axes.recipes)}")
     profile = dataclasses.replace(profile, recipes=tuple(names), shapes=(shape,), timeout_s=timeout_s,
                                   budget_shapes=())
-    runner = measure.runner_facts()
-    base = {"run_id": "doctor", "schema": records.SCHEMA_VERSION,
-            "requested": {"torch": "installed", "bnb": "installed", "transformers": "installed", "install": "doctor",
-                          "installer": "", "runner": runner["slug"], "torch_source": "this environment"}}
+    runner = runner_facts()
+    base = records.base("doctor", torch="installed", bnb="installed", transformers="installed", install="doctor",
+                        installer="", runner=runner["slug"], torch_source="this environment")
     probe_log = io.StringIO()
     with tempfile.TemporaryDirectory() as tmp:
         out_file = Path(tmp) / "doctor.jsonl"
         # run_probe echoes the probe's whole stderr; the records keep its tail, so the report stays short
         with contextlib.redirect_stderr(probe_log):
-            measure.run_probe(Path(python or sys.executable), axes, profile, shape, plan(names, shape), base, out_file)
+            measure.run_probe(Path(python or sys.executable), axes, profile, shape, plan(names, shape), base, out_file,
+                              settings)
         found = [r for r in records.iter_file(out_file) if isinstance(r, records.Record)]
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in found], indent=1), file=out)
@@ -192,4 +196,4 @@ def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: b
             present = measure.present_versions(Path(python or sys.executable))
             found = [dataclasses.replace(r, versions={k: v for k, v in present.items() if v}) for r in found]
         print(format_report(found, runner), file=out)
-    return exit_status(found)
+    return exit_status(found, axes.baseline)

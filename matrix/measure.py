@@ -22,18 +22,19 @@ from pathlib import Path
 
 from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from uv import find_uv_bin
 
 from matrix import records
 from matrix.axes import Axes, Profile, TorchBuild
 from matrix.errors import ResultsError, UserError
-from matrix.probe import head_and_tail, runner_facts
+from matrix.runner import is_cpu, runner_facts
+from matrix.settings import Settings
 
-PROBE = Path(__file__).with_name("probe.py")
+PACKAGE = Path(__file__).resolve().parent  # put alone on the probe's PYTHONPATH: `python -m matrix.probe`
 # Bump when the probe measures differently: it changes every fingerprint, so cells re-run, and records say it.
 # 2: the parent imports the 4-bit load path (CPU runners), so `load` no longer holds ~4 s of lazy imports.
 PROBE_VERSION = 2
 CELL_EXTRAS = ("accelerate", "safetensors")
-DEFAULT_CACHE = Path(os.environ.get("BNB_MATRIX_CACHE", Path.home() / ".cache" / "bnb-matrix"))
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,12 @@ class Job:
     fingerprint: str
 
 
-def cell_env() -> dict:
+def cell_env(pythonpath: str = "") -> dict:
     """The environment for a cell's installer and probe: the host's, less PYTHONPATH, which would put the
-    host's own packages (nox, say) ahead of the cell venv's."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    host's own packages (nox, say) ahead of the cell venv's; `pythonpath` (a folder holding only our `matrix`
+    package, for the probe) replaces it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**env, "PYTHONPATH": pythonpath} if pythonpath else env
 
 
 def new_run_id(runner_slug: str) -> str:
@@ -73,7 +76,7 @@ def plan_jobs(axes: Axes, profile: Profile, runner_slug: str, torch: str, bnb: s
     jobs = []
     for shape in profile.shapes:
         budgets: list[float | None] = [None]
-        if shape in profile.budget_shapes and not runner_slug.startswith("cpu-"):
+        if shape in profile.budget_shapes and not is_cpu(runner_slug):
             budgets += list(profile.budgets_gib)
         for budget in budgets:
             for recipe in profile.recipes:
@@ -109,12 +112,9 @@ def measured_fingerprints(results_dir: Path) -> set[str]:
 # ----------------------------------------------------------------------------------------------------------
 # Installing a cell
 
-def wheelhouses() -> list[str]:
-    """Local wheel folders: $BNB_MATRIX_WHEELHOUSE and pip's own $PIP_FIND_LINKS (space separated)."""
-    dirs = []
-    for var in ("BNB_MATRIX_WHEELHOUSE", "PIP_FIND_LINKS"):
-        dirs += [d for d in os.environ.get(var, "").split() if Path(d).is_dir()]
-    return dirs
+def wheelhouses(settings: Settings) -> list[str]:
+    """The local wheel folders of the settings (BNB_MATRIX_WHEELHOUSE, PIP_FIND_LINKS) that exist."""
+    return [d for d in settings.wheelhouses if Path(d).is_dir()]
 
 
 def local_torch_wheel(build: TorchBuild, dirs: list[str]) -> Path | None:
@@ -145,15 +145,14 @@ def present_versions(python: Path, names: tuple[str, ...] = ("torch", "bitsandby
 def uv_binary() -> str:
     """uv from the host venv's `uv` package (nox may run without that venv on PATH), else from PATH."""
     try:
-        from uv import find_uv_bin
-
         return find_uv_bin()
-    except (ImportError, FileNotFoundError):
+    except FileNotFoundError:  # the package is there but its binary is not (a broken install)
         return shutil.which("uv") or "uv"
 
 
 def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
-                     installer: str, constraints: Path, present: dict | None = None) -> list[list[str]]:
+                     installer: str, constraints: Path, present: dict | None = None,
+                     wheel_dirs: list[str] | None = None) -> list[list[str]]:
     """The install commands for one cell (pure: nothing runs here).
 
     online: torch from a local wheel of that exact build if one is on disk, else from the build's index;
@@ -163,7 +162,8 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
     """
     base = ([uv_binary(), "pip", "install", "--python", str(python)] if installer == "uv"
             else [str(python), "-m", "pip", "install", "--disable-pip-version-check"])
-    links = [arg for d in wheelhouses() for arg in ("--find-links", d)]
+    wheel_dirs = wheel_dirs or []  # local wheel folders (see wheelhouses)
+    links = [arg for d in wheel_dirs for arg in ("--find-links", d)]
     if mode == "system":
         # uv does not look at system site packages, so what the image already has at the asked version is left out
         present = present or {}
@@ -176,7 +176,7 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
                             "set BNB_MATRIX_WHEELHOUSE=DIR to a folder of wheels")
         base = base + ["--no-index"] + links
     torch_spec = f"torch=={build.version}+{build.variant}" if build.variant else f"torch=={build.version}"
-    wheel = local_torch_wheel(build, wheelhouses())
+    wheel = local_torch_wheel(build, wheel_dirs)
     if wheel is not None or mode == "offline":
         torch_cmd = base + ([str(wheel)] if wheel else [torch_spec])
     elif build.find_links:
@@ -208,7 +208,7 @@ def link_host_site_packages(python: Path) -> None:
 
 
 def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
-                 installer: str) -> tuple[bool, str]:
+                 installer: str, settings: Settings = Settings()) -> tuple[bool, str]:
     """Run the install commands; (ok, log). A failure is data: the caller records pip's/uv's reason."""
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "constraints.txt"
@@ -219,7 +219,8 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
         if mode == "system":
             link_host_site_packages(python)
         present = present_versions(python) if mode == "system" else {}
-        for cmd in install_commands(python, build, bnb, transformers, mode, installer, constraints, present):
+        for cmd in install_commands(python, build, bnb, transformers, mode, installer, constraints, present,
+                                    wheelhouses(settings)):
             log.append("$ " + " ".join(cmd))
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=cell_env())
@@ -243,32 +244,36 @@ def install_reason(log: str) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Running the probe
 
-def _failure_record(base: dict, runner: dict, job: Job, outcome: str, stage: str, error_type: str, message: str,
-                    stderr: str, exit_code: int | None = None, env: dict | None = None) -> dict:
-    return {**base, "runner": runner, "versions": {}, "recipe": job.recipe, "shape": job.shape,
-            "budget_gib": job.budget_gib, "fingerprint": job.fingerprint, "outcome": outcome, "stage": stage,
-            "error_type": error_type, "error_message": message[-4000:], "stderr_tail": head_and_tail(stderr),
-            "exit_code": exit_code, "env": env or {},
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+def _failure(base: dict, runner: dict, job: Job, outcome: str, stage: str, error_type: str, message: str,
+             stderr: str, exit_code: int | None = None) -> records.Record:
+    return records.failure(base, runner, job.recipe, job.shape, outcome, stage, error_type, message, stderr,
+                           budget_gib=job.budget_gib, fingerprint=job.fingerprint, exit_code=exit_code)
 
 
 def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list[Job], base: dict,
-              results_file: Path, checkpoint: str = "", start_method: str = "auto") -> list[dict]:
+              results_file: Path, settings: Settings = Settings()) -> list[dict]:
     """Probe one shape's jobs in the cell's venv; returns the records written (probe's and fill-ins)."""
-    spec = {"shape": {"name": shape, "config": axes.shapes[shape].config}, "cache": str(DEFAULT_CACHE / "checkpoints"),
-            "checkpoint": checkpoint, "timeout_s": profile.timeout_s, "base": base, "start_method": start_method,
+    spec = {"shape": {"name": shape, "config": axes.shapes[shape].config},
+            "cache": str(settings.cache / "checkpoints"), "checkpoint": settings.checkpoint,
+            "timeout_s": profile.timeout_s, "base": base, "start_method": settings.start_method,
             "jobs": [{"recipe": dataclasses.asdict(axes.recipes[j.recipe]), "budget_gib": j.budget_gib,
                       "fingerprint": j.fingerprint} for j in jobs]}
     before = results_file.stat().st_size if results_file.exists() else 0
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
+        # The probe runs as `python -m matrix.probe` in the cell's interpreter, with a PYTHONPATH that holds our
+        # package and nothing else of the host's (the cell venv has no bnb-matrix installed).
+        package_path = Path(tmp) / "path"
+        package_path.mkdir()
+        (package_path / "matrix").symlink_to(PACKAGE, target_is_directory=True)
         # Whole-probe limit: every job's own limit plus imports and making an 8B checkpoint.
         limit = profile.timeout_s * (len(jobs) + 3)
         stderr_path = Path(tmp) / "stderr.log"
         with open(stderr_path, "wb") as err:
-            proc = subprocess.Popen([str(python), str(PROBE), "--spec", str(spec_path), "--out", str(results_file)],
-                                    stderr=err, start_new_session=True, env=cell_env())
+            proc = subprocess.Popen([str(python), "-m", "matrix.probe", "--spec", str(spec_path),
+                                     "--out", str(results_file.resolve())],
+                                    stderr=err, start_new_session=True, env=cell_env(str(package_path)))
             try:
                 code, timed_out = proc.wait(timeout=limit), False
             except subprocess.TimeoutExpired:
@@ -291,25 +296,26 @@ def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list
         if job.fingerprint in done:
             continue
         if timed_out:
-            rec = _failure_record(base, runner, job, "timeout", "process", "Timeout",
-                                  f"probe exceeded {limit} s before measuring this recipe and was killed", stderr, -9)
+            rec = _failure(base, runner, job, "timeout", "process", "Timeout",
+                           f"probe exceeded {limit} s before measuring this recipe and was killed", stderr, -9)
         else:
             died = f"signal {-code}" if code < 0 else f"exit code {code}"
-            rec = _failure_record(base, runner, job, "crash", "process", "ProcessDied",
-                                  f"probe process died ({died}) before measuring this recipe", stderr, code)
-        records.append_json(results_file, rec)
-        written.append(rec)
+            rec = _failure(base, runner, job, "crash", "process", "ProcessDied",
+                           f"probe process died ({died}) before measuring this recipe", stderr, code)
+        records.append(results_file, rec)
+        written.append(dataclasses.asdict(rec))
     return written
 
 
 def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: str, results_dir: Path,
                  run_id: str, installer: str, install: str | None = None, force: bool = False,
-                 log=print) -> list[dict]:
+                 log=print, settings: Settings = Settings()) -> list[dict]:
     """Install and probe every transformers version x shape of one (torch, bitsandbytes) pair.
 
-    Jobs already measured with the same fingerprint are skipped unless `force`. Returns the new records.
+    `install` (the session's) > settings.install > the profile's. Jobs already measured with the same fingerprint
+    are skipped unless `force`. Returns the new records.
     """
-    install = install or os.environ.get("BNB_MATRIX_INSTALL") or profile.install
+    install = settings.install_mode(profile, install)
     check_results_dir(results_dir)
     runner = runner_facts()
     results_file = results_dir / f"{run_id}.jsonl"
@@ -321,28 +327,26 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
         if not jobs:
             log(f"transformers {transformers}: every job already measured (use --force to re-measure)")
             continue
-        base = {"run_id": run_id, "schema": records.SCHEMA_VERSION,
-                "requested": {"torch": torch, "bnb": bnb, "transformers": transformers, "install": install,
-                              "installer": installer, "runner": runner["slug"], "probe_version": PROBE_VERSION,
-                              "torch_source": "system image" if install == "system" else "venv",
-                              # e.g. "slim wheel: only the cpu and cuda130 binaries" (scripts/slim_wheel.py)
-                              "note": os.environ.get("BNB_MATRIX_INSTALL_NOTE", "")}}
+        base = records.base(run_id, torch=torch, bnb=bnb, transformers=transformers, install=install,
+                            installer=installer, runner=runner["slug"], probe_version=PROBE_VERSION,
+                            torch_source="system image" if install == "system" else "venv",
+                            # e.g. "slim wheel: only the cpu and cuda130 binaries" (scripts/slim_wheel.py)
+                            note=settings.install_note)
         started = time.monotonic()
-        ok, install_log = install_cell(python, axes.torch_builds[torch], bnb, transformers, install, installer)
+        ok, install_log = install_cell(python, axes.torch_builds[torch], bnb, transformers, install, installer,
+                                       settings)
         log(f"install {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
         if not ok:
             for job in jobs:
-                rec = _failure_record(base, runner, job, "fail", "install", "InstallError",
-                                      install_reason(install_log), install_log)
-                records.append_json(results_file, rec)
-                new.append(rec)
+                rec = _failure(base, runner, job, "fail", "install", "InstallError", install_reason(install_log),
+                               install_log)
+                records.append(results_file, rec)
+                new.append(dataclasses.asdict(rec))
             continue
         for shape in profile.shapes:
             shape_jobs = [j for j in jobs if j.shape == shape]
             if shape_jobs:
-                new += run_probe(python, axes, profile, shape, shape_jobs, base, results_file,
-                                 checkpoint=os.environ.get("BNB_MATRIX_CHECKPOINT", ""),
-                                 start_method=os.environ.get("BNB_MATRIX_START", "auto"))
+                new += run_probe(python, axes, profile, shape, shape_jobs, base, results_file, settings)
     for rec in new:
         log(f"  {rec['recipe']:<12} {rec['shape']:<5} budget={rec.get('budget_gib') or '-':<5} {rec['outcome']:<8}"
             f" {rec.get('error_type', '')} {rec.get('error_message', '')[:100]}")

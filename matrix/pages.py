@@ -18,7 +18,8 @@ import pandas as pd
 from markupsafe import Markup
 
 from matrix import charts, findings, runner, urls
-from matrix.aggregate import BASELINE, CELL, FAILED, Aggregate
+from matrix.aggregate import CELL, FAILED, Aggregate
+from matrix.axes import Axes, load_axes
 from matrix.findings import records
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
@@ -40,7 +41,7 @@ class SiteData:
     """What every context function reads: the aggregates, the findings over them, the axes and the catalogue."""
 
     agg: Aggregate
-    axes: Any
+    axes: Axes
     catalogue: dict[str, Any]
     baseline: str
     recipes: dict[str, Any]
@@ -48,11 +49,12 @@ class SiteData:
     intro: str = "# bnb-matrix\n"  # the home page's hand-written Markdown (site/index.md)
 
     @classmethod
-    def of(cls, agg: Aggregate, axes: Any, catalogue: dict[str, Any], intro: str = "# bnb-matrix\n") -> SiteData:
-        recipes = dict(axes.recipes) if axes is not None else {}
-        baseline = axes.baseline if axes is not None else BASELINE
-        return cls(agg, axes, catalogue, baseline, recipes, findings.compute(agg, recipes, baseline, catalogue),
-                   intro)
+    def of(cls, agg: Aggregate, axes: Axes | None, catalogue: dict[str, Any], intro: str = "# bnb-matrix\n") -> SiteData:
+        """The site data of `agg`; `axes` default to the default axes file."""
+        axes = axes or load_axes()
+        recipes = dict(axes.recipes)
+        return cls(agg, axes, catalogue, axes.baseline, recipes,
+                   findings.compute(agg, recipes, axes.baseline, catalogue), intro)
 
     def __post_init__(self) -> None:
         agg = self.agg
@@ -158,7 +160,7 @@ def home(site: SiteData) -> Iterator[Page]:
     for slug in sorted(found, key=lambda s: (kinds_order.get(str(found[s]["kind"]), 2), s)):
         mine = site.agg.verdicts[site.agg.verdicts["runner"] == slug]
         profile = runner.default_profile(str(found[slug]["kind"]))
-        extra = site.axes.profiles[profile].bitsandbytes if site.axes and profile in site.axes.profiles else ()
+        extra = site.axes.profiles[profile].bitsandbytes if profile in site.axes.profiles else ()
         grids.append({"runner": found[slug], "grid": findings.grid(mine, extra),
                       "last": mine["last_measured"].max() if len(mine) else ""})
     yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last()})

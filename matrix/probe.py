@@ -1,8 +1,8 @@
 """The probe: runs inside one cell's venv and really loads a Llama-shaped checkpoint in 4-bit, once per recipe.
 
-Run as a script (`python probe.py --spec SPEC.json --out OUT.jsonl`); it imports only the stdlib at module level,
-and torch / transformers / bitsandbytes inside functions, so the host side may import the stdlib helpers here
-(runner facts) without torch.
+Run as `python -m matrix.probe --spec SPEC.json --out OUT.jsonl` with only our package on PYTHONPATH (measure.py
+does this); it imports only the stdlib and the stdlib-only `matrix.records` / `matrix.runner` at module level,
+and torch / transformers / bitsandbytes inside functions.
 
 How one cell is measured:
 1. The parent imports torch, transformers and bitsandbytes once, with fd 2 sent to a log (bitsandbytes often
@@ -13,7 +13,7 @@ How one cell is measured:
    parent, no recipe environment to apply before import) the parent forks, so the import is paid once per cell;
    otherwise a fresh interpreter is spawned. A child that segfaults, aborts, hangs or is killed still yields a
    record (crash / timeout) and the next recipe runs.
-4. One JSON line per recipe is appended to OUT; the host validates it against matrix/records.py.
+4. One JSON line per recipe, built and validated by matrix/records.py, is appended to OUT.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ import time
 import traceback
 from pathlib import Path
 
-STDERR_TAIL = 6000  # characters of stderr kept per record
+from matrix import records
+from matrix.records import head_and_tail
+from matrix.runner import runner_facts
+
 REL_ERROR_LIMIT = 0.1  # logits vs dequantized-fp32 reference; garbage loads land near 1 or NaN
 WEIGHT_ERROR_LIMIT = 0.3  # dequantized 4-bit weight vs the fp16 checkpoint (4-bit error is ~0.1)
 GIB = 1024**3
@@ -42,87 +45,7 @@ MIB = 1024**2
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Runner facts (stdlib only: the host uses these before any venv exists)
-
-def _nvidia_smi() -> list[dict[str, str]]:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return []
-    fields = "name,compute_cap,driver_version,memory.total"
-    try:
-        out = subprocess.run([smi, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    gpus = []
-    for line in out.stdout.strip().splitlines() if out.returncode == 0 else []:
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 4:
-            gpus.append(dict(zip(("name", "capability", "driver", "memory_mib"), parts)))
-    return gpus
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def gpu_short_name(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'h100', 'NVIDIA GeForce RTX 4090' -> 'rtx-4090'."""
-    words = [w for w in re.split(r"[\s_]+", name) if w and w.upper() not in ("NVIDIA", "TESLA", "GEFORCE", "AMD")]
-    kept = []
-    for word in words:
-        if re.fullmatch(r"\d+GB|HBM\d*e?|PCIE|SXM\d*|NVL|-", word, re.I):
-            break
-        kept.append(word.lower())
-    return "-".join(kept[:2]) or "gpu"
-
-
-def runner_facts() -> dict:
-    """What machine this is: CPU, memory, GPUs (via nvidia-smi, so no CUDA context is created)."""
-    gpus = _nvidia_smi()
-    try:
-        ram_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1)
-    except (ValueError, OSError):
-        ram_gib = None
-    facts = {"kind": "gpu" if gpus else "cpu", "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
-             "ram_gib": ram_gib, "machine": platform.machine(), "os": platform.platform(terse=True),
-             "gpu_count": len(gpus), "gpus": [], "gpu_name": "", "compute_capability": "", "arch": "",
-             "driver": "", "gpu_memory_gib": None}
-    for gpu in gpus:
-        try:
-            mem = round(float(gpu["memory_mib"]) / 1024, 1)
-        except ValueError:
-            mem = None
-        facts["gpus"].append({"name": gpu["name"], "capability": gpu["capability"], "memory_gib": mem})
-    if gpus:
-        first = facts["gpus"][0]
-        cc = first["capability"]
-        facts.update(gpu_name=first["name"], compute_capability=cc, arch="sm_" + cc.replace(".", ""),
-                     driver=gpus[0]["driver"], gpu_memory_gib=first["memory_gib"])
-        count = f"{len(gpus)}x-" if len(gpus) > 1 else ""
-        facts["slug"] = f"{count}{gpu_short_name(first['name'])}-sm{cc.replace('.', '')}"
-    else:
-        facts["slug"] = f"cpu-{platform.machine().lower()}"
-    return facts
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Small stdlib helpers
-
-def head_and_tail(text: str, limit: int = STDERR_TAIL) -> str:
-    """The start and the end of a long text: the root cause is often printed first (bitsandbytes at import)
-    and the traceback last, with pages of load report between them."""
-    if len(text) <= limit:
-        return text
-    head = limit // 4
-    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-(limit - head):]}"
-
 
 def _read(path: Path) -> str:
     try:
@@ -179,8 +102,8 @@ def ensure_checkpoint(shape: dict, cache: Path, timeout: float) -> tuple[Path, f
         with open(cache / f".{target.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two cells on one machine make it once
             if not target.is_dir():
-                subprocess.run([sys.executable, __file__, "--make-checkpoint", json.dumps(shape), str(target)],
-                               check=True, timeout=timeout)
+                subprocess.run([sys.executable, "-m", "matrix.probe", "--make-checkpoint", json.dumps(shape),
+                                str(target)], check=True, timeout=timeout)
     return target, time.monotonic() - started
 
 
@@ -517,7 +440,7 @@ def _wait_fork(pid: int, timeout: float) -> tuple[int | None, bool]:
 
 def _run_spawned(job: dict, result_path: Path, log_path: Path, env: dict, timeout: float) -> tuple[int | None, bool]:
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "--one", json.dumps(job), str(result_path)],
+        proc = subprocess.Popen([sys.executable, "-m", "matrix.probe", "--one", json.dumps(job), str(result_path)],
                                 stdout=log, stderr=log, env={**os.environ, **env}, start_new_session=True)
         try:
             return proc.wait(timeout=timeout), False
@@ -607,8 +530,6 @@ def _fork_safe() -> bool:
 
 def probe_cell(spec: dict, out: Path) -> int:
     """Measure every job of the spec; append one record line per job to `out` as it finishes. Returns 0."""
-    import records  # matrix/records.py, stdlib only; this script's folder is on sys.path
-
     t_process = time.monotonic()
     # torch.cuda.is_available() (called by transformers and accelerate at import) otherwise runs
     # cudaGetDeviceCount, which initialises the driver in this parent and makes forked recipes unsafe;
@@ -633,13 +554,10 @@ def probe_cell(spec: dict, out: Path) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bnb-probe-"))
     for job in spec["jobs"]:
         recipe = job["recipe"]
-        record = {**spec["base"], "runner": runner, "versions": versions, "recipe": recipe["name"],
-                  "shape": spec["shape"]["name"], "budget_gib": job.get("budget_gib"),
-                  "fingerprint": job["fingerprint"], "env": recipe.get("env", {}),
-                  "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "timings_s": {"imports": round(import_s, 3), "checkpoint": round(ckpt_s, 3)},
-                  "memory_mib": {}, "checks": {}, "stage": "", "error_type": "", "error_message": "",
-                  "stderr_tail": "", "skip_reason": "", "exit_code": None, "outcome": ""}
+        record = records.draft(spec["base"], runner, recipe["name"], spec["shape"]["name"], versions=versions,
+                               budget_gib=job.get("budget_gib"), fingerprint=job["fingerprint"],
+                               env=recipe.get("env", {}),
+                               timings_s={"imports": round(import_s, 3), "checkpoint": round(ckpt_s, 3)})
         started = time.monotonic()
         if import_error is not None:
             record.update(outcome="fail", stage="import", error_type=type(import_error).__name__,
@@ -692,7 +610,7 @@ def probe_cell(spec: dict, out: Path) -> int:
                 record.update(outcome="crash", stage=partial.get("stage", "process"), error_type="ProcessDied",
                               error_message=f"recipe process died with {name} during {partial.get('stage', 'start-up')}")
         record["timings_s"]["process"] = round(time.monotonic() - started, 3)
-        records.append_json(out, record)
+        records.append(out, records.from_dict(record, f"probe of {recipe['name']}"))
     shutil.rmtree(workdir, ignore_errors=True)
     sys.stderr.write(f"probe: {len(spec['jobs'])} job(s) in {time.monotonic() - t_process:.1f} s\n")
     return 0

@@ -1,8 +1,10 @@
 """The record: what one probe of one recipe in one cell measured. The contract between measuring and publishing.
 
-Records are JSON lines under `results/`. This module owns the schema (see docs in `site/records.md`), reads
-results files tolerantly (a bad line is reported with file:line and skipped, never fatal) and appends records so
-that an interrupted run loses at most the line in flight. Stdlib only: the probe side may import it by path.
+Records are JSON lines under `results/`. This module owns the schema (see docs in `site/records.md`), is the one
+place records are made (`base` + `draft`, validated by `from_dict`; the probe, measure.py's stand-in failure
+records and the doctor all use it), reads results files tolerantly (a bad line is reported with file:line and
+skipped, never fatal) and appends records so that an interrupted run loses at most the line in flight.
+Stdlib only: the probe imports it as `matrix.records` inside each cell venv.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
+STDERR_TAIL = 6000  # characters of stderr kept per record
+MESSAGE_LIMIT = 4000  # characters of an error message kept per record
 OUTCOMES = ("pass", "fail", "crash", "timeout", "skip")
 STAGES = ("install", "import", "checkpoint", "load", "check", "forward", "process", "")
 
@@ -107,6 +112,45 @@ def from_dict(data: Any, where: str = "<record>") -> Record:
     return Record(**kwargs)
 
 
+def head_and_tail(text: str, limit: int = STDERR_TAIL) -> str:
+    """The start and the end of a long text: the root cause is often printed first (bitsandbytes at import)
+    and the traceback last, with pages of load report between them."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-(limit - head):]}"
+
+
+def now() -> str:
+    """The current time as records write it (ISO 8601, UTC, seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def base(run_id: str, **requested: Any) -> dict[str, Any]:
+    """What every record of one cell run shares: its run id, the schema and what was requested."""
+    return {"run_id": run_id, "schema": SCHEMA_VERSION, "requested": dict(requested)}
+
+
+def draft(base: dict[str, Any], runner: dict[str, Any], recipe: str, shape: str, **fields: Any) -> dict[str, Any]:
+    """A record still being measured, as a dict with every field (defaults where `fields` says nothing) and the
+    time now; fill it in, then `from_dict` it. `fields` must be Record fields (a typo fails here)."""
+    unknown = set(fields) - set(_FIELDS)
+    if unknown:
+        raise TypeError(f"not record fields: {', '.join(sorted(unknown))}")
+    data: dict[str, Any] = {name: (f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+                                   else f.default) for name, f in _FIELDS.items() if name not in _REQUIRED}
+    data.update(base, runner=runner, versions={}, recipe=recipe, shape=shape, outcome="", timestamp=now())
+    data.update(fields)
+    return data
+
+
+def failure(base: dict[str, Any], runner: dict[str, Any], recipe: str, shape: str, outcome: str, stage: str,
+            error_type: str, message: str, stderr: str, **fields: Any) -> Record:
+    """A record for a job that failed before or outside the probe's own measuring (install, a dead process)."""
+    return from_dict(draft(base, runner, recipe, shape, outcome=outcome, stage=stage, error_type=error_type,
+                           error_message=message[-MESSAGE_LIMIT:], stderr_tail=head_and_tail(stderr), **fields))
+
+
 def parse_line(line: str, where: str) -> Record:
     """Parse one JSON line; RecordProblem names `where` on any defect."""
     try:
@@ -161,7 +205,7 @@ def read_results(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
 
 
 def append(path: Path, record: Record) -> None:
-    """Append one record to a results file (see append_json)."""
+    """Append one validated record to a results file (see append_json); the only way records are written."""
     append_json(path, dataclasses.asdict(record))
 
 
@@ -169,7 +213,7 @@ def append_json(path: Path, data: dict[str, Any]) -> None:
     """Append one JSON object as one line with a single write + fsync: a kill loses at most this line.
 
     If the file ends in a torn line (a previous writer was killed mid-write), start on a fresh line so the torn
-    fragment stays a single bad line instead of poisoning this record. The probe calls this too (stdlib only).
+    fragment stays a single bad line instead of poisoning this record.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     data_bytes = (json.dumps(data, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")

@@ -22,7 +22,6 @@ from matrix.errors import UserError
 DEFAULT_CATALOGUE = Path(__file__).with_name("signatures.toml")
 SCHEMA_VERSION = 1
 KINDS = ("error", "warning")
-RECIPES = ("plain", "seed-fix", "nf4-bf16", "cpu-offload")  # the measured recipes a fix may name
 CRASH, TIMEOUT, UNCLASSIFIED = "crash", "timeout", "unclassified"
 RESERVED = (CRASH, TIMEOUT, UNCLASSIFIED)  # given by outcome or as the fallback; code refers to them
 
@@ -97,7 +96,8 @@ def normalise(text: Any, cap: int = STDERR_CAP) -> str:
 class _Reader:
     """Validation helpers that name the file and key in every error."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recipes: tuple[str, ...] = ()) -> None:
+        self.recipes = recipes  # the recipes of the axes file: the ones a fix may name
         self.path = path
 
     def fail(self, key: str, what: str, allowed: str) -> CatalogueError:
@@ -139,8 +139,8 @@ class _Reader:
         if unknown:
             raise self.fail(f"{where}.{unknown[0]}", "is not a known key", "title, code, note, recipe")
         recipe = self.text(raw, "recipe", where, required=False)
-        if recipe and recipe not in RECIPES:
-            raise self.fail(f"{where}.recipe", f"names {recipe!r}", ", ".join(RECIPES))
+        if recipe and recipe not in self.recipes:
+            raise self.fail(f"{where}.recipe", f"names {recipe!r}", ", ".join(self.recipes))
         return Fix(title=self.text(raw, "title", where), code=self.text(raw, "code", where, required=False),
                    note=self.text(raw, "note", where, required=False), recipe=recipe)
 
@@ -183,13 +183,18 @@ class _Reader:
                          references=tuple(references), messages=messages, priority=priority, patterns=patterns)
 
 
-def load_catalogue(path: Path | str | None = None) -> dict[str, Signature]:
-    """Load and validate the catalogue (default: the packaged one), slug -> Signature in file order.
+def load_catalogue(path: Path | str | None = None, recipes: tuple[str, ...] | None = None) -> dict[str, Signature]:
+    """Load and validate the catalogue (default: the packaged one), slug -> Signature in file order. A fix may
+    name one of `recipes` (default: the recipes of the default axes file).
 
     Raises CatalogueError (a UserError) naming the file, the key, what is wrong and what is allowed.
     """
     path = Path(path) if path is not None else DEFAULT_CATALOGUE
-    reader = _Reader(path)
+    if recipes is None:
+        from matrix.axes import load_axes
+
+        recipes = tuple(load_axes().recipes)
+    reader = _Reader(path, recipes)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

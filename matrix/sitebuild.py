@@ -110,7 +110,7 @@ def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
     from matrix.axes import load_axes
 
     axes = load_axes(axes_path)
-    agg = aggregate.load(Path(results_dir), recipes=axes.recipes, warn=not quiet)
+    agg = aggregate.load(Path(results_dir), recipes=axes.recipes, warn=not quiet, baseline=axes.baseline)
     return agg, render.render_site(agg, Path(docs_dir), axes=axes)
 
 
@@ -131,14 +131,15 @@ def build_site(results_dir: Path, out_dir: Path, strict: bool = True, work_dir: 
                        docs_dir=docs)
 
 
-def serve_site(results_dir: Path, work_dir: Path | None = None, dev_addr: str = "127.0.0.1:8000") -> None:
+def serve_site(results_dir: Path, work_dir: Path | None = None, dev_addr: str = "127.0.0.1:8000",
+               axes_path: Path | None = None) -> None:
     """Generate the pages, then `mkdocs serve` them with live reload. Edits to results, templates, hand-written
     pages or assets regenerate the pages (site/serve_hook.py); unchanged files are not rewritten, so it does not
     loop. Runs until interrupted."""
     results = Path(results_dir).resolve()
     work = Path(work_dir) if work_dir is not None else DEFAULT_WORK_DIR
     docs = work / "docs"
-    generate(results, docs)
+    generate(results, docs, axes_path)
     command = [sys.executable, "-m", "mkdocs", "serve", "-f", str(write_config(work, docs, hook=True)),
                "-a", dev_addr]
     for watched in (results, ROOT / "site" / "templates", ROOT / "site" / "assets", ROOT / "site" / "index.md",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from matrix.axes import DEFAULT_AXES, load_axes, parse_axes, pick_profile
+from matrix.settings import from_env
 from matrix.errors import AxesError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,7 @@ def test_recipes_are_data():
     (lambda d: d["shapes"]["tiny"].update(hidden_size=-1), "shapes.tiny.hidden_size: must be a positive integer"),
     (lambda d: d["torch_builds"]["2.13.0+cpu"].update(version="two"), "is not a version"),
     (lambda d: d.update(schema=9), "schema: is 9"),
+    (lambda d: d.update(baseline="nope"), "baseline: names 'nope', which is not a recipe"),
 ])
 def test_each_defect_is_one_line_with_key_and_allowed(mutate, expected):
     data = base()
@@ -80,9 +82,9 @@ def test_missing_and_unparsable_files(tmp_path):
 def test_profile_is_picked_by_name_env_or_gpu(monkeypatch):
     axes = load_axes()
     assert pick_profile(axes, "cuda").name == "cuda"
-    monkeypatch.setenv("BNB_MATRIX_PROFILE", "cuda-budgets")
-    assert pick_profile(axes).name == "cuda-budgets"
-    monkeypatch.delenv("BNB_MATRIX_PROFILE")
+    assert pick_profile(axes, from_env({"BNB_MATRIX_PROFILE": "cuda-budgets"}).profile).name == "cuda-budgets"
+    monkeypatch.setattr("matrix.axes.gpu_present", lambda: True)
+    assert pick_profile(axes).name == "cuda"
     monkeypatch.setattr("matrix.axes.gpu_present", lambda: False)
     assert pick_profile(axes).name == "cpu"
     with pytest.raises(AxesError, match="unknown profile|profiles"):

@@ -9,6 +9,7 @@ import pytest
 from matrix import measure
 from matrix.axes import load_axes
 from matrix.errors import ResultsError, UserError
+from matrix.settings import Settings, from_env
 
 AXES = load_axes()
 PY = Path("/venv/bin/python")
@@ -35,7 +36,6 @@ def test_fingerprint_changes_with_what_matters_only():
 
 def test_online_install_prefers_a_local_torch_wheel_then_the_index(monkeypatch, tmp_path):
     build = AXES.torch_builds["2.11.0+cu130"]
-    monkeypatch.setattr(measure, "wheelhouses", lambda: [])
     torch_cmd, rest = measure.install_commands(PY, build, "0.50.2", "5.17.0", "online", "pip", tmp_path / "c.txt")
     assert "--extra-index-url" in torch_cmd and build.index_url in torch_cmd and "torch==2.11.0+cu130" in torch_cmd
     assert {"bitsandbytes==0.50.2", "transformers==5.17.0", "accelerate", "safetensors"} <= set(rest)
@@ -44,10 +44,10 @@ def test_online_install_prefers_a_local_torch_wheel_then_the_index(monkeypatch, 
 
 
 def test_system_install_leaves_torch_to_the_image(monkeypatch, tmp_path):
-    monkeypatch.setattr(measure, "wheelhouses", lambda: [str(tmp_path)])
     build = AXES.torch_builds["2.11.0+cu130"]
     cmds = measure.install_commands(PY, build, "0.50.2", "5.17.0", "system", "pip", tmp_path / "c.txt",
-                                    present={"transformers": "5.17.0", "torch": "2.11.0+cu130"})
+                                    present={"transformers": "5.17.0", "torch": "2.11.0+cu130"},
+                                    wheel_dirs=measure.wheelhouses(Settings(wheelhouses=(str(tmp_path), "/no/such"))))
     assert len(cmds) == 1
     cmd = cmds[0]
     assert "--no-deps" in cmd and "--no-index" in cmd and "bitsandbytes==0.50.2" in cmd
@@ -55,7 +55,6 @@ def test_system_install_leaves_torch_to_the_image(monkeypatch, tmp_path):
 
 
 def test_offline_without_wheelhouse_is_a_user_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(measure, "wheelhouses", lambda: [])
     with pytest.raises(UserError, match="no wheelhouse found"):
         measure.install_commands(PY, AXES.torch_builds["2.13.0+cpu"], "0.50.2", "5.24.0", "offline", "pip",
                                  tmp_path / "c.txt")
@@ -84,3 +83,20 @@ def test_unusable_results_dir_fails_before_installing(tmp_path):
 def test_cells_do_not_inherit_pythonpath(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/tmp/noxsite")
     assert "PYTHONPATH" not in measure.cell_env()
+
+
+def test_settings_session_beats_environment_beats_axes(tmp_path):
+    env = {"BNB_MATRIX_INSTALL": "offline", "BNB_MATRIX_WHEELHOUSE": f"{tmp_path} /x", "PIP_FIND_LINKS": "/y",
+           "BNB_MATRIX_CACHE": str(tmp_path), "BNB_MATRIX_PROFILE": "cuda"}
+    settings = from_env(env)
+    profile = AXES.profile("cpu")
+    assert settings.install_mode(profile) == "offline" and settings.install_mode(profile, "system") == "system"
+    assert Settings().install_mode(profile) == profile.install
+    assert settings.wheelhouses == (str(tmp_path), "/x", "/y") and measure.wheelhouses(settings) == [str(tmp_path)]
+    assert settings.cache == tmp_path and settings.profile == "cuda"
+    assert from_env(env, profile="cpu", install=None).profile == "cpu"
+
+
+def test_the_probe_gets_our_package_alone_on_its_path(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/tmp/noxsite")
+    assert measure.cell_env("/tmp/only-matrix")["PYTHONPATH"] == "/tmp/only-matrix"

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from matrix import probe
+from matrix import probe, runner
 from matrix.axes import load_axes
 
 GIB = 1024**3
@@ -84,11 +84,13 @@ def test_layers_per_device_reads_accelerates_device_map():
 
 def test_runner_slug_keys_cells_by_gpu_count(monkeypatch):
     gpu = {"name": "NVIDIA H100 80GB HBM3", "capability": "9.0", "driver": "580", "memory_mib": "81559"}
-    monkeypatch.setattr(probe, "_nvidia_smi", lambda: [gpu, gpu])
-    facts = probe.runner_facts()
+    monkeypatch.setattr(runner, "_nvidia_smi", lambda: [gpu, gpu])
+    facts = runner.runner_facts()
     assert facts["slug"] == "2x-h100-sm90" and facts["gpu_count"] == 2 and len(facts["gpus"]) == 2
-    monkeypatch.setattr(probe, "_nvidia_smi", lambda: [gpu])
-    assert probe.runner_facts()["slug"] == "h100-sm90"
+    assert runner.gpu_count(facts["slug"]) == 2
+    monkeypatch.setattr(runner, "_nvidia_smi", lambda: [gpu])
+    assert runner.runner_facts()["slug"] == "h100-sm90" and runner.gpu_count("h100-sm90") == 1
+    assert runner.gpu_count("cpu-x86_64") == 0
 
 
 def test_the_multi_gpu_profile_compares_plain_auto_and_balanced():
