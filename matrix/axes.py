@@ -155,7 +155,8 @@ def load_axes(path: Path | str | None = None) -> Axes:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AxesError(str(path), "axes file not found", "pass an existing TOML file or omit it for the default") from None
+        raise AxesError(str(path), "axes file not found",
+                        "pass an existing TOML file or omit it for the default") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AxesError(str(path), f"not valid TOML: {exc}", "fix the syntax at that line") from None
     return parse_axes(data, path)

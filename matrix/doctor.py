@@ -19,7 +19,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from matrix import records, urls
 from matrix.runner import runner_facts
@@ -99,7 +100,8 @@ def environment_lines(runner: dict[str, Any], versions: dict[str, Any]) -> list[
     return [f"runner: {runner.get('slug') or 'unknown'} ({machine}{extra})",
             f"python {versions.get('python') or '?'}, torch {versions.get('torch') or 'not installed'} "
             f"(CUDA {versions.get('torch_cuda') or MISSING}), bitsandbytes {versions.get('bitsandbytes') or MISSING}, "
-            f"transformers {versions.get('transformers') or MISSING}, accelerate {versions.get('accelerate') or MISSING}"]
+            f"transformers {versions.get('transformers') or MISSING}, "
+            f"accelerate {versions.get('accelerate') or MISSING}"]
 
 
 def paste_block(verdicts: list[Verdict], runner: dict[str, Any], versions: dict[str, Any]) -> str:

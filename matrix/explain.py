@@ -26,7 +26,7 @@ _EXCEPTION_LINE = re.compile(r"^[ \t]*((?:[A-Za-z_]\w{0,60}\.){0,6}[A-Za-z_]\w{0
 def _last_exception(text: str) -> str:
     """The paste from its last `SomeError: ` line on (the message may span lines), or the whole paste."""
     last = None
-    for last in _EXCEPTION_LINE.finditer(text):
+    for last in _EXCEPTION_LINE.finditer(text):  # noqa: B007 - the loop only finds the last match
         pass
     return text[last.start():] if last else text
 

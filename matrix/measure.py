@@ -31,6 +31,8 @@ from matrix.runner import is_cpu, runner_facts
 from matrix.settings import Settings
 
 PACKAGE = Path(__file__).resolve().parent  # put alone on the probe's PYTHONPATH: `python -m matrix.probe`
+# What the cell's python runs (scripts/benchmark.py swaps in a wrapper).
+PROBE_COMMAND: tuple[str, ...] = ("-m", "matrix.probe")
 # Bump when the probe measures differently: it changes every fingerprint, so cells re-run, and records say it.
 # 2: the parent imports the 4-bit load path (CPU runners), so `load` no longer holds ~4 s of lazy imports.
 PROBE_VERSION = 2
@@ -271,7 +273,7 @@ def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list
         limit = profile.timeout_s * (len(jobs) + 3)
         stderr_path = Path(tmp) / "stderr.log"
         with open(stderr_path, "wb") as err:
-            proc = subprocess.Popen([str(python), "-m", "matrix.probe", "--spec", str(spec_path),
+            proc = subprocess.Popen([str(python), *PROBE_COMMAND, "--spec", str(spec_path),
                                      "--out", str(results_file.resolve())],
                                     stderr=err, start_new_session=True, env=cell_env(str(package_path)))
             try:
@@ -338,10 +340,10 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
         log(f"install {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
         if not ok:
             for job in jobs:
-                rec = _failure(base, runner, job, "fail", "install", "InstallError", install_reason(install_log),
-                               install_log)
-                records.append(results_file, rec)
-                new.append(dataclasses.asdict(rec))
+                failed = _failure(base, runner, job, "fail", "install", "InstallError", install_reason(install_log),
+                                  install_log)
+                records.append(results_file, failed)
+                new.append(dataclasses.asdict(failed))
             continue
         for shape in profile.shapes:
             shape_jobs = [j for j in jobs if j.shape == shape]

@@ -49,7 +49,8 @@ class SiteData:
     intro: str = "# bnb-matrix\n"  # the home page's hand-written Markdown (site/index.md)
 
     @classmethod
-    def of(cls, agg: Aggregate, axes: Axes | None, catalogue: dict[str, Any], intro: str = "# bnb-matrix\n") -> SiteData:
+    def of(cls, agg: Aggregate, axes: Axes | None, catalogue: dict[str, Any],
+           intro: str = "# bnb-matrix\n") -> SiteData:
         """The site data of `agg`; `axes` default to the default axes file."""
         axes = axes or load_axes()
         recipes = dict(axes.recipes)

@@ -76,7 +76,8 @@ def checkpoint_dir(cache: Path, shape: dict) -> Path:
 
 
 def make_checkpoint(shape: dict, target: Path) -> None:
-    """Random-weight Llama in fp16 saved with save_pretrained; built on the GPU when there is one (8B on CPU is slow)."""
+    """Random-weight Llama in fp16 saved with save_pretrained; built on the GPU when there is one (8B on CPU is
+    slow)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -166,7 +167,8 @@ def _check_4bit(model, shape: dict, ckpt: Path) -> dict:
     err = float((deq - ref).norm() / ref.norm())
     result["weight_rel_error"] = round(err, 5)
     if not err < WEIGHT_ERROR_LIMIT:
-        raise AssertionError(f"dequantized q_proj differs from the checkpoint by {err:.3f} (limit {WEIGHT_ERROR_LIMIT})")
+        raise AssertionError(f"dequantized q_proj differs from the checkpoint by {err:.3f} "
+                             f"(limit {WEIGHT_ERROR_LIMIT})")
     return result
 
 
@@ -608,7 +610,8 @@ def probe_cell(spec: dict, out: Path) -> int:
             else:
                 name = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
                 record.update(outcome="crash", stage=partial.get("stage", "process"), error_type="ProcessDied",
-                              error_message=f"recipe process died with {name} during {partial.get('stage', 'start-up')}")
+                              error_message=f"recipe process died with {name} during "
+                                            f"{partial.get('stage', 'start-up')}")
         record["timings_s"]["process"] = round(time.monotonic() - started, 3)
         records.append(out, records.from_dict(record, f"probe of {recipe['name']}"))
     shutil.rmtree(workdir, ignore_errors=True)

@@ -15,7 +15,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 SCHEMA_VERSION = 1
 STDERR_TAIL = 6000  # characters of stderr kept per record
@@ -73,7 +74,8 @@ class RecordProblem(ValueError):
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Record)}
-_REQUIRED = [n for n, f in _FIELDS.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+_REQUIRED = [n for n, f in _FIELDS.items()
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 _DICT_FIELDS = {"runner", "requested", "versions", "timings_s", "memory_mib", "checks", "env"}
 _STR_FIELDS = {"run_id", "timestamp", "recipe", "shape", "outcome", "stage", "error_type", "error_message",
                "stderr_tail", "skip_reason", "fingerprint"}
@@ -200,7 +202,10 @@ def read_results(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
     problems: list[RecordProblem] = []
     for path in result_files(results_dir):
         for item in iter_file(path):
-            (problems if isinstance(item, RecordProblem) else records).append(item)
+            if isinstance(item, RecordProblem):
+                problems.append(item)
+            else:
+                records.append(item)
     return records, problems
 
 

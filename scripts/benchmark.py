@@ -25,11 +25,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from matrix import measure  # noqa: E402
+from matrix.records import base as record_base  # noqa: E402
 from matrix.axes import load_axes, pick_profile  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -69,7 +71,7 @@ def setup_cell(installer: str, bnb: str, transformers: str, work: Path) -> dict:
         make_venv = [measure.uv_binary(), "venv", "--python", sys.executable, str(venv)]
     else:
         make_venv = [str(BIN / "virtualenv"), "--python", sys.executable, str(venv)]
-    out = {"venv_cold": timed(make_venv, env)}
+    out: dict[str, Any] = {"venv_cold": timed(make_venv, env)}
     out["install_cold"] = sum(timed(cmd, env) for cmd in commands)
     out["cold"] = out["venv_cold"] + out["install_cold"]
     warm = [sum(timed(cmd, env) for cmd in commands) for _ in range(3)]  # reused venv: nothing to do
@@ -90,13 +92,12 @@ def bare_import(python: Path, repeats: int = 3) -> dict:
 # from_pretrained pulls in lazily (torch._dynamo, sympy, the bnb quantizer, the Llama model), before forking,
 # so the forked recipes no longer each pay it. Runs probe.py's own main() after those imports.
 PREIMPORT_WRAPPER = """import sys, time
-sys.path.insert(0, {matrix!r})
 t = time.monotonic()
 import torch, transformers, accelerate, bitsandbytes, torch._dynamo
 import transformers.models.llama.modeling_llama, transformers.quantizers.auto, transformers.generation
 import transformers.integrations.bitsandbytes, transformers.quantizers.quantizer_bnb_4bit
 sys.stderr.write(f"preimport {{time.monotonic() - t:.2f}} s\\n")
-import probe
+from matrix import probe
 sys.exit(probe.main())
 """
 
@@ -113,19 +114,20 @@ def probe_cell(bnb: str, work: Path, preimport: bool = False, repeats: int = 2) 
     transformers = profile.transformers[0]
     runner = measure.runner_facts()["slug"]
     jobs = measure.plan_jobs(axes, profile, runner, TORCH, bnb, transformers, profile.install)
-    real_probe = measure.PROBE
+    real_probe = measure.PROBE_COMMAND
     if preimport:
-        measure.PROBE = work / "probe_preimport.py"
-        measure.PROBE.write_text(PREIMPORT_WRAPPER.format(matrix=str(real_probe.parent)))
+        wrapper = work / "probe_preimport.py"
+        wrapper.write_text(PREIMPORT_WRAPPER)
+        measure.PROBE_COMMAND = (str(wrapper),)
     runs = []
     try:
         for i in range(repeats):
             start = time.monotonic()
-            records = measure.run_probe(python, axes, profile, profile.shapes[0], jobs, {"run_id": "benchmark"},
+            records = measure.run_probe(python, axes, profile, profile.shapes[0], jobs, record_base("benchmark"),
                                         work / f"probe-{bnb}-{preimport}-{i}.jsonl")
             runs.append((time.monotonic() - start, records))
     finally:
-        measure.PROBE = real_probe
+        measure.PROBE_COMMAND = real_probe
     wall, records = min(runs, key=lambda run: run[0])
     floor = bare_import(python)
     ran = [r for r in records if r["outcome"] != "skip"]
@@ -306,7 +308,7 @@ def table(fig: dict) -> str:
         add("default cpu matrix, warm, nothing new (.nox venvs)", f"{w['warm']:.1f} s, {w['new_records']} new",
             "< 30 s", w["warm"] < 30)
     sites = fig.get("site", {})
-    smallest = min(sites, key=int) if sites else None
+    smallest = min(sites, key=int) if sites else ""
     for n, s in sorted(sites.items(), key=lambda kv: int(kv[0])):
         per = s["total"] / s["records"] * 1000
         base = sites[smallest]["total"] / sites[smallest]["records"] * 1000
