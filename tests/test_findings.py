@@ -1,0 +1,77 @@
+"""Findings (what pages state, as pure functions over the aggregates), their data/ exports, and the page list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from matrix import findings, pages, records, runner
+from matrix.aggregate import CELL
+from matrix.axes import load_axes
+from matrix.render import load_catalogue
+
+
+def compute(agg):
+    axes = load_axes()
+    return findings.compute(agg, axes.recipes, axes.baseline, load_catalogue())
+
+
+def test_exports_state_the_numbers_the_pages_use(agg):
+    found = compute(agg)
+    data = {name: json.loads(blob)["items"] for name, blob in findings.exports(found).items()}
+    assert findings.exports(found) == findings.exports(compute(agg))  # deterministic bytes
+    assert sorted(r["slug"] for r in data["runners.json"]) == sorted(agg.frame["runner"].unique())
+    assert sum(r["records"] for r in data["runners.json"]) == len(agg.frame)
+    for slug, error in data["errors.json"].items():
+        hits = findings.error_hits(agg.latest, slug, load_catalogue().get(slug))
+        assert error["count"] == len(hits) and error["cells"] == len(hits[CELL].drop_duplicates())
+        for stats in error["fix_stats"].values():
+            assert stats["passed"] + stats["failed"] + stats["unmeasured"] == stats["situations"]
+    effects = {r["recipe"]: r for r in findings.records(agg.effects)}
+    for name, fix in data["fixes.json"].items():
+        assert (fix["effect"] or {}).get("pairs") == (effects.get(name) or {}).get("pairs")
+    budgeted = agg.latest[agg.latest["budget_gib"].notna()]
+    assert len(data["budgets.json"]) == len(budgeted[CELL + ["shape"]].drop_duplicates())
+
+
+def test_rescued_by_counts_baseline_failures_the_recipe_turned_into_passes(agg):
+    axes = load_axes()
+    for name in axes.recipes:
+        rescued = findings.rescued_by(agg, name, axes.baseline, load_catalogue())
+        turned = agg.pairs[(agg.pairs["recipe"] == name) & (agg.pairs["change"] == "fail->pass")]
+        assert sum(r["count"] for r in rescued) == len(turned)
+
+
+def test_runner_slug_is_built_and_parsed_in_one_place():
+    assert runner.slug([]) == "cpu-" and runner.slug([], machine="x86_64") == "cpu-x86_64"
+    two = runner.slug(["NVIDIA H100 80GB HBM3"] * 2, "9.0")
+    assert two == "2x-h100-sm90" and runner.gpu_count(two) == 2 and not runner.is_cpu(two)
+    assert runner.default_profile("gpu") == "cuda" and runner.default_profile("cpu") == "cpu"
+
+
+def test_every_page_kind_has_its_template_and_the_nav_lists_existing_pages(agg):
+    templates = Path(__file__).parent.parent / "site" / "templates"
+    for kind in pages.PAGES:
+        assert (templates / kind.template).is_file(), kind.template
+    site = pages.SiteData.of(agg, load_axes(), load_catalogue())
+    produced = {p.path + "index.md" if p.path.endswith("/") or not p.path else p.path
+                for kind in pages.PAGES for p in kind.pages(site)}
+    hand = {path for _, path in pages.HAND_WRITTEN_NAV}
+    for entry in pages.nav():
+        (path,) = entry.values()
+        assert path in produced | hand, path
+
+
+def test_records_are_built_and_validated_in_one_place(tmp_path):
+    base = records.base("run", torch="2.13.0+cpu", bnb="0.50.2", transformers="5.24.0")
+    record = records.failure(base, {"slug": "cpu-x86_64"}, "plain", "tiny", "crash", "process", "ProcessDied",
+                             "x" * 9000, "e" * 9000, exit_code=-9)
+    assert len(record.error_message) == records.MESSAGE_LIMIT and "characters cut" in record.stderr_tail
+    records.append(tmp_path / "r.jsonl", record)
+    (read,) = records.iter_file(tmp_path / "r.jsonl")
+    assert read == record
+    draft = records.draft(base, {"slug": "cpu-x86_64"}, "plain", "tiny")
+    with pytest.raises(records.RecordProblem, match="outcome"):
+        records.from_dict(draft)  # outcome not yet set: not a record
