@@ -15,8 +15,16 @@ import textwrap
 from typing import TextIO
 
 from matrix import urls
-from matrix.signatures import (UNCLASSIFIED, Signature, default_catalogue, find_warnings, normalise, ranked_matches,
-                               EXCEPTION_CAP, STDERR_CAP)
+from matrix.signatures import (
+    EXCEPTION_CAP,
+    STDERR_CAP,
+    UNCLASSIFIED,
+    Signature,
+    default_catalogue,
+    find_warnings,
+    normalise,
+    ranked_matches,
+)
 
 # Causes beyond the first that `explain` names: a root cause and what it led to, rarely more.
 MAX_CAUSES = 3
