@@ -168,6 +168,23 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
         ("No supported devices found for bitsandbytes",
          "https://github.com/huggingface/transformers/blob/main/src/transformers/integrations/bitsandbytes.py"),
     ],
+    "illegal-memory-access": [
+        ("Error an illegal memory access was encountered at line 57 in file /src/csrc/ops.cu",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1782"),
+        ("RuntimeError: CUDA error: an illegal memory access was encountered CUDA kernel errors might be asynchronously "
+         "reported at some other API call", "https://github.com/RiseInRose/MiniGPT-4-ZH/issues/6"),
+    ],
+    "int8-matmul-failed": [
+        ("raise Exception('cublasLt ran into an error!')", "https://github.com/Facico/Chinese-Vicuna/issues/3"),
+        ("cuBLAS API failed with status 15\nA: torch.Size([16, 2048]), B: torch.Si",
+         "https://github.com/oobabooga/textgen/issues/379"),
+    ],
+    "windows-unsupported": [
+        ("CUDA SETUP: Loading binary C:\\Users\\hp\\anaconda3\\lib\\site-packages\\bitsandbytes\\libbitsandbytes_cpu.so...\n"
+         "argument of type 'WindowsPath' is not iterable", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/305"),
+        ("argument of type 'WindowsPath' is not iterable\nCUDA SETUP: Probl",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1641"),
+    ],
     "cpu-needs-nf4": [
         # bitsandbytes/backends/cpu/ops.py, the torch._check in quantize_4bit
         ("RuntimeError: quant_type must be nf4 on CPU, got fp4",
