@@ -174,6 +174,14 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
         ("RuntimeError: CUDA error: an illegal memory access was encountered CUDA kernel errors might be asynchronously "
          "reported at some other API call", "https://github.com/RiseInRose/MiniGPT-4-ZH/issues/6"),
     ],
+    "triton-needs-setuptools": [
+        ('  File "/home/my_project/.venv/lib/python3.11/site-packages/triton/runtime/build.py", line 8, in <module>\n'
+         "    import setuptools\nModuleNotFoundError: No module named 'setuptools'",
+         "https://github.com/triton-lang/triton/issues/5090"),
+        ('  File "/home/wukan/env-1.0.0/spack/opt/spack/linux-x86_64_v3/py-triton-3.2.0/lib/python3.12/site-packages/'
+         'triton/runtime/driver.py", line 1, in <module>\n    from ..backends import backends\n'
+         "ModuleNotFoundError: No module named 'setuptools'", "https://github.com/spack/spack-packages/pull/772"),
+    ],
     "int8-matmul-failed": [
         ("raise Exception('cublasLt ran into an error!')", "https://github.com/Facico/Chinese-Vicuna/issues/3"),
         ("cuBLAS API failed with status 15\nA: torch.Size([16, 2048]), B: torch.Si",
