@@ -6,6 +6,7 @@
     nox -s probe -- --force  re-measure cells already measured with the same fingerprint
     nox -s probe -- --install offline   install mode for this run (online, offline, system)
     nox -s site / serve      build / preview the site from results/
+    nox -s discover          PyPI releases the axes lack (`-- --add PROFILE` adds them)
 
 Environment: BNB_MATRIX_PROFILE (cpu, cuda, ... default: cuda when nvidia-smi sees a GPU), BNB_MATRIX_AXES (axes
 file), BNB_MATRIX_INSTALL (online, offline, system), BNB_MATRIX_WHEELHOUSE (local wheels), BNB_MATRIX_RESULTS.
@@ -91,6 +92,12 @@ def serve(session: nox.Session) -> None:
     """Preview the site locally (mkdocs serve) after generating its pages."""
     session.install("-e", ".")
     session.run("python", "-m", "matrix", "site", "--results", str(RESULTS), "--serve", *session.posargs)
+
+
+@nox.session(python=False)
+def discover(session: nox.Session) -> None:
+    """List PyPI releases the axes lack (and yanked ones); `nox -s discover -- --add PROFILE` adds them."""
+    session.run(sys.executable, "-m", "matrix", "discover", "--results", str(RESULTS), *session.posargs)
 
 
 @nox.session(python=False)

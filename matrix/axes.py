@@ -32,6 +32,20 @@ class TorchBuild:
     variant: str
     index_url: str = ""
     find_links: str = ""
+    # PyPI's default Linux wheel: a CUDA build (`variant` says which) whose version carries no "+variant".
+    pypi: bool = False
+
+    @property
+    def requirement(self) -> str:
+        """The pip/uv requirement that installs exactly this build."""
+        if self.pypi or not self.variant:
+            return f"torch=={self.version}"
+        return f"torch=={self.version}+{self.variant}"
+
+    @property
+    def wheel_version(self) -> str:
+        """The version string in this build's wheel file name."""
+        return self.requirement.removeprefix("torch==")
 
 
 @dataclass(frozen=True)
@@ -173,14 +187,17 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
     for name, t in r.table(data["torch_builds"], "torch_builds").items():
         key = f"torch_builds.{name}"
         t = r.table(t, key)
-        r.keys(t, key, ("version", "variant"), ("index_url", "find_links"))
+        r.keys(t, key, ("version", "variant"), ("index_url", "find_links", "pypi"))
         version = r.string(t, key, "version")
         try:
             Version(version)
         except InvalidVersion:
             raise r.fail(f"{key}.version", f"{version!r} is not a version", "PEP 440, e.g. 2.13.0") from None
+        pypi = t.get("pypi", False)
+        if not isinstance(pypi, bool):
+            raise r.fail(f"{key}.pypi", f"must be true or false, got {pypi!r}", "true for PyPI's default wheel")
         builds[name] = TorchBuild(name, version, r.string(t, key, "variant"),
-                                  r.string(t, key, "index_url", ""), r.string(t, key, "find_links", ""))
+                                  r.string(t, key, "index_url", ""), r.string(t, key, "find_links", ""), pypi)
 
     recipes = {}
     for name, t in r.table(data["recipes"], "recipes").items():

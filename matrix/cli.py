@@ -1,4 +1,4 @@
-"""Command line: `python -m matrix {site,explain,doctor,axes}`.
+"""Command line: `python -m matrix {site,explain,doctor,axes,discover}`.
 
 A `UserError` (bad input the user can mend) prints one line and exits with its code; tracebacks are for our bugs.
 """
@@ -57,6 +57,22 @@ def _axes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _discover(args: argparse.Namespace) -> int:
+    from matrix import discover
+    from matrix.axes import load_axes
+    from matrix.measure import uv_binary
+
+    axes = load_axes(args.axes or args.settings.axes)
+    data = discover.snapshot(axes)
+    print(discover.report(data))
+    print(f"snapshot: {discover.write_snapshot(data, Path(args.results))}")
+    if args.add:
+        added = discover.add_missing(axes, data, args.add, uv_binary())
+        load_axes(axes.path)  # the edited file must still validate
+        print(f"added to profile {args.add}: {', '.join(added) or 'nothing'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m matrix", description="bnb-matrix: measured 4-bit loading")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     axes.add_argument("--profile", help="profile name (default: cuda if a GPU is present, else cpu)")
     axes.add_argument("--json", action="store_true")
     axes.set_defaults(func=_axes)
+
+    disc = sub.add_parser("discover", help="list PyPI releases the axes lack (and yanked ones); --add a profile")
+    disc.add_argument("--add", metavar="PROFILE", help="add the missing releases to this profile in the axes file")
+    disc.add_argument("--axes", help="axes TOML file (default: matrix/axes.toml)")
+    disc.add_argument("--results", default="results", help="where releases.json goes (default: results)")
+    disc.set_defaults(func=_discover)
     return parser
 
 

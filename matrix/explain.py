@@ -15,8 +15,19 @@ import textwrap
 from typing import TextIO
 
 from matrix import urls
-from matrix.signatures import (UNCLASSIFIED, Signature, best_match, default_catalogue, find_warnings, normalise,
-                               EXCEPTION_CAP, STDERR_CAP)
+from matrix.signatures import (
+    EXCEPTION_CAP,
+    STDERR_CAP,
+    UNCLASSIFIED,
+    Signature,
+    default_catalogue,
+    find_warnings,
+    normalise,
+    ranked_matches,
+)
+
+# Causes beyond the first that `explain` names: a root cause and what it led to, rarely more.
+MAX_CAUSES = 3
 
 # "ValueError: ...", "torch.OutOfMemoryError: ...", "importlib.metadata.PackageNotFoundError: ..."
 _EXCEPTION_LINE = re.compile(r"^[ \t]*((?:[A-Za-z_]\w{0,60}\.){0,6}[A-Za-z_]\w{0,60}"
@@ -31,28 +42,33 @@ def _last_exception(text: str) -> str:
     return text[last.start():] if last else text
 
 
-def explain(text: str) -> Signature | None:
-    """The signature a pasted message or traceback shows, or None when only `unclassified` fits.
+def explain_all(text: str) -> list[Signature]:
+    """The signatures a pasted message or traceback shows, root cause first (at most MAX_CAUSES); [] when none.
 
-    Errors take precedence; a paste that only carries a known warning returns that warning's signature.
+    Every matching error signature, most specific first; a paste that only carries known warnings gives those.
     """
     if not isinstance(text, str):
         text = text.decode("utf-8", errors="replace") if isinstance(text, (bytes, bytearray)) else str(text or "")
     text = text[-STDERR_CAP:]
     catalogue = default_catalogue()
-    sig = best_match(normalise(_last_exception(text), EXCEPTION_CAP), normalise(text, STDERR_CAP), catalogue)
-    if sig is not None:
-        return sig
-    warnings = find_warnings(text, catalogue)
-    return catalogue[warnings[0]] if warnings else None
+    found = ranked_matches(normalise(_last_exception(text), EXCEPTION_CAP), normalise(text, STDERR_CAP), catalogue)
+    if not found:
+        found = [catalogue[slug] for slug in find_warnings(text, catalogue)]
+    return found[:MAX_CAUSES]
+
+
+def explain(text: str) -> Signature | None:
+    """The signature a pasted message or traceback shows (the root cause), or None when only `unclassified` fits."""
+    found = explain_all(text)
+    return found[0] if found else None
 
 
 def _indent(block: str, prefix: str = "    ") -> str:
     return textwrap.indent(block, prefix, lambda line: True)
 
 
-def render_text(sig: Signature) -> str:
-    """The human-readable explanation: title, cause, the first fix with its code, the permanent URL."""
+def render_text(sig: Signature, also: list[Signature] | None = None) -> str:
+    """The human-readable explanation: title, cause, the first fix with its code, further causes, the permanent URL."""
     url = urls.absolute(urls.error_path(sig.slug))
     lines = [f"{sig.title}  [{sig.slug}]", "", textwrap.fill(sig.cause, width=100), ""]
     if sig.fixes:
@@ -66,24 +82,35 @@ def render_text(sig: Signature) -> str:
         if more:
             lines.append(f"({more} more fix{'es' if more > 1 else ''} on the page below.)")
         lines.append("")
+    if also:
+        lines.append("Also present (a consequence of the above, or a second problem):")
+        lines += [f"  {other.title}  [{other.slug}]  {_entry(other)['url']}" for other in also]
+        lines.append("")
     lines.append(f"More: {url}")
     return "\n".join(lines)
+
+
+def _entry(sig: Signature) -> dict[str, str]:
+    return {"slug": sig.slug, "title": sig.title, "url": urls.absolute(urls.error_path(sig.slug))}
 
 
 def run_explain(text: str, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Print the explanation of `text` to `out`; 0 when a signature matched, 1 when none did.
 
-    With `as_json`, print exactly {"slug", "title", "url"} (the unclassified entry when nothing matched).
+    With `as_json`, print {"slug", "title", "url"} of the root cause (the unclassified entry when nothing matched),
+    plus "also": the same for the further causes present, only when there are any.
     """
-    sig = explain(text)
+    found = explain_all(text)
+    sig = found[0] if found else None
     if as_json:
-        shown = sig if sig is not None else default_catalogue()[UNCLASSIFIED]
-        payload = {"slug": shown.slug, "title": shown.title, "url": urls.absolute(urls.error_path(shown.slug))}
+        payload = _entry(sig if sig is not None else default_catalogue()[UNCLASSIFIED])
+        if len(found) > 1:
+            payload["also"] = [_entry(other) for other in found[1:]]  # type: ignore[assignment]
         shown_text = json.dumps(payload)
     elif sig is None:
         shown_text = f"no known signature; see {urls.absolute(urls.error_path(UNCLASSIFIED))}"
     else:
-        shown_text = render_text(sig)
+        shown_text = render_text(sig, also=found[1:])
     try:
         print(shown_text, file=out)
         out.flush()

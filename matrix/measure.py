@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def local_torch_wheel(build: TorchBuild, dirs: list[str]) -> Path | None:
                 _, version, _, tags = parse_wheel_filename(path.name)
             except InvalidWheelFilename:
                 continue
-            if str(version) == f"{build.version}+{build.variant}" and tags & supported:
+            if str(version) == build.wheel_version and tags & supported:
                 return path
     return None
 
@@ -177,7 +178,7 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
             raise UserError("install mode offline", "no wheelhouse found",
                             "set BNB_MATRIX_WHEELHOUSE=DIR to a folder of wheels")
         base = base + ["--no-index"] + links
-    torch_spec = f"torch=={build.version}+{build.variant}" if build.variant else f"torch=={build.version}"
+    torch_spec = build.requirement
     wheel = local_torch_wheel(build, wheel_dirs)
     if wheel is not None or mode == "offline":
         torch_cmd = base + ([str(wheel)] if wheel else [torch_spec])
@@ -215,8 +216,7 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "constraints.txt"
         # keep the torch just installed: bitsandbytes' and accelerate's torch requirements must not replace it
-        constraints.write_text(f"torch=={build.version}+{build.variant}\n" if build.variant and mode != "system"
-                               else "")
+        constraints.write_text(f"{build.requirement}\n" if mode != "system" else "")
         log = []
         if mode == "system":
             link_host_site_packages(python)
@@ -232,6 +232,34 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
             if proc.returncode != 0:
                 return False, "\n".join(log)
     return True, "\n".join(log)
+
+
+_NETWORK = re.compile(r"failed to fetch|error sending request|dns error|name resolution|connection refused|"
+                      r"connection reset|timed out|could not connect|newconnectionerror|max retries exceeded|"
+                      r"network is unreachable|failed to download", re.I)
+_MISSING = re.compile(r"there is no version of|no matching distribution|could not find a version that satisfies|"
+                      r"has no wheels with a matching|not found in the package registry|no wheels? (?:are )?available",
+                      re.I)
+_CONFLICT = re.compile(r"no solution found when resolving|requirements are unsatisfiable|resolutionimpossible|"
+                       r"conflicting dependencies|are incompatible", re.I)
+
+
+def install_failure_type(log: str) -> str:
+    """What kind of install failure the installer's output describes, as the record's error_type.
+
+    NetworkError: the index could not be reached (transient: such a record gets no fingerprint, so the next
+    run tries again). NoMatchingDistribution: a requested version does not exist, or has no wheel for this
+    platform or Python. ResolutionImpossible: each exists, but the resolver refuses to install them together
+    (the grid's "cannot be installed together"). InstallError: anything else.
+    """
+    reason = install_reason(log)
+    if _NETWORK.search(reason):
+        return "NetworkError"
+    if _MISSING.search(reason):
+        return "NoMatchingDistribution"
+    if _CONFLICT.search(reason):
+        return "ResolutionImpossible"
+    return "InstallError"
 
 
 def install_reason(log: str) -> str:
@@ -339,8 +367,11 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
                                        settings)
         log(f"install {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
         if not ok:
+            kind = install_failure_type(install_log)
             for job in jobs:
-                failed = _failure(base, runner, job, "fail", "install", "InstallError", install_reason(install_log),
+                # a network failure is not a result: no fingerprint, so the next run measures the job again
+                job = dataclasses.replace(job, fingerprint="") if kind == "NetworkError" else job
+                failed = _failure(base, runner, job, "fail", "install", kind, install_reason(install_log),
                                   install_log)
                 records.append(results_file, failed)
                 new.append(dataclasses.asdict(failed))

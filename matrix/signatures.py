@@ -35,6 +35,10 @@ _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]{0,200}(\x07|\x1b\\)|\\u001b\[[0-9;]{0,20}m")
 _QUOTES = re.compile("[`'\"\u2018\u2019\u201a\u201b\u201c\u201d\u00b4]")
 _SPACE = re.compile(r"\s+")
+# Paste debris that splits a message: "> " quote markers of a quoted reply at line starts, markdown bold around an
+# error line.
+_QUOTE_MARKERS = re.compile(r"^[ \t]{0,8}(?:>[ \t]?){1,8}", re.MULTILINE)
+_BOLD = re.compile(r"\*\*")
 # A quantified group that is itself quantified, e.g. (a+)+ or (\w*)*: the classic catastrophic backtracking.
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
 
@@ -85,6 +89,8 @@ def normalise(text: Any, cap: int = STDERR_CAP) -> str:
         text = str(text)
     text = text[-cap:]
     text = _ANSI.sub("", text)
+    text = _QUOTE_MARKERS.sub("", text)
+    text = _BOLD.sub("", text)
     text = _QUOTES.sub("", text)
     return _SPACE.sub(" ", text).strip()
 
@@ -229,19 +235,25 @@ def default_catalogue() -> dict[str, Signature]:
 # classifying
 
 
-def best_match(exception_text: str, stderr_text: str, catalogue: dict[str, Signature]) -> Signature | None:
-    """The most specific error signature matching either (already normalised) text, or None."""
-    best, best_key = None, None
+def ranked_matches(exception_text: str, stderr_text: str, catalogue: dict[str, Signature]) -> list[Signature]:
+    """Every error signature matching either (already normalised) text, most specific (the root cause) first.
+
+    Order: priority, then whether the exception itself carries it, then file order.
+    """
+    keyed = []
     for index, sig in enumerate(catalogue.values()):
         if sig.kind != "error" or not sig.patterns:
             continue
         in_exception = sig.matches(exception_text)
-        if not in_exception and not sig.matches(stderr_text):
-            continue
-        key = (sig.priority, in_exception, -index)  # priority, then the exception's own word, then file order
-        if best_key is None or key > best_key:
-            best, best_key = sig, key
-    return best
+        if in_exception or sig.matches(stderr_text):
+            keyed.append(((sig.priority, in_exception, -index), sig))
+    return [sig for _, sig in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
+
+
+def best_match(exception_text: str, stderr_text: str, catalogue: dict[str, Signature]) -> Signature | None:
+    """The most specific error signature matching either (already normalised) text, or None."""
+    ranked = ranked_matches(exception_text, stderr_text, catalogue)
+    return ranked[0] if ranked else None
 
 
 def classify(error_type: str, message: str, stderr: str = "", outcome: str = "fail",

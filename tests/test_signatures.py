@@ -168,6 +168,31 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
         ("No supported devices found for bitsandbytes",
          "https://github.com/huggingface/transformers/blob/main/src/transformers/integrations/bitsandbytes.py"),
     ],
+    "illegal-memory-access": [
+        ("Error an illegal memory access was encountered at line 57 in file /src/csrc/ops.cu",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1782"),
+        ("RuntimeError: CUDA error: an illegal memory access was encountered CUDA kernel errors might be asynchronously "
+         "reported at some other API call", "https://github.com/RiseInRose/MiniGPT-4-ZH/issues/6"),
+    ],
+    "triton-needs-setuptools": [
+        ('  File "/home/my_project/.venv/lib/python3.11/site-packages/triton/runtime/build.py", line 8, in <module>\n'
+         "    import setuptools\nModuleNotFoundError: No module named 'setuptools'",
+         "https://github.com/triton-lang/triton/issues/5090"),
+        ('  File "/home/wukan/env-1.0.0/spack/opt/spack/linux-x86_64_v3/py-triton-3.2.0/lib/python3.12/site-packages/'
+         'triton/runtime/driver.py", line 1, in <module>\n    from ..backends import backends\n'
+         "ModuleNotFoundError: No module named 'setuptools'", "https://github.com/spack/spack-packages/pull/772"),
+    ],
+    "int8-matmul-failed": [
+        ("raise Exception('cublasLt ran into an error!')", "https://github.com/Facico/Chinese-Vicuna/issues/3"),
+        ("cuBLAS API failed with status 15\nA: torch.Size([16, 2048]), B: torch.Si",
+         "https://github.com/oobabooga/textgen/issues/379"),
+    ],
+    "windows-unsupported": [
+        ("CUDA SETUP: Loading binary C:\\Users\\hp\\anaconda3\\lib\\site-packages\\bitsandbytes\\libbitsandbytes_cpu.so...\n"
+         "argument of type 'WindowsPath' is not iterable", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/305"),
+        ("argument of type 'WindowsPath' is not iterable\nCUDA SETUP: Probl",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1641"),
+    ],
     "cpu-needs-nf4": [
         # bitsandbytes/backends/cpu/ops.py, the torch._check in quantize_4bit
         ("RuntimeError: quant_type must be nf4 on CPU, got fp4",

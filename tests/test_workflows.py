@@ -231,3 +231,18 @@ def test_artifact_names_are_safe_and_unique(tmp_path: Path):
     assert all(re.fullmatch(r"records-[A-Za-z0-9.-]+[A-Za-z0-9.]", n) for n in names), names
     assert len(set(names)) == len(names), names
     assert names[0] == "records-cuda-probe-torch-2.11.0-cu130-bnb-0.45.5"
+
+
+def test_scheduled_plan_discovers_new_releases_before_listing_sessions():
+    jobs = _load("gpu-matrix.yml")["jobs"]
+    plan_steps = [s.get("run", "") for s in jobs["plan"]["steps"]]
+    discover_at = next(i for i, run in enumerate(plan_steps) if "python -m matrix discover --add" in run)
+    sessions_at = next(i for i, run in enumerate(plan_steps) if "scripts/probe_sessions.py" in run)
+    assert discover_at < sessions_at
+    # the probe and publish jobs use the axes discover edited, and publish commits them with the records
+    for job in ("probe", "publish"):
+        names = [s["with"]["name"] for s in jobs[job]["steps"] if s.get("uses", "").startswith("actions/download-")
+                 and "name" in s.get("with", {})]
+        assert names == ["discovered"], job
+    commit = next(s["run"] for s in jobs["publish"]["steps"] if "git commit" in s.get("run", ""))
+    assert "matrix/axes.toml" in commit

@@ -1,0 +1,70 @@
+"""discover: PyPI's releases against the axes, the snapshot the site reads, and adding releases to a profile."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from matrix import discover
+from matrix.axes import DEFAULT_AXES, load_axes
+from matrix.errors import UserError
+
+
+def pypi(*versions: str, yanked: tuple[str, ...] = (), empty: tuple[str, ...] = ()) -> dict:
+    """PyPI-shaped JSON: one file per release, uploaded in version order."""
+    return {"releases": {v: [] if v in empty else [{"upload_time": f"2026-01-{i + 1:02d}T00:00:00",
+                                                     "yanked": v in yanked}]
+                         for i, v in enumerate(versions)}}
+
+
+def test_releases_skip_prereleases_and_empty_and_flag_yanked():
+    found = discover.releases("bitsandbytes", pypi("0.49.0", "0.50.0rc1", "0.49.2", "0.51.0", "0.48.0",
+                                                   yanked=("0.49.2",), empty=("0.48.0",)))
+    assert [r.version for r in found] == ["0.49.0", "0.49.2", "0.51.0"]
+    assert [r.version for r in found if r.yanked] == ["0.49.2"]
+    # a yanked release is never a line head: 0.49.0 stands for its line
+    assert [r.version for r in discover.line_heads(found)] == ["0.49.0", "0.51.0"]
+
+
+def test_missing_reports_new_lines_and_newer_patches_not_old_gaps(tmp_path: Path):
+    axes = load_axes(DEFAULT_AXES)
+    newest = max(axes_v for p in axes.profiles.values() for axes_v in p.bitsandbytes)
+    found = discover.releases("bitsandbytes", pypi("0.30.0", "0.48.3", newest, "9.1.0", "9.1.1", "9.2.0"))
+    lacking = [r.version for r in discover.missing(axes, "bitsandbytes", found)]
+    assert lacking == ["0.48.3", "9.1.1", "9.2.0"]  # 0.30 is an old gap left out on purpose
+
+
+def test_snapshot_round_trip_and_report(tmp_path: Path):
+    axes = load_axes(DEFAULT_AXES)
+    data = discover.snapshot(axes, fetch=lambda url: pypi("0.43.3", "2.6.0", "4.57.6", "99.0.0"))
+    assert all(info["newest"] == "99.0.0" for info in data["packages"].values())
+    path = discover.write_snapshot(data, tmp_path)
+    assert discover.read_snapshot(tmp_path) == data
+    assert "not in the axes yet: 99.0.0" in discover.report(data)
+    path.write_text("{torn")
+    assert discover.read_snapshot(tmp_path) is None  # the site goes on without it
+
+
+def test_add_missing_edits_axes_text_and_it_still_validates(tmp_path: Path, monkeypatch):
+    path = tmp_path / "axes.toml"
+    shutil.copy(DEFAULT_AXES, path)
+    axes = load_axes(path)
+    monkeypatch.setattr(discover, "torch_variant", lambda version, uv: "cu999")
+    per_package = {"torch": pypi("2.6.0", "99.0.0"), "bitsandbytes": pypi("0.43.3", "99.0.0"),
+                   "transformers": pypi("4.57.6", "99.0.0")}
+    data = discover.snapshot(axes, fetch=lambda url: per_package[url.split("/")[-2]])
+    added = discover.add_missing(axes, data, "cpu-wide", uv="uv")
+    assert added == ["torch 99.0.0", "bitsandbytes 99.0.0", "transformers 99.0.0"]
+    again = load_axes(path)
+    wide = again.profile("cpu-wide")
+    assert wide.torch[-1] == "99.0.0" and wide.bitsandbytes[-1] == "99.0.0" and wide.transformers[-1] == "99.0.0"
+    assert again.torch_builds["99.0.0"].pypi and again.torch_builds["99.0.0"].variant == "cu999"
+    assert again.profile("cpu").bitsandbytes == load_axes(DEFAULT_AXES).profile("cpu").bitsandbytes
+    assert "# The declared matrix" in path.read_text()  # comments survive
+
+
+def test_add_to_unknown_profile_is_one_line():
+    with pytest.raises(UserError, match="no such profile"):
+        discover.add_to_list(DEFAULT_AXES.read_text(), "nope", "torch", "1.0")
