@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-from matrix import charts, findings, runner, urls
+from matrix import charts, corpus, findings, runner, urls
 from matrix.aggregate import CELL, FAILED, Aggregate
 from matrix.axes import Axes, load_axes
 from matrix.findings import records
@@ -255,9 +255,10 @@ def error(site: SiteData) -> Iterator[Page]:
 
 
 def errors(site: SiteData) -> Iterator[Page]:
+    counts, total = corpus.site_counts()  # real pasted reports each signature recognises (matrix/data/)
     items = [{"slug": slug, "sig": site.catalogue.get(slug), "count": e["count"], "cells": e["cells"]}
              for slug, e in site.found.errors.items()]
-    yield Page("errors/", {"items": items})
+    yield Page("errors/", {"items": items, "corpus_counts": counts, "corpus_total": total})
 
 
 @dataclass(frozen=True)
