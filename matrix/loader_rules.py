@@ -18,10 +18,10 @@ import hashlib
 import re
 from typing import Any
 
-SOURCE_FILES = ("bitsandbytes/cextension.py", "bitsandbytes/cuda_specs.py")
+SOURCE_FILES = ("bitsandbytes/cextension.py", "bitsandbytes/cuda_specs.py", "bitsandbytes/cuda_setup/main.py")
 KEYWORDS = re.compile(r"libbitsandbytes|library_name|BNB_CUDA_VERSION|torch\.version\.(cuda|hip)|version_string|"
                       r"\.exists\(\)|Mock|ErrorHandler|without GPU|Could not find|_cpu|raise |def |return f\"|"
-                      r"cuda\{|rocm|xpu|SUFFIX|LoadLibrary|except ")
+                      r"cuda\{|rocm|xpu|SUFFIX|LoadLibrary|except |runtime_version|available|same major|override_var")
 MAX_LINES = 200
 
 
@@ -50,10 +50,11 @@ def _pointer(hit: tuple[str, int, str] | None) -> str | None:
 
 def rule(evidence: dict[str, Any]) -> dict[str, Any]:
     """The loading rule of one release from its evidence lines (see the module docstring); pointers quote them."""
-    template = _find(evidence, r"f\"[^\"]*libbitsandbytes_cuda\{|f\"\{[a-z_]*\}_cuda\{|_cuda\{cuda_specs")
-    version = _find(evidence, r"return f\"\{major\}\{minor\}\"|version_string\s*=.*join")
+    template = _find(evidence, r"f\"[^\"]*libbitsandbytes_(cuda|\{prefix\})\{cuda_specs\.cuda_version_string\}")
+    version = _find(evidence, r"return f\"\{major\}\{minor\}\"|return f\"\{major \* 10 \+ minor\}\"")
+    nearest = _find(evidence, r"v\[0\] == runtime_version\[0\] and v < runtime_version")
     source_of_version = _find(evidence, r"torch\.version\.cuda")
-    override = _find(evidence, r"os\.environ.*BNB_CUDA_VERSION|BNB_CUDA_VERSION.*environ")
+    override = _find(evidence, r"os\.environ.*BNB_CUDA_VERSION|BNB_CUDA_VERSION.*environ|override_var = .*BNB_CUDA_VERSION")
     fallback_cpu = _find(evidence, r"Could not find the bitsandbytes CUDA binary")
     mock = _find(evidence, r"class ErrorHandlerMockBNBNativeLibrary|ErrorHandlerMockBNBNativeLibrary\(")
     raises = _find(evidence, r"raise RuntimeError\(.*(not found|Configured CUDA binary)|raise FileNotFoundError")
@@ -70,15 +71,26 @@ def rule(evidence: dict[str, Any]) -> dict[str, Any]:
         "template_at": _pointer(template), "version_at": _pointer(version),
         "version_from": "torch.version.cuda" if source_of_version else "unknown",
         "version_from_at": _pointer(source_of_version),
+        "selection": "nearest-same-major" if nearest else "exact",
+        "selection_at": _pointer(nearest),
         "override": "BNB_CUDA_VERSION" if override else "none found",
         "override_at": _pointer(override),
         "missing": missing, "missing_at": _pointer(missing_at),
     }
 
 
-def library_name(rule_: dict[str, Any], torch_cuda: str) -> str | None:
-    """The CUDA library stem a release asks for under torch's CUDA version (`12.4` -> `libbitsandbytes_cuda124`)."""
+def library_name(rule_: dict[str, Any], torch_cuda: str, shipped: list[str] = ()) -> str | None:
+    """The CUDA library stem a release loads under torch's CUDA version (`12.4` -> `libbitsandbytes_cuda124`).
+
+    With `selection` nearest-same-major (0.50 on) and no exact match among the `shipped` CUDA versions: the
+    highest lower version of the same major, else the lowest higher one, else the exact (missing) name.
+    """
     if rule_["template"] == "unknown":
         return None
-    major, minor = torch_cuda.split(".")[:2]
-    return f"libbitsandbytes_cuda{major}{minor}"
+    want = tuple(int(x) for x in torch_cuda.split(".")[:2])
+    have = {tuple(int(x) for x in v.split(".")[:2]) for v in shipped}
+    if rule_.get("selection") == "nearest-same-major" and want not in have:
+        lower = [v for v in have if v[0] == want[0] and v < want]
+        higher = [v for v in have if v[0] == want[0] and v > want]
+        want = max(lower) if lower else min(higher) if higher else want
+    return f"libbitsandbytes_cuda{want[0]}{want[1]}"
