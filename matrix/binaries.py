@@ -34,14 +34,15 @@ def find_cuobjdump() -> str | None:
 
 
 def cuobjdump_version(tool: str) -> str:
-    out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run([tool, "--version"], check=False, capture_output=True, text=True, timeout=60).stdout
     match = re.search(r"release (\S+?),? ", out) or re.search(r"V(\d+\.\d+\.\d+)", out)
     return match.group(1) if match else out.strip().splitlines()[-1] if out.strip() else "unknown"
 
 
 def parse_cuobjdump(text: str) -> dict[str, list[str]]:
     """`ELF file 3: x.sm_90a.cubin` / `PTX file 1: x.sm_75.ptx` lines -> {"sass": [sm_90a], "ptx": [compute_75]}."""
-    sass, ptx = set(), set()
+    sass: set[str] = set()
+    ptx: set[str] = set()
     for line in text.splitlines():
         match = _LISTED.match(line.strip())
         if match:
@@ -55,8 +56,8 @@ def run_cuobjdump(tool: str | None, path: Path) -> dict[str, Any]:
     if tool is None:
         return {"sass": [], "ptx": [], "error": "cuobjdump not installed (pip install nvidia-cuda-cuobjdump)"}
     try:
-        proc = subprocess.run([tool, "--list-elf", "--list-ptx", str(path)], capture_output=True, text=True,
-                              timeout=CUOBJDUMP_TIMEOUT_S)
+        proc = subprocess.run([tool, "--list-elf", "--list-ptx", str(path)], check=False, capture_output=True,
+                              text=True, timeout=CUOBJDUMP_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"sass": [], "ptx": [], "error": f"{type(exc).__name__}: {exc}"[:300]}
     listed = parse_cuobjdump(proc.stdout)
@@ -75,7 +76,7 @@ def elf_facts(path: Path) -> tuple[list[str], bytes | None]:
 
     with path.open("rb") as fh:
         elf = ELFFile(fh)
-        needed = [tag.needed for sec in elf.iter_sections() if isinstance(sec, DynamicSection)
+        needed = [str(getattr(tag, "needed", "")) for sec in elf.iter_sections() if isinstance(sec, DynamicSection)
                   for tag in sec.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
         section = elf.get_section_by_name(ELF_SECTION)
         return needed, (section.data() if section is not None else None)
@@ -99,7 +100,7 @@ def own_reading(path: Path) -> dict[str, Any]:
     try:
         is_pe = path.read_bytes()[:2] == b"MZ"
         needed, section = pe_facts(path) if is_pe else elf_facts(path)
-    except Exception as exc:  # a malformed file is data ("unknown"), not a crash of the refresh
+    except Exception as exc:  # noqa: BLE001 - a malformed file is data ("unknown"), not a crash of the refresh
         return {"format": "unknown", "needed": [], "fatbin": {"error": f"{type(exc).__name__}: {exc}"[:300]}}
     fmt = "pe" if is_pe else "elf"
     if section is None:

@@ -63,7 +63,7 @@ def read_fatbin(data: bytes) -> FatbinReading:
             continue
         if len(data) - pos < HEADER.size:
             raise FatbinError(f"{len(data) - pos} stray bytes at offset {pos:#x}")
-        magic, version, header_size, size = HEADER.unpack_from(data, pos)
+        magic, _version, header_size, size = HEADER.unpack_from(data, pos)
         if magic != MAGIC:
             raise FatbinError(f"no fatbin magic at offset {pos:#x} (found {magic:#010x})")
         end = pos + header_size + size

@@ -7,11 +7,11 @@ the template context (`gpus_context`) and the two exports (`binaries_csv`, `pred
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import tomllib
 from packaging.version import Version
 
 from matrix import binaries, loader_rules, predict, torch_builds, wheels

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 SOURCE_FILES = ("bitsandbytes/cextension.py", "bitsandbytes/cuda_specs.py", "bitsandbytes/cuda_setup/main.py")
@@ -79,7 +80,7 @@ def rule(evidence: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def library_name(rule_: dict[str, Any], torch_cuda: str, shipped: list[str] = ()) -> str | None:
+def library_name(rule_: dict[str, Any], torch_cuda: str, shipped: Iterable[str] = ()) -> str | None:
     """The CUDA library stem a release loads under torch's CUDA version (`12.4` -> `libbitsandbytes_cuda124`).
 
     With `selection` nearest-same-major (0.50 on) and no exact match among the `shipped` CUDA versions: the

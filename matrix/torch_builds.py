@@ -27,8 +27,8 @@ TORCH_CACHE = CACHE_DIR / "torch"
 FIRST_TORCH = Version("2.6.0")
 WHEEL_TAG = "cp312-cp312-manylinux"  # the default Linux x86_64 wheel of each release, for one Python
 ARCH_STRING = re.compile(rb"(?:sm_\d+[a-z]? ){2,}(?:sm_\d+[a-z]?|compute_\d+)(?: compute_\d+)*")
-CUDA_LINE = re.compile(r"^cuda(?:: Optional\[str\])? = '([^']+)'", re.M)
-VERSION_LINE = re.compile(r"^__version__ = '([^']+)'", re.M)
+CUDA_LINE = re.compile(r"^cuda(?:: Optional\[str\])? = '([^']+)'", re.MULTILINE)
+VERSION_LINE = re.compile(r"^__version__ = '([^']+)'", re.MULTILINE)
 
 
 class RangeFile(io.RawIOBase):

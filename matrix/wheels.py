@@ -143,3 +143,19 @@ def load_cache(cache_dir: Path = CACHE_DIR) -> list[dict[str, Any]]:
     """Every cached wheel reading, oldest release first."""
     records = [json.loads(p.read_text()) for p in sorted(cache_dir.glob("*.json"))]
     return sorted(records, key=lambda r: (Version(r["release"]), r["platform"]))
+
+
+def main() -> None:
+    """`python -m matrix.wheels`: read every bitsandbytes wheel and torch build not yet cached (the nox session)."""
+    from matrix import torch_builds
+
+    t0 = time.monotonic()
+    stats = refresh()
+    read_torch = torch_builds.refresh()
+    print(f"bitsandbytes wheels: {stats['wheels']} listed, {stats['cached']} cached, {stats['read']} read "
+          f"({stats['bytes'] / 1e9:.2f} GB, download {stats['download_s']:.0f} s, read {stats['read_s']:.0f} s); "
+          f"torch builds read: {read_torch}; {time.monotonic() - t0:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
