@@ -108,3 +108,20 @@ def test_loader_rules_read_from_each_release_source() -> None:
     assert loader_rules.library_name(old, "13.0", ["12.8"]) == "libbitsandbytes_cuda130"
     assert loader_rules.library_name(new, "12.9", ["12.8", "13.0"]) == "libbitsandbytes_cuda128"
     assert loader_rules.library_name(new, "14.0", ["12.8", "13.0"]) == "libbitsandbytes_cuda140"
+
+
+def test_refresh_downloads_nothing_already_read(tmp_path: Path) -> None:
+    index = {"releases": {"0.50.2": [{"filename": "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl",
+                                      "packagetype": "bdist_wheel", "url": "https://invalid.example/x.whl",
+                                      "digests": {"sha256": "f" * 64}, "size": 1}]}}
+    (tmp_path / f"{'f' * 64}.json").write_text("{}")
+    stats = wheels.refresh(tmp_path, index=index, log=lambda line: None)
+    assert (stats["cached"], stats["read"], stats["bytes"]) == (1, 0, 0)
+
+
+def test_torch_arch_string() -> None:
+    from matrix.torch_builds import arch_list
+
+    blob = b"\0junk sm_5\0sm_75 sm_80 sm_86 sm_90 sm_100 sm_120\0more"
+    assert arch_list(blob) == ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
+    assert arch_list(blob + b"\0sm_50 sm_60 sm_70\0") is None  # two candidates: unknown, not a guess
