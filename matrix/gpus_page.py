@@ -127,6 +127,15 @@ def agreement(latest: pd.DataFrame, preds: pd.DataFrame) -> list[dict[str, Any]]
     return out
 
 
+def cell_prediction(preds: pd.DataFrame, compute_capability: str, torch: str, bnb: str) -> dict[str, Any] | None:
+    """The prediction to show beside one measured GPU cell (compute capability "9.0"), or None if there is none."""
+    if preds.empty or not compute_capability:
+        return None
+    gpu = "sm_" + str(compute_capability).replace(".", "")
+    hit = preds[(preds.gpu_arch == gpu) & (preds.torch == torch) & (preds.bnb == bnb)]
+    return hit.iloc[0].to_dict() if len(hit) else None
+
+
 def grid(preds: pd.DataFrame, builds: list[str]) -> list[dict[str, Any]]:
     """Per GPU arch: rows of (release, cells for each torch build in `builds`), newest release first."""
     out = []

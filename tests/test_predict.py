@@ -102,6 +102,13 @@ def test_agreement_with_measured_cells(readings: list[dict], builds: list[dict])
     assert rows["0.48.2"]["agrees"] == "no" and "predicted loads" in rows["0.48.2"]["why"]
 
 
+def test_cell_prediction_for_a_measured_cell(readings: list[dict], builds: list[dict]) -> None:
+    preds = predict.predictions(readings, builds)
+    cell = gpus_page.cell_prediction(preds, "9.0", "2.11.0+cu130", "0.48.2")
+    assert cell is not None and cell["verdict"] == "loads"
+    assert gpus_page.cell_prediction(preds, "", "2.13.0+cpu", "0.48.2") is None
+
+
 def test_exports_are_tidy(readings: list[dict], builds: list[dict]) -> None:
     table = pd.read_csv(io.BytesIO(gpus_page.binaries_csv(readings)))
     assert list(table.columns[:7]) == ["release", "platform", "library", "backend", "cuda", "kind", "arch"]
