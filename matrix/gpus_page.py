@@ -143,7 +143,8 @@ def grid(preds: pd.DataFrame, builds: list[str]) -> list[dict[str, Any]]:
         sub = preds[(preds.gpu_arch == gpu) & preds.torch.isin(builds)]
         rows = []
         for bnb in sorted(sub.bnb.unique(), key=Version, reverse=True):
-            cells = {r.torch: {"verdict": r.verdict, "label": r.label, "signature": r.signature, "reason": r.reason}
+            cells = {r.torch: {"verdict": r.verdict, "label": r.label, "reason": r.reason,
+                               "signature": r.signature if isinstance(r.signature, str) else None}  # NaN: none
                      for r in sub[sub.bnb == bnb].itertuples()}
             rows.append({"bnb": bnb, "cells": [cells.get(b) for b in builds]})
         out.append({"arch": gpu, "gpus": names, "rows": rows})

@@ -76,7 +76,7 @@ def kernel_for(library: dict[str, Any], gpu: str) -> tuple[str, str]:
     if failed or sass or ptx:
         problem = library.get("cuobjdump", {}).get("error") or library.get("fatbin", {}).get("error")
         return "unknown", f"the readers disagree or failed on this library ({problem or 'different arch lists'})"
-    built = ", ".join(cov["sass"]) or "nothing"
+    built = ", ".join(sorted(cov["sass"], key=arch_number)) or "nothing"
     return "no-kernel", f"SASS only for {built} and no PTX at or below {gpu}"
 
 

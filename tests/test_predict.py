@@ -130,6 +130,7 @@ def test_gpus_page_renders_marked_as_predicted(readings: list[dict], builds: lis
                        has_fix_page=lambda name: True)
     text = env.get_template("gpus.md.j2").render(here="gpus/", **ctx)
     assert "predicted from the binaries" in text
+    assert "errors/unclassified" not in text  # a cell that loads links no error page
     assert f"## {render.md('sm_120')} · RTX 50xx" in text
     assert "| [h100-sm90](" in text and "| yes |" in text
     assert str(render.md("libbitsandbytes_cuda130.so")) in text
