@@ -122,7 +122,8 @@ def agreement(latest: pd.DataFrame, preds: pd.DataFrame) -> list[dict[str, Any]]
         elif pred.verdict in AGREES.get(measured or "", set()):
             row |= {"agrees": "yes", "why": ""}
         else:
-            row |= {"agrees": "no", "why": f"predicted {pred.label}, measured {measured} ({', '.join(slugs) or 'pass'})"}
+            seen = ", ".join(slugs) or "pass"
+            row |= {"agrees": "no", "why": f"predicted {pred.label}, measured {measured} ({seen})"}
         out.append(row)
     return out
 

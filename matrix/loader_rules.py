@@ -55,7 +55,8 @@ def rule(evidence: dict[str, Any]) -> dict[str, Any]:
     version = _find(evidence, r"return f\"\{major\}\{minor\}\"|return f\"\{major \* 10 \+ minor\}\"")
     nearest = _find(evidence, r"v\[0\] == runtime_version\[0\] and v < runtime_version")
     source_of_version = _find(evidence, r"torch\.version\.cuda")
-    override = _find(evidence, r"os\.environ.*BNB_CUDA_VERSION|BNB_CUDA_VERSION.*environ|override_var = .*BNB_CUDA_VERSION")
+    override = _find(evidence, r"os\.environ.*BNB_CUDA_VERSION|BNB_CUDA_VERSION.*environ|"
+                               r"override_var = .*BNB_CUDA_VERSION")
     fallback_cpu = _find(evidence, r"Could not find the bitsandbytes CUDA binary")
     mock = _find(evidence, r"class ErrorHandlerMockBNBNativeLibrary|ErrorHandlerMockBNBNativeLibrary\(")
     raises = _find(evidence, r"raise RuntimeError\(.*(not found|Configured CUDA binary)|raise FileNotFoundError")

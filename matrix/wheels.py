@@ -57,7 +57,8 @@ def list_wheels(index: dict[str, Any]) -> list[dict[str, Any]]:
             platform = platform_of(f["filename"]) if f.get("packagetype") == "bdist_wheel" else None
             if platform and not f.get("yanked"):
                 wheels.append({"release": release, "filename": f["filename"], "platform": platform,
-                               "url": urllib.parse.urljoin(PYPI_JSON, f["url"]), "sha256": f["digests"]["sha256"], "size": f["size"]})
+                               "url": urllib.parse.urljoin(PYPI_JSON, f["url"]), "sha256": f["digests"]["sha256"],
+                               "size": f["size"]})
     return sorted(wheels, key=lambda w: (Version(w["release"]), w["platform"]))
 
 

@@ -32,5 +32,8 @@ def slice_fatbin(section: bytes, keep: set[int]) -> bytes:
 if __name__ == "__main__":
     lib, out, *archs = sys.argv[1:]
     with open(lib, "rb") as fh:
-        data = ELFFile(fh).get_section_by_name(".nv_fatbin").data()
+        section = ELFFile(fh).get_section_by_name(".nv_fatbin")
+        if section is None:
+            sys.exit(f"{lib}: no .nv_fatbin section")
+        data = section.data()
     Path(out).write_bytes(slice_fatbin(data, {int(a.split("_")[1]) for a in archs}))
