@@ -105,3 +105,10 @@ def clean(session: nox.Session) -> None:
     """Remove generated pages and the built site (never results/)."""
     for path in (ROOT / "public", ROOT / "site" / "generated"):
         shutil.rmtree(path, ignore_errors=True)
+
+
+@nox.session
+def binaries(session: nox.Session) -> None:
+    """Read every bitsandbytes wheel and torch build not yet in results/binaries/ (CPU only, cached by sha256)."""
+    session.install("-e", ".[binaries]")
+    session.run("python", "-m", "matrix.wheels", *session.posargs)
