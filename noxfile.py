@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -31,13 +32,15 @@ from matrix.errors import UserError  # noqa: E402
 try:
     AXES = load_axes()
     PROFILE = pick_profile(AXES)
+    # One results file per nox invocation: every session of this run appends to it. A run id from the
+    # environment names that file, so it must not lead out of the results folder (`../x`).
+    os.environ.setdefault("BNB_MATRIX_RUN_ID", measure.new_run_id(measure.runner_facts()["slug"]))
+    measure.check_run_id(os.environ["BNB_MATRIX_RUN_ID"])
 except UserError as exc:  # one line, no traceback, non-zero exit
     sys.exit(f"bnb-matrix: {exc.line()}")
 
 INSTALL = os.environ.get("BNB_MATRIX_INSTALL") or PROFILE.install
 RESULTS = Path(os.environ.get("BNB_MATRIX_RESULTS", ROOT / "results"))
-# One results file per nox invocation: every session of this run appends to it.
-os.environ.setdefault("BNB_MATRIX_RUN_ID", measure.new_run_id(measure.runner_facts()["slug"]))
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"  # warm re-runs reuse each cell's venv; installs are then no-ops
@@ -77,16 +80,27 @@ def probe(session: nox.Session, torch: str, bnb: str) -> None:
         session.error(exc.line())
 
 
+def sigterm_stops_children() -> None:
+    """SIGTERM raises KeyboardInterrupt in nox, as Ctrl-C does, so nox stops the command it runs (SIGINT, then
+    SIGTERM) instead of dying and leaving `python -m matrix site` (and its mkdocs) running on, holding the port."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @nox.session
 def site(session: nox.Session) -> None:
     """Aggregate results/ and build the static site into public/ (mkdocs build --strict)."""
+    sigterm_stops_children()
     session.install("-e", ".")
     session.run("python", "-m", "matrix", "site", "--results", str(RESULTS), *session.posargs)
 
 
 @nox.session
 def serve(session: nox.Session) -> None:
-    """Preview the site locally (mkdocs serve) after generating its pages."""
+    """Preview the site locally (mkdocs serve) after generating its pages (`-- --dev-addr 127.0.0.1:8001`)."""
+    sigterm_stops_children()
     session.install("-e", ".")
     session.run("python", "-m", "matrix", "site", "--results", str(RESULTS), "--serve", *session.posargs)
 
