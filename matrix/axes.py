@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tomllib
-from difflib import get_close_matches
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import tomllib
 from packaging.version import InvalidVersion, Version
 
 from matrix.errors import AxesError

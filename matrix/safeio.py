@@ -121,7 +121,7 @@ def run_child(command: list[str], cwd: Path, env: dict[str, str], capture: bool)
     proc = subprocess.Popen(command, cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.STDOUT if capture else None,
-                            preexec_fn=lambda: _die_with_parent(parent))
+                            preexec_fn=lambda: _die_with_parent(parent))  # noqa: PLW1509 - no threads run here
     try:
         output, _ = proc.communicate()
     except BaseException:
