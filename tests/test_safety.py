@@ -310,3 +310,22 @@ def test_nox_serve_stopped_with_sigterm_leaves_no_mkdocs_on_the_port(results):
     finally:
         if nox.poll() is None:
             os.killpg(nox.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('index_url = "https://download.pytorch.org/whl/cpu"', 'index_url = "not a url"', "is not an http(s) URL"),
+    ("bnb_config = { load_in_4bit = true }", 'bnb_config = { load_in_4bit = "yes please" }',
+     "load_in_4bit: must be true/false, got 'yes please'"),
+    ("bnb_config = { load_in_4bit = true }", "bnb_config = { load_in_4bits = true }",
+     "did you mean 'load_in_4bit'?"),
+    ('bitsandbytes = ["', 'bitsandbytes = ["0.50.2 ", "', "has spaces around it"),
+    ("[shapes.tiny]\n", "[shapes.tiny]\ndescripton = 'x'\n", "unknown key (did you mean 'description'?)"),
+])
+def test_axes_values_are_checked_in_one_line(tmp_path, old, new, message):
+    text = (ROOT / "matrix" / "axes.toml").read_text()
+    assert old in text, old
+    path = tmp_path / "axes.toml"
+    path.write_text(text.replace(old, new, 1))
+    proc = matrix("axes", str(path), "--profile", "cpu")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
