@@ -63,6 +63,18 @@ def new_run_id(runner_slug: str) -> str:
     return f"{stamp}-{runner_slug}-{random.randrange(16**4):04x}"
 
 
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,159}")
+
+
+def check_run_id(run_id: str, where: str = "BNB_MATRIX_RUN_ID") -> str:
+    """`run_id` if it is safe as a file name inside the results folder (letters, digits, '.', '_', '-'; no leading
+    dot, no '..', at most 160 characters), else UserError: it becomes results/<run id>.jsonl."""
+    if not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
+        raise UserError(where, f"{run_id[:80]!r} is not a usable run id: it names the results file",
+                        "letters, digits, '.', '_' and '-' only, starting with a letter or digit; or unset it")
+    return run_id
+
+
 def fingerprint(axes: Axes, runner_slug: str, torch: str, bnb: str, transformers: str, install: str,
                 recipe: str, shape: str, budget: float | None) -> str:
     """What must be equal for a stored record to stand for a job: runner, requested versions, install mode,
@@ -346,6 +358,7 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
     are skipped unless `force`. Returns the new records.
     """
     install = settings.install_mode(profile, install)
+    check_run_id(run_id)
     check_results_dir(results_dir)
     runner = runner_facts()
     results_file = results_dir / f"{run_id}.jsonl"
