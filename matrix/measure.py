@@ -23,7 +23,6 @@ from pathlib import Path
 
 from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-from uv import find_uv_bin
 
 from matrix import records
 from matrix.axes import Axes, Profile, TorchBuild
@@ -158,7 +157,11 @@ def present_versions(python: Path, names: tuple[str, ...] = ("torch", "bitsandby
 
 
 def uv_binary() -> str:
-    """uv from the host venv's `uv` package (nox may run without that venv on PATH), else from PATH."""
+    """uv from the host venv's `uv` package (nox may run without that venv on PATH), else from PATH.
+
+    Imported here, not at the top: `doctor` imports this module inside a user's environment, which has no uv."""
+    from uv import find_uv_bin  # a host dependency (pyproject.toml)
+
     try:
         return find_uv_bin()
     except FileNotFoundError:  # the package is there but its binary is not (a broken install)
