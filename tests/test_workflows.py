@@ -309,3 +309,13 @@ def test_scheduled_plan_discovers_new_releases_before_listing_sessions():
         assert names == ["discovered"], job
     commit = next(s["run"] for s in jobs["publish"]["steps"] if "git commit" in s.get("run", ""))
     assert "matrix/axes.toml" in commit
+
+
+def test_publish_refreshes_the_predicted_layer_before_building():
+    steps = _load("gpu-matrix.yml")["jobs"]["publish"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    binaries_at = next(i for i, run in enumerate(runs) if "nox -s binaries" in run)
+    build_at = next(i for i, run in enumerate(runs) if "python -m matrix site" in run)
+    assert binaries_at < build_at and steps[binaries_at].get("continue-on-error") is True
+    commit = next(run for run in runs if "git commit" in run)
+    assert "git add -- results" in commit  # results/binaries/ is committed with the records
