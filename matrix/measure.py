@@ -268,7 +268,7 @@ def install_failure_type(log: str) -> str:
     (the grid's "cannot be installed together"). InstallError: anything else.
     """
     reason = install_reason(log)
-    if _NETWORK.search(reason):
+    if _NETWORK.search(log):  # pip says it in a WARNING line above the final ERROR
         return "NetworkError"
     if _MISSING.search(reason):
         return "NoMatchingDistribution"
