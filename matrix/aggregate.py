@@ -225,9 +225,9 @@ def is_result(frame: pd.DataFrame) -> pd.Series:
 
 def cell_verdicts(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-installable' when the resolver refused
-    the versions together, 'not-available' when one has no installable file here, 'not-measured'), fixes (recipes that made
-    the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card shapes the
-    verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
+    the versions together, 'not-available' when one has no installable file here, 'not-measured'), fixes (recipes
+    that made the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card
+    shapes the verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
     columns = CELL + ["verdict", "fixes", "shapes", "records", "runs", "first_seen", "last_measured",
                       "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
     out = []

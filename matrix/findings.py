@@ -258,7 +258,8 @@ def _jsonable(value: Any) -> Any:
 
 def exports(found: Findings) -> dict[str, bytes]:
     """The findings published under /data/ next to the records: runners.json, budgets.json, fixes.json,
-    errors.json, causes.json (why each cell that does not simply work fails, and its way out), newest-releases.json. Deterministic bytes for the same records."""
+    errors.json, causes.json (why each cell that does not simply work fails, and its way out),
+    newest-releases.json. Deterministic bytes for the same records."""
     budgets = [{**{k: b[k] for k in CELL + ["shape", "cell_path", "last_seen", "smallest"]},
                 "budgets": b["columns"],
                 "outcomes": {r["recipe"]: [o["outcome"] if o else None for o in r["outcomes"]] for r in b["rows"]}}

@@ -90,8 +90,8 @@ def way_out(cell: dict[str, Any], cells: dict[tuple, dict[str, Any]]) -> list[di
         best = _nearest(cell[axis], passing, newer_first=axis == "bnb") if passing else None
         if best is not None:
             other = passing[best]
-            out.append({"axis": axis, "label": label, "value": best, "change": f"{label} {best}", "cell_path": other["cell_path"],
-                        "verdict": other["verdict"], "fixes": other["fixes"]})
+            out.append({"axis": axis, "label": label, "value": best, "change": f"{label} {best}",
+                        "cell_path": other["cell_path"], "verdict": other["verdict"], "fixes": other["fixes"]})
     return out
 
 
