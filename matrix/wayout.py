@@ -18,6 +18,7 @@ AXES = (("bnb", "bitsandbytes"), ("transformers", "transformers"), ("torch", "to
 INSTALL_WORDS = {"ResolutionImpossible": "cannot be installed together",
                  "NoMatchingDistribution": "a requested release has no installable file for this platform",
                  "InstallError": "the install failed"}
+REASON_LIMIT = 240  # characters of the installer's reason quoted in a cause
 _NEEDS = re.compile(r"bitsandbytes\s*>=\s*([0-9]+(?:\.[0-9]+){1,3})", re.I)
 
 
@@ -50,13 +51,15 @@ def cause_row(rows: list[dict[str, Any]], baseline: str) -> dict[str, Any] | Non
 
 
 def cause_words(row: dict[str, Any], catalogue: dict[str, Any]) -> str:
-    """The root cause of one failed row in words: the install's kind, a version the message asks for, or the
-    signature's title."""
+    """The root cause of one failed row in words: the installer's own reason (its 'Because ...' line; the verdict
+    already says what kind of install failure), a version the message asks for, or the signature's title."""
     if row.get("stage") == "install":
         words = INSTALL_WORDS.get(_text(row.get("error_type")), INSTALL_WORDS["InstallError"])
+        lines = [ln.strip(" ×╰─│") for ln in _text(row.get("error_message")).splitlines() if ln.strip(" ×╰─│")]
+        reason = next((ln for ln in lines if "because" in ln.lower()), lines[0] if lines else "")
         if row.get("error_type") == "ResolutionImpossible":
-            return f"torch {row['torch']}, bitsandbytes {row['bnb']} and transformers {row['transformers']} {words}"
-        return words
+            words = f"torch {row['torch']}, bitsandbytes {row['bnb']} and transformers {row['transformers']} {words}"
+        return f"the installer says: {reason[:REASON_LIMIT].rstrip('.')}" if reason else words
     slug = _text(row.get("signature")) or "unclassified"
     if slug == "bnb-too-old":
         needed = _NEEDS.search(_text(row.get("error_message")))
@@ -142,8 +145,8 @@ def error_way_outs(hit_cells: list[dict[str, Any]], causes: dict[str, dict[str, 
     """For an error signature: which one change made the cells where it occurred pass, grouped by the change.
 
     A bitsandbytes change reads 'bitsandbytes >= X' when every measured newer release with the same runner,
-    torch and transformers passes too, else 'bitsandbytes X'. Each group lists where (runner, torch build,
-    transformers) and the passing cells (paths), so the page can link them."""
+    torch and transformers passes too, else 'bitsandbytes X'. Each group lists its items: where it failed (runner,
+    torch build, transformers), the failing cell's path and the passing cell's path."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for cell in hit_cells:
         why = causes.get(cell["cell_path"])
@@ -160,11 +163,8 @@ def error_way_outs(hit_cells: list[dict[str, Any]], causes: dict[str, dict[str, 
             where = f"{cell['runner']}, torch {why['torch_label']}, transformers {cell['transformers']}"
             if out["axis"] != "bnb":
                 where += f", bitsandbytes {cell['bnb']}"
-            group = groups.setdefault((out["axis"], change), {"axis": out["axis"], "change": change,
-                                                              "where": [], "cells": []})
-            if where not in group["where"]:
-                group["where"].append(where)
-            if out["cell_path"] not in group["cells"]:
-                group["cells"].append(out["cell_path"])
+            group = groups.setdefault((out["axis"], change), {"axis": out["axis"], "change": change, "items": []})
+            if all(item["where"] != where for item in group["items"]):
+                group["items"].append({"where": where, "failed": cell["cell_path"], "passed": out["cell_path"]})
     order = {axis: i for i, (axis, _) in enumerate(AXES)}
-    return sorted(groups.values(), key=lambda g: (order[g["axis"]], -len(g["where"]), g["change"]))
+    return sorted(groups.values(), key=lambda g: (order[g["axis"]], -len(g["items"]), g["change"]))

@@ -133,7 +133,7 @@ def test_cause_in_words_names_the_version_the_message_asks_for(found):
     why = found.causes[path("2.13.0+cpu", "0.45.5", "5.24.0")]
     assert why["slug"] == "bnb-too-old" and why["words"] == "transformers 5 needs bitsandbytes >= 0.46.1"
     conflict = found.causes[path("2.6.0", "0.45.5", "5.24.0")]
-    assert conflict["slug"] == "" and conflict["words"].endswith("cannot be installed together")
+    assert conflict["slug"] == "" and conflict["words"] == "the installer says: " + CONFLICT.rstrip(".")
 
 
 def test_way_out_is_the_nearest_measured_passing_cell_per_axis(found):
@@ -160,7 +160,9 @@ def test_error_way_outs_say_which_change_passed_with_versions(found):
     assert error["cells"] == 1 and error["cell_paths"] == [path("2.13.0+cpu", "0.45.5", "5.24.0")]
     changes = {w["change"]: w for w in error["way_outs"]}
     assert "bitsandbytes >= 0.46.1" in changes  # every measured newer release on that torch passes
-    assert changes["bitsandbytes >= 0.46.1"]["where"] == ["cpu-x86_64, torch 2.13.0+cpu, transformers 5.24.0"]
+    assert changes["bitsandbytes >= 0.46.1"]["items"] == [{
+        "where": "cpu-x86_64, torch 2.13.0+cpu, transformers 5.24.0", "failed": path("2.13.0+cpu", "0.45.5", "5.24.0"),
+        "passed": path("2.13.0+cpu", "0.46.1", "5.24.0")}]
     assert "transformers 4.57.6" in changes
 
 
@@ -205,7 +207,8 @@ def test_home_grid_tooltips_and_a_look_of_their_own_for_install_verdicts(wide_si
     assert ('title="torch 2.13.0+cpu, bitsandbytes 0.45.5, transformers 5.24.0: fails: transformers 5 needs '
             'bitsandbytes &gt;= 0.46.1; passes with bitsandbytes 0.46.1') in html
     assert '<td class="verdict-not-installable"><a href="cells/cpu-x86-64/torch-2.6.0/bnb-0.45.5/' in html
-    assert 'cannot be installed together: torch 2.6.0, bitsandbytes 0.45.5 and transformers 5.24.0' in html
+    assert ('transformers 5.24.0: cannot be installed together: the installer says: No solution found when resolving '
+            'dependencies: Because transformers==5.24.0 depends on torch&gt;=2.7') in html
     assert '<td class="verdict-not-available">' in html
     css = (wide_site / "assets" / "matrix.css").read_text(encoding="utf-8")
     assert "td.verdict-not-installable" in css and "td.verdict-not-available" in css
@@ -220,8 +223,9 @@ def test_home_says_which_newest_releases_are_not_measured_yet(wide_site):
 def test_error_page_leads_with_measured_cells_and_way_out_then_cause_then_messages(wide_site):
     seen = text(wide_site, urls.error_path("bnb-too-old"))
     assert "Measured in 1 cell: cpu-x86_64 · torch 2.13.0+cpu · bnb 0.45.5 · transformers 5.24.0." in seen
-    assert ("bitsandbytes >= 0.46.1 passed where it failed with cpu-x86_64, torch 2.13.0+cpu, transformers 5.24.0 "
-            "( passing cell 1)") in seen
+    assert "bitsandbytes >= 0.46.1 passed where it failed with cpu-x86_64, torch 2.13.0+cpu, transformers 5.24.0" in seen
+    html = (wide_site / urls.error_path("bnb-too-old") / "index.html").read_text(encoding="utf-8")
+    assert 'href="../../cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.46.1/transformers-5.24.0/"' in html
     assert seen.index("Measured in") < seen.index("Cause") < seen.index("Fixes") < seen.index("What you see")
 
 
