@@ -223,7 +223,8 @@ def test_home_says_which_newest_releases_are_not_measured_yet(wide_site):
 def test_error_page_leads_with_measured_cells_and_way_out_then_cause_then_messages(wide_site):
     seen = text(wide_site, urls.error_path("bnb-too-old"))
     assert "Measured in 1 cell: cpu-x86_64 · torch 2.13.0+cpu · bnb 0.45.5 · transformers 5.24.0." in seen
-    assert "bitsandbytes >= 0.46.1 passed where it failed with cpu-x86_64, torch 2.13.0+cpu, transformers 5.24.0" in seen
+    where = "cpu-x86_64, torch 2.13.0+cpu, transformers 5.24.0"
+    assert f"bitsandbytes >= 0.46.1 passed where it failed with {where}" in seen
     html = (wide_site / urls.error_path("bnb-too-old") / "index.html").read_text(encoding="utf-8")
     assert 'href="../../cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.46.1/transformers-5.24.0/"' in html
     assert seen.index("Measured in") < seen.index("Cause") < seen.index("Fixes") < seen.index("What you see")
