@@ -8,6 +8,7 @@ the reproduce command, the effect sentence) live here too; rendering and writing
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-from matrix import charts, corpus, discover, findings, runner, urls
+from matrix import charts, corpus, discover, findings, gpus_page, predict, runner, urls
 from matrix.aggregate import CELL, FAILED, Aggregate
 from matrix.axes import Axes, load_axes
 from matrix.findings import records
@@ -78,6 +79,23 @@ class SiteData:
         """Every chart the pages will draw, with the same rows, so `charts.draw_all` can draw them first."""
         jobs = [(draw, latest) for latest in self.latest_by_cell.values() for draw in _CELL_DRAWS]
         return jobs + [(charts.load_time_by_bnb, self.runner_rows(slug)) for slug in self.found.runners]
+
+    @functools.cached_property
+    def gpu(self) -> dict[str, Any]:
+        """The predicted layer, read once: wheel readings and torch builds (committed caches), the prediction of
+        every (GPU arch, torch build, bitsandbytes release) and the GPUs page's context."""
+        readings, builds = gpus_page.load_inputs(self.axes.path)
+        preds = predict.predictions(readings, builds)
+        context = gpus_page.gpus_context(readings, builds, self.agg.latest, axes_names=list(self.axes.torch_builds))
+        for g in context["grid"]:  # per-architecture verdict counts for the index
+            sub = preds[preds.gpu_arch == g["arch"]] if not preds.empty else preds
+            g["counts"] = sub["verdict"].value_counts().to_dict() if not sub.empty else {}
+        return {"readings": readings, "preds": preds, "context": context}
+
+    def gpu_exports(self) -> dict[str, bytes]:
+        """data/binaries.csv and data/predictions.csv: the predicted layer as tidy tables."""
+        return {"binaries.csv": gpus_page.binaries_csv(self.gpu["readings"]),
+                "predictions.csv": gpus_page.predictions_csv(self.gpu["preds"])}
 
     def last(self) -> dict[str, Any]:
         v = self.agg.verdicts
@@ -201,7 +219,13 @@ def cell(site: SiteData) -> Iterator[Page]:
             "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
             "runner": site.found.runners[cell["runner"]], "charts": charts_md,
             "why": site.found.causes.get(cell["cell_path"]),
+            "prediction": gpus_page.cell_prediction(site.gpu["preds"], _text(newest.get("runner_compute_capability")),
+                                                    cell["torch"], cell["bnb"]),
             "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"])}, files)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""  # a missing frame value is NaN
 
 
 def _fix_names(site: SiteData) -> list[str]:
@@ -267,6 +291,16 @@ def errors(site: SiteData) -> Iterator[Page]:
     yield Page("errors/", {"items": items, "corpus_counts": counts, "corpus_total": total})
 
 
+def gpus(site: SiteData) -> Iterator[Page]:
+    yield Page("gpus/", site.gpu["context"])
+
+
+def gpu(site: SiteData) -> Iterator[Page]:
+    context = site.gpu["context"]
+    for g in context["grid"]:
+        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"]})
+
+
 @dataclass(frozen=True)
 class PageKind:
     """One kind of page: the function that yields its pages, its template and its nav title (None: not in nav)."""
@@ -287,6 +321,8 @@ PAGES = (
     PageKind(runners, "runners.md.j2", ("Runners", "runners/index.md")),
     PageKind(runner_page, "runner.md.j2"),
     PageKind(budgets, "budgets.md.j2", ("VRAM budgets", "budgets/index.md")),
+    PageKind(gpus, "gpus.md.j2", ("GPUs (predicted)", "gpus/index.md")),
+    PageKind(gpu, "gpu.md.j2"),
 )
 
 

@@ -129,7 +129,8 @@ def environment(site_dir: Path = SITE_DIR) -> Environment:
     env.tests["safe_url"] = lambda text: bool(re.fullmatch(r"https?://[^\s()<>\[\]\"'`]+", str(text)))
     env.globals.update(link=_link, url=_url, plural=plural, VERDICT_LABELS=VERDICT_LABELS,
                        VERDICT_SYMBOLS=VERDICT_SYMBOLS, cell_path=urls.cell_path, error_path=urls.error_path,
-                       fix_path=urls.fix_path, runner_path=urls.runner_path)
+                       fix_path=urls.fix_path, runner_path=urls.runner_path,
+                       gpu_path=urls.gpu_path)
     return env
 
 
@@ -160,7 +161,8 @@ class Site:
 
     def files(self) -> dict[str, bytes]:
         out = self.hand_written()
-        exported = {**aggregate.exports(self.data.agg), **findings.exports(self.data.found)}
+        exported = {**aggregate.exports(self.data.agg), **findings.exports(self.data.found),
+                    **self.data.gpu_exports()}
         out.update({f"data/{name}": data for name, data in exported.items()})
         charts.draw_all(self.data.chart_jobs())
         for kind in pages.PAGES:
