@@ -8,7 +8,6 @@ depend on file or line order and aggregating twice gives the same frames.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -313,12 +312,13 @@ def fix_effects(pairs: pd.DataFrame, baseline: str, recipes: Iterable[str] = ())
 def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipes: Iterable[str] = (),
               classify: Callable[[Record], str | None] | None = None,
               find_warnings: Callable[[str], list[str]] | None = None,
-              use_signatures: bool = True, baseline: str | None = None) -> Aggregate:
+              use_signatures: bool = True, baseline: str | None = None,
+              releases: dict[str, Any] | None = None) -> Aggregate:
     """Build every aggregate from records. `problems` (e.g. RecordProblem from reading) are carried along as text
     in the order read (files sorted, then by line); `recipes` adds recipes with no records yet to the effects
     table. Signatures come from matrix.signatures unless `classify`/`find_warnings` are given or `use_signatures`
     is False. `baseline` is the recipe the others are compared against (default: the one the default axes file
-    names)."""
+    names). `releases` is the PyPI snapshot of the results dir (`matrix.discover.read_snapshot`), carried along."""
     if baseline is None:
         from matrix.axes import load_axes
 
@@ -330,7 +330,7 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
                      effects=fix_effects(pairs, baseline, recipes),
-                     problems=tuple(str(p) for p in problems) + tuple(own))
+                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases)
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:
@@ -339,8 +339,7 @@ def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, base
     from matrix.discover import read_snapshot
 
     records, problems = read_results(Path(results_dir))
-    agg = aggregate(records, problems, recipes, baseline=baseline)
-    agg = dataclasses.replace(agg, releases=read_snapshot(Path(results_dir)))
+    agg = aggregate(records, problems, recipes, baseline=baseline, releases=read_snapshot(Path(results_dir)))
     if warn:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)
