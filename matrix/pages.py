@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-from matrix import charts, corpus, findings, gpus_page, predict, runner, urls
+from matrix import charts, corpus, discover, findings, gpus_page, predict, runner, urls
 from matrix.aggregate import CELL, FAILED, Aggregate
 from matrix.axes import Axes, load_axes
 from matrix.findings import records
@@ -55,8 +55,9 @@ class SiteData:
         """The site data of `agg`; `axes` default to the default axes file."""
         axes = axes or load_axes()
         recipes = dict(axes.recipes)
+        in_axes = {package: discover.axes_versions(axes, package) for package in discover.PACKAGES}
         return cls(agg, axes, catalogue, axes.baseline, recipes,
-                   findings.compute(agg, recipes, axes.baseline, catalogue), intro)
+                   findings.compute(agg, recipes, axes.baseline, catalogue, in_axes), intro)
 
     def __post_init__(self) -> None:
         agg = self.agg
@@ -69,6 +70,7 @@ class SiteData:
         self.history_rows = findings.group_rows(history)  # per cell, newest first
         self.latest_rows = findings.group_rows(agg.latest)  # per cell, in KEY order
         self.passing = findings.passing(agg.latest)
+        self.cells_by_path = {c["cell_path"]: c for c in records(agg.verdicts)}
 
     def runner_rows(self, slug: str) -> pd.DataFrame:
         return self.agg.latest[self.agg.latest["runner"] == slug]
@@ -180,9 +182,10 @@ def home(site: SiteData) -> Iterator[Page]:
         mine = site.agg.verdicts[site.agg.verdicts["runner"] == slug]
         profile = runner.default_profile(str(found[slug]["kind"]))
         extra = site.axes.profiles[profile].bitsandbytes if profile in site.axes.profiles else ()
-        grids.append({"runner": found[slug], "grid": findings.grid(mine, extra),
+        grids.append({"runner": found[slug], "grid": findings.grid(mine, extra, site.found.causes),
                       "last": mine["last_measured"].max() if len(mine) else ""})
-    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last()})
+    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(),
+                    "releases": site.found.releases})
 
 
 def all_cells(site: SiteData) -> Iterator[Page]:
@@ -215,6 +218,7 @@ def cell(site: SiteData) -> Iterator[Page]:
             "cell": cell, "rows": [dict(r, peak=peak_memory(r)) for r in latest_rows], "history": history,
             "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
             "runner": site.found.runners[cell["runner"]], "charts": charts_md,
+            "why": site.found.causes.get(cell["cell_path"]),
             "prediction": gpus_page.cell_prediction(site.gpu["preds"], _text(newest.get("runner_compute_capability")),
                                                     cell["torch"], cell["bnb"]),
             "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"])}, files)
@@ -244,7 +248,7 @@ def fix(site: SiteData) -> Iterator[Page]:
         yield Page(urls.fix_path(name), {
             **item, "snippet": recipe_snippet(item["recipe"]) if item["recipe"] else "", "pairs": records(pairs),
             "own": records(own), "baseline": site.baseline, "rescued": site.found.fixes[name]["rescued"],
-            "changed_errors": site.found.fixes[name]["changed_errors"],
+            "changed_errors": site.found.fixes[name]["changed_errors"], "split": site.found.fixes[name]["split"],
             "multi_gpu": records(findings.multi_gpu(pairs))})
 
 
@@ -275,7 +279,9 @@ def error(site: SiteData) -> Iterator[Page]:
         hits = findings.error_hits(site.agg.latest, slug, sig)
         yield Page(urls.error_path(slug), {
             "slug": slug, "sig": sig, "evidence": findings.evidence(hits, site.passing),
-            "verbatim": slug == "unclassified", "fix_stats": site.found.errors[slug]["fix_stats"]})
+            "verbatim": slug == "unclassified", "fix_stats": site.found.errors[slug]["fix_stats"],
+            "cells": [site.cells_by_path[p] for p in site.found.errors[slug]["cell_paths"]],
+            "way_outs": site.found.errors[slug]["way_outs"]})
 
 
 def errors(site: SiteData) -> Iterator[Page]:

@@ -30,8 +30,10 @@ from matrix.pages import num, plural
 SITE_DIR = Path(__file__).resolve().parent.parent / "site"
 TEXT_LIMIT = 4000
 VERDICT_LABELS = {"works": "works", "works-with-fix": "works with a fix", "fails": "fails",
+                  "not-installable": "cannot be installed together", "not-available": "no installable release",
                   "not-measured": "not measured"}
-VERDICT_SYMBOLS = {"works": "✓", "works-with-fix": "fix", "fails": "✗", "not-measured": "–"}
+VERDICT_SYMBOLS = {"works": "✓", "works-with-fix": "fix", "fails": "✗", "not-installable": "⊘", "not-available": "∅",
+                   "not-measured": "–"}
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
