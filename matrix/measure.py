@@ -35,7 +35,10 @@ PACKAGE = Path(__file__).resolve().parent  # put alone on the probe's PYTHONPATH
 PROBE_COMMAND: tuple[str, ...] = ("-m", "matrix.probe")
 # Bump when the probe measures differently: it changes every fingerprint, so cells re-run, and records say it.
 # 2: the parent imports the 4-bit load path (CPU runners), so `load` no longer holds ~4 s of lazy imports.
-PROBE_VERSION = 2
+# 3: the parent imports the load path on GPU runners too (not bitsandbytes, which creates a CUDA context); every
+#    second of a record is in a named phase (start, cuda_init, imports_bnb, teardown, ...); checkpoints drawn in
+#    bulk (same files and shapes, other random values).
+PROBE_VERSION = 3
 CELL_EXTRAS = ("accelerate", "safetensors")
 
 
@@ -175,8 +178,10 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
 
     online: torch from a local wheel of that exact build if one is on disk, else from the build's index;
             the rest from PyPI.   offline: everything from the wheelhouse (--no-index).
-    system: torch (and what else the image has) comes from the system site packages; only bitsandbytes, and
-            transformers unless it is "system", are installed, without dependencies.
+    system: torch (and what else the image has) comes from the system site packages; bitsandbytes, and
+            transformers unless the image has that version, are installed with their own dependencies, by pip
+            (uv would not see the image's packages and would install them all again), with the image's torch
+            pinned in `constraints`; what the image has at a fitting version stays, the rest goes into the venv.
     """
     base = ([uv_binary(), "pip", "install", "--python", str(python)] if installer == "uv"
             else [str(python), "-m", "pip", "install", "--disable-pip-version-check"])
@@ -187,7 +192,8 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
         present = present or {}
         wanted = [f"{name}=={version}" for name, version in (("bitsandbytes", bnb), ("transformers", transformers))
                   if version != "system" and present.get(name) != version]
-        return [base + ["--no-deps"] + (["--no-index"] if links else []) + links + wanted] if wanted else []
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+        return [pip + (["--no-index"] if links else []) + links + ["-c", str(constraints)] + wanted] if wanted else []
     if mode == "offline":
         if not links:
             raise UserError("install mode offline", "no wheelhouse found",
@@ -225,17 +231,62 @@ def link_host_site_packages(python: Path) -> None:
     Path(purelib, "_bnb_matrix_system.pth").write_text("\n".join(paths) + "\n")
 
 
+# The packages a 4-bit load imports; system mode checks their requirements (and their requirements' ...) only,
+# since an image's unrelated packages may disagree among themselves without touching the probe.
+LOAD_PATH = ("torch", "bitsandbytes", "transformers", "accelerate", "safetensors")
+_CLOSURE = """import importlib.metadata as m, json, re, sys
+todo, seen = list(sys.argv[1:]), set()
+while todo:
+    name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+    if name in seen:
+        continue
+    seen.add(name)
+    try:
+        reqs = m.requires(name) or []
+    except m.PackageNotFoundError:
+        continue
+    todo += [re.match(r"[A-Za-z0-9._-]+", r).group(0) for r in reqs if "extra ==" not in r and "extra==" not in r]
+print(json.dumps(sorted(seen)))"""
+
+
+def check_environment(python: Path, names: tuple[str, ...] = LOAD_PATH) -> tuple[bool, str]:
+    """`pip check`, kept to the problems of `names` and what they require (recursively); (ok, the checker's lines).
+
+    An install can succeed and still leave, say, transformers beside a tokenizers it refuses at import; that must
+    be an install failure in the checker's words, not a probe failure later."""
+    proc = subprocess.run([str(python), "-m", "pip", "check", "--disable-pip-version-check"], capture_output=True,
+                          text=True, errors="replace", env=cell_env())
+    if proc.returncode == 0:
+        return True, proc.stdout.strip()
+    closure = subprocess.run([str(python), "-c", _CLOSURE, *names], capture_output=True, text=True,
+                             env=cell_env())
+    try:
+        relevant = set(json.loads(closure.stdout))
+    except ValueError:
+        relevant = set()
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    problems = [ln for ln in lines if ln.split()[0].replace("_", "-").replace(".", "-").lower() in relevant]
+    if not relevant:  # the closure could not be read: every problem counts
+        problems = lines
+    return not problems, "\n".join(problems or lines)
+
+
 def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, mode: str,
                  installer: str, settings: Settings = Settings()) -> tuple[bool, str]:
     """Run the install commands; (ok, log). A failure is data: the caller records pip's/uv's reason."""
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "constraints.txt"
-        # keep the torch just installed: bitsandbytes' and accelerate's torch requirements must not replace it
-        constraints.write_text(f"{build.requirement}\n" if mode != "system" else "")
         log = []
         if mode == "system":
             link_host_site_packages(python)
         present = present_versions(python) if mode == "system" else {}
+        # keep the torch just installed (or the image's): no requirement of bitsandbytes, transformers or
+        # accelerate may replace it
+        if mode == "system":
+            torch_pin = f"torch=={present['torch']}" if present.get("torch") else ""
+        else:
+            torch_pin = build.requirement
+        constraints.write_text(f"{torch_pin}\n" if torch_pin else "")
         for cmd in install_commands(python, build, bnb, transformers, mode, installer, constraints, present,
                                     wheelhouses(settings)):
             log.append("$ " + " ".join(cmd))
@@ -246,6 +297,11 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
             log += [proc.stdout[-4000:], proc.stderr[-8000:]]
             if proc.returncode != 0:
                 return False, "\n".join(log)
+        if mode == "system":
+            ok, words = check_environment(python)
+            log += [f"$ {python} -m pip check", words]
+            if not ok:
+                return False, "\n".join(log + [f"ERROR: the environment is inconsistent (pip check):\n{words}"])
     return True, "\n".join(log)
 
 
@@ -282,7 +338,8 @@ def install_reason(log: str) -> str:
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     picked = [ln for ln in lines if ln.startswith(("ERROR", "error", "×", "╰", "Because", "hint", "And because",
                                                     "cause:"))
-              or "No solution found" in ln or "Could not find" in ln or "No matching distribution" in ln]
+              or "No solution found" in ln or "Could not find" in ln or "No matching distribution" in ln
+              or " has requirement " in ln or ", which is not installed" in ln]
     return "\n".join(picked[:12]) or "\n".join(lines[-6:])
 
 
@@ -296,10 +353,12 @@ def _failure(base: dict, runner: dict, job: Job, outcome: str, stage: str, error
 
 
 def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list[Job], base: dict,
-              results_file: Path, settings: Settings = Settings()) -> list[dict]:
-    """Probe one shape's jobs in the cell's venv; returns the records written (probe's and fill-ins)."""
+              results_file: Path, settings: Settings = Settings(), install_s: float = 0.0) -> list[dict]:
+    """Probe one shape's jobs in the cell's venv; returns the records written (probe's and fill-ins).
+    `install_s` (the cell's install time) is carried into the first shape's records, so every second counts."""
     spec = {"shape": {"name": shape, "config": axes.shapes[shape].config},
             "cache": str(settings.cache / "checkpoints"), "checkpoint": settings.checkpoint,
+            "install_s": round(install_s, 3),
             "timeout_s": profile.timeout_s, "base": base, "start_method": settings.start_method,
             "jobs": [{"recipe": dataclasses.asdict(axes.recipes[j.recipe]), "budget_gib": j.budget_gib,
                       "fingerprint": j.fingerprint} for j in jobs]}
@@ -374,14 +433,16 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
             log(f"transformers {transformers}: every job already measured (use --force to re-measure)")
             continue
         base = records.base(run_id, torch=torch, bnb=bnb, transformers=transformers, install=install,
-                            installer=installer, runner=runner["slug"], probe_version=PROBE_VERSION,
+                            installer="pip" if install == "system" else installer, runner=runner["slug"],
+                            probe_version=PROBE_VERSION,
                             torch_source="system image" if install == "system" else "venv",
                             # e.g. "slim wheel: only the cpu and cuda130 binaries" (scripts/slim_wheel.py)
                             note=settings.install_note)
         started = time.monotonic()
         ok, install_log = install_cell(python, axes.torch_builds[torch], bnb, transformers, install, installer,
                                        settings)
-        log(f"install {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
+        install_s = time.monotonic() - started
+        log(f"install {'ok' if ok else 'FAILED'} in {install_s:.1f} s")
         if not ok:
             kind = install_failure_type(install_log)
             for job in jobs:
@@ -395,7 +456,9 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
         for shape in profile.shapes:
             shape_jobs = [j for j in jobs if j.shape == shape]
             if shape_jobs:
-                new += run_probe(python, axes, profile, shape, shape_jobs, base, results_file, settings)
+                new += run_probe(python, axes, profile, shape, shape_jobs, base, results_file, settings,
+                                 install_s=install_s)
+                install_s = 0.0  # paid once per cell: the next shape's records share none of it
     for rec in new:
         log(f"  {rec['recipe']:<12} {rec['shape']:<5} budget={rec.get('budget_gib') or '-':<5} {rec['outcome']:<8}"
             f" {rec.get('error_type', '')} {rec.get('error_message', '')[:100]}")

@@ -33,6 +33,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import IO
 
 from matrix import records
 from matrix.records import head_and_tail
@@ -76,36 +77,78 @@ def checkpoint_dir(cache: Path, shape: dict) -> Path:
 
 
 def make_checkpoint(shape: dict, target: Path) -> None:
-    """Random-weight Llama in fp16 saved with save_pretrained; built on the GPU when there is one (8B on CPU is
-    slow)."""
+    """Random-weight Llama in fp16, written by save_pretrained (same files, config and dtype as a saved model).
+
+    The model is built on the meta device (names and shapes only, no init kernels) and its weights are drawn in
+    bulk, on the GPU when there is one, with the distribution Llama's own init uses (normal(0, 0.02) for
+    matrices and embeddings, ones for norms); save_pretrained then writes that state dict.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
     config = LlamaConfig(**shape["config"], max_position_embeddings=2048, tie_word_embeddings=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.set_default_dtype(torch.float16)
-    with torch.device(device):
+    torch.set_default_dtype(torch.float16)  # save_pretrained records the weights' dtype in config.json
+    with torch.device("meta"):
         model = LlamaForCausalLM(config)
+    generator = torch.Generator(device).manual_seed(0)
+    state = {}
+    for name, meta in model.state_dict().items():
+        if meta.dim() == 1:  # RMSNorm weights
+            state[name] = torch.ones(meta.shape, dtype=torch.float16)
+        else:
+            values = torch.empty(meta.shape, dtype=torch.float16, device=device)
+            state[name] = values.normal_(0.0, config.initializer_range, generator=generator).cpu()
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    model.save_pretrained(tmp, safe_serialization=True, max_shard_size="4GB")
+    model.save_pretrained(tmp, state_dict=state, safe_serialization=True, max_shard_size="4GB")
     tmp.rename(target)  # atomic: a half-written checkpoint is never found under the final name
+
+
+class CheckpointMaker:
+    """The cached checkpoint of a shape, made if needed in a child process (no CUDA in this parent) that runs
+    while the parent imports torch and transformers: `start()` first, `wait()` when the path is needed."""
+
+    def __init__(self, shape: dict, cache: Path, timeout: float) -> None:
+        self.target, self.cache, self.shape, self.timeout = checkpoint_dir(cache, shape), cache, shape, timeout
+        self.proc: subprocess.Popen | None = None
+        self.lock: IO[str] | None = None
+        self.started = 0.0
+
+    def start(self) -> CheckpointMaker:
+        import fcntl
+
+        self.started = time.monotonic()
+        if not self.target.is_dir():
+            self.cache.mkdir(parents=True, exist_ok=True)
+            lock = self.lock = open(self.cache / f".{self.target.name}.lock", "w")  # noqa: SIM115 - held until wait()
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two cells on one machine make it once
+            if not self.target.is_dir():
+                self.proc = subprocess.Popen([sys.executable, "-m", "matrix.probe", "--make-checkpoint",
+                                              json.dumps(self.shape), str(self.target)])
+        return self
+
+    def wait(self) -> tuple[Path, float]:
+        """(path, seconds since start); raises CalledProcessError / TimeoutExpired like subprocess.run."""
+        try:
+            if self.proc is not None:
+                try:
+                    code = self.proc.wait(timeout=max(1.0, self.timeout - (time.monotonic() - self.started)))
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise
+                if code != 0:
+                    raise subprocess.CalledProcessError(code, self.proc.args)
+        finally:
+            if self.lock is not None:
+                self.lock.close()  # releases the flock
+                self.lock = None
+        return self.target, time.monotonic() - self.started
 
 
 def ensure_checkpoint(shape: dict, cache: Path, timeout: float) -> tuple[Path, float]:
     """Path of the cached checkpoint, making it in a child process if needed (no CUDA in this parent)."""
-    target = checkpoint_dir(cache, shape)
-    started = time.monotonic()
-    if not target.is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        import fcntl
-
-        with open(cache / f".{target.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two cells on one machine make it once
-            if not target.is_dir():
-                subprocess.run([sys.executable, "-m", "matrix.probe", "--make-checkpoint", json.dumps(shape),
-                                str(target)], check=True, timeout=timeout)
-    return target, time.monotonic() - started
+    return CheckpointMaker(shape, cache, timeout).start().wait()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -301,10 +344,21 @@ def run_recipe(job: dict, result_path: Path) -> int:
     """Load, check and run one recipe; write a partial record (JSON) to result_path. Returns the exit code."""
     out: dict = {"timings_s": {}, "memory_mib": {}, "checks": {}, "stage": "import"}
     start = time.monotonic()
+    # CLOCK_MONOTONIC is one clock for every process of the machine: the parent's fork/spawn time is comparable
+    if job.get("started_at"):
+        out["timings_s"]["start"] = round(start - job["started_at"], 3)
 
     def save() -> None:
-        out["timings_s"]["recipe"] = round(time.monotonic() - start, 3)
+        now = time.monotonic()
+        out["timings_s"]["recipe"] = round(now - start, 3)
+        out["ended_at"] = now  # the parent counts from here to the process's exit as teardown
         result_path.write_text(json.dumps(out))
+
+    last = [start]  # end of the last timed phase: a failure's time is counted from there
+
+    def timed(name: str, since: float) -> None:
+        last[0] = time.monotonic()
+        out["timings_s"][name] = round(last[0] - since, 3)
 
     def enter(stage: str) -> None:
         """Saved at every stage, so a process that dies still tells the parent how far it got."""
@@ -312,29 +366,39 @@ def run_recipe(job: dict, result_path: Path) -> int:
         save()
 
     try:
+        t = time.monotonic()
         import torch
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-        t = time.monotonic()
-        import bitsandbytes  # noqa: F401 - already imported on CPU runners; first import here on GPU runners
-
-        out["timings_s"]["imports_recipe"] = round(time.monotonic() - t, 3)
+        timed("imports_recipe", t)  # ~0 when forked from a parent that imported the load path
         recipe, shape, budget = job["recipe"], job["shape"], job.get("budget_gib")
         out["checks"]["start_method"] = job["start_method"]
         out["memory_mib"]["cpu_rss_before"] = _rss_mib()
+        t = time.monotonic()
         cuda = torch.cuda.is_available()
         gpus = list(range(torch.cuda.device_count())) if cuda else []
+        if cuda:
+            # the CUDA context on its own line; bitsandbytes' import would otherwise create it (its cuda_specs
+            # ask for the device capability) and hide it in the import's time
+            torch.cuda.init()
+            out["checks"]["torch_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+            out["checks"]["gpu_count"] = len(gpus)
+        timed("cuda_init", t)
+        t = time.monotonic()
+        import bitsandbytes  # noqa: F401 - already imported on CPU runners; first import here on GPU runners
+
+        timed("imports_bnb", t)
         ballast: list = []
         base: dict[int, int] = {}
         if cuda:
-            out["checks"]["torch_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
-            out["checks"]["gpu_count"] = len(gpus)
+            t = time.monotonic()
             if budget:
                 ballast = _emulate_budget(torch, gpus, budget)
                 out["memory_mib"]["ballast"] = round(sum(b.numel() for b in ballast) / MIB, 1)
             for i in gpus:
                 torch.cuda.reset_peak_memory_stats(i)
                 base[i] = torch.cuda.memory_allocated(i)
+            timed("budget", t)
 
         enter("load")
         _test_hook(os.environ.get("BNB_MATRIX_PROBE_HOOK", ""))
@@ -345,7 +409,8 @@ def run_recipe(job: dict, result_path: Path) -> int:
         t = time.monotonic()
         model = AutoModelForCausalLM.from_pretrained(job["checkpoint"], quantization_config=config, **kwargs)
         _sync()
-        out["timings_s"]["load"] = round(time.monotonic() - t, 3)
+        timed("load", t)
+        t = time.monotonic()
         if cuda:
             out["memory_mib"].update(_gpu_peaks(torch, base, "gpu_load_peak"))
         out["memory_mib"]["footprint"] = round(model.get_memory_footprint() / MIB, 1)
@@ -355,10 +420,11 @@ def run_recipe(job: dict, result_path: Path) -> int:
             out["checks"]["layers_per_device"] = layers_per_device(model.hf_device_map,
                                                                    shape["config"]["num_hidden_layers"])
 
+        timed("inspect", t)
         enter("check")
         t = time.monotonic()
         out["checks"].update(_check_4bit(model, shape, Path(job["checkpoint"])))
-        out["timings_s"]["check_weights"] = round(time.monotonic() - t, 3)
+        timed("check_weights", t)
 
         device = model.get_input_embeddings().weight.device
         ids = torch.randint(0, shape["config"]["vocab_size"], (1, 16), generator=torch.Generator().manual_seed(1))
@@ -385,6 +451,7 @@ def run_recipe(job: dict, result_path: Path) -> int:
             out["memory_mib"]["nvml_used"] = round((used - sum(b.numel() for b in ballast)) / MIB, 1)
 
         enter("check")
+        t = time.monotonic()
         finite = bool(torch.isfinite(logits).all())
         out["checks"]["finite"] = finite
         if not finite:
@@ -394,6 +461,7 @@ def run_recipe(job: dict, result_path: Path) -> int:
         if not rel < REL_ERROR_LIMIT:
             raise AssertionError(f"logits differ from the dequantized fp32 reference by {rel:.3g} "
                                  f"(limit {REL_ERROR_LIMIT}): the 4-bit kernels returned garbage")
+        timed("check_logits", t)
         out["memory_mib"]["cpu_peak_rss"] = _peak_rss_mib()
         out["stage"] = ""
         out["outcome"] = "pass"
@@ -401,6 +469,7 @@ def run_recipe(job: dict, result_path: Path) -> int:
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure is data
         out["outcome"] = "fail"
+        timed("until_failure", last[0])
         out["error_type"] = type(exc).__name__
         out["error_message"] = head_and_tail(str(exc), 4000)
         traceback.print_exc()  # lands in the recipe's stderr log, so the tail has the traceback too
@@ -504,19 +573,26 @@ def _import_stack(with_bnb: bool = True) -> tuple[dict, str, float, BaseExceptio
 
 
 # What the first 4-bit from_pretrained imports lazily (about 1,000 modules, 3-4 s on a 2-core machine; see
-# BENCHMARKS.md). Imported once in the parent, every forked recipe gets them for free.
-LAZY_MODULES = ("torch._dynamo", "transformers.generation", "transformers.quantizers.auto",
+# BENCHMARKS.md). Imported once in the parent, every forked recipe gets them for free. torch._inductor.compile_fx
+# is most of bitsandbytes' own import time (>= 0.46 imports it from backends.default.ops), 3-4 s on an H100 host.
+LAZY_MODULES = ("torch._dynamo", "torch._inductor.compile_fx", "transformers.modeling_utils",
+                "transformers.models.auto.modeling_auto", "transformers.generation", "transformers.quantizers.auto",
                 "transformers.quantizers.quantizer_bnb_4bit", "transformers.integrations.bitsandbytes",
                 "transformers.models.llama.modeling_llama")
+# These import bitsandbytes, whose import creates a CUDA context (cuda_specs asks for the device capability):
+# on GPU runners they are left to the recipe, so the parent can still fork.
+IMPORTS_BITSANDBYTES = ("transformers.integrations.bitsandbytes",)
 
 
-def _warm_lazy_imports() -> float:
-    """Import LAZY_MODULES in the parent (CPU runners only: on GPUs the parent must stay free of CUDA, and
-    these are not worth the risk). A module that fails to import is left to the recipe to fail on."""
+def _warm_lazy_imports(on_gpu: bool) -> float:
+    """Import LAZY_MODULES in the parent (on GPU runners those that do not import bitsandbytes). A module that
+    fails to import is left to the recipe to fail on."""
     import importlib
 
     started = time.monotonic()
     for name in LAZY_MODULES:
+        if on_gpu and name in IMPORTS_BITSANDBYTES:
+            continue
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the recipe will meet the same error and record it
@@ -530,6 +606,17 @@ def _fork_safe() -> bool:
     return torch is not None and not torch.cuda.is_initialized() and hasattr(os, "fork")
 
 
+# The phases of one record's own process, as the parent sees it: start (fork/spawn), the recipe's phases, and
+# teardown (exit, CUDA context released). `process` is their wall time; what they do not cover is `unaccounted`.
+RECORD_PHASES = ("start", "imports_recipe", "cuda_init", "imports_bnb", "budget", "load", "inspect",
+                 "check_weights", "check_reference", "forward", "check_logits", "until_failure", "teardown")
+
+
+def unaccounted(timings: dict) -> float:
+    """Seconds of `process` that no phase covers (the parent's own bookkeeping, and a failed recipe's rest)."""
+    return round(timings.get("process", 0.0) - sum(timings.get(k, 0.0) for k in RECORD_PHASES), 3)
+
+
 def probe_cell(spec: dict, out: Path) -> int:
     """Measure every job of the spec; append one record line per job to `out` as it finishes. Returns 0."""
     t_process = time.monotonic()
@@ -539,27 +626,41 @@ def probe_cell(spec: dict, out: Path) -> int:
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     runner = runner_facts()
     on_gpu = runner["kind"] == "gpu"
+    maker: CheckpointMaker | None = None
+    maker_error: BaseException | None = None
+    if not spec.get("checkpoint"):  # made alongside the imports below: its own interpreter imports too
+        try:
+            maker = CheckpointMaker(spec["shape"], Path(spec["cache"]), spec["timeout_s"] * 2).start()
+        except OSError as exc:
+            maker_error = exc
     versions, import_log, import_s, import_error = _import_stack(with_bnb=not on_gpu)
-    if import_error is None and not on_gpu:
-        import_s += _warm_lazy_imports()
+    if import_error is None:
+        import_s += _warm_lazy_imports(on_gpu)
+    # what the recipes inherit: on a GPU runner the parent must hold no CUDA context (then it forks)
+    parent_state = {"parent_cuda_initialized": bool(sys.modules.get("torch") and
+                                                    sys.modules["torch"].cuda.is_initialized()),
+                    "parent_imported_bnb": "bitsandbytes" in sys.modules}
     if versions.get("torch_cuda"):
         runner["cuda_runtime"] = versions["torch_cuda"]
-    ckpt, ckpt_s, ckpt_error = None, 0.0, None
-    if import_error is None and spec.get("checkpoint"):
+    ckpt, ckpt_s, ckpt_error = None, 0.0, maker_error
+    if spec.get("checkpoint"):
         ckpt = Path(spec["checkpoint"])
-    elif import_error is None:
-        try:
-            ckpt, ckpt_s = ensure_checkpoint(spec["shape"], Path(spec["cache"]), spec["timeout_s"] * 2)
+    elif maker is not None:
+        try:  # `checkpoint` is its own wall time, most of it spent while this process imported
+            ckpt, ckpt_s = maker.wait()
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
             ckpt_error = exc
     mode = spec.get("start_method", "auto")
     workdir = Path(tempfile.mkdtemp(prefix="bnb-probe-"))
+    # shared by every record of this probe: the cell's install (host), and this process up to its first job
+    setup_s = time.monotonic() - t_process
     for job in spec["jobs"]:
         recipe = job["recipe"]
         record = records.draft(spec["base"], runner, recipe["name"], spec["shape"]["name"], versions=versions,
                                budget_gib=job.get("budget_gib"), fingerprint=job["fingerprint"],
-                               env=recipe.get("env", {}),
-                               timings_s={"imports": round(import_s, 3), "checkpoint": round(ckpt_s, 3)})
+                               env=recipe.get("env", {}), checks=dict(parent_state),
+                               timings_s={"install": spec.get("install_s", 0.0), "setup": round(setup_s, 3),
+                                          "imports": round(import_s, 3), "checkpoint": round(ckpt_s, 3)})
         started = time.monotonic()
         if import_error is not None:
             record.update(outcome="fail", stage="import", error_type=type(import_error).__name__,
@@ -576,7 +677,7 @@ def probe_cell(spec: dict, out: Path) -> int:
             result_path, log_path = workdir / f"{tag}.json", workdir / f"{tag}.log"
             fork = mode != "spawn" and not recipe.get("env") and _fork_safe()
             child_job = {**job, "shape": spec["shape"], "checkpoint": str(ckpt),
-                         "start_method": "fork" if fork else "spawn"}
+                         "start_method": "fork" if fork else "spawn", "started_at": time.monotonic()}
             if fork:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -588,6 +689,7 @@ def probe_cell(spec: dict, out: Path) -> int:
             else:
                 code, timed_out = _run_spawned(child_job, result_path, log_path, recipe.get("env", {}),
                                                spec["timeout_s"])
+            exited = time.monotonic()
             log = _read(log_path)
             sys.stderr.write(log)
             record["exit_code"] = code
@@ -601,6 +703,8 @@ def probe_cell(spec: dict, out: Path) -> int:
                     partial = {}
             for key in ("timings_s", "memory_mib", "checks"):
                 record[key].update(partial.get(key, {}))
+            if partial.get("ended_at"):  # the process's exit: CUDA context and memory released
+                record["timings_s"]["teardown"] = round(exited - partial["ended_at"], 3)
             if timed_out:
                 record.update(outcome="timeout", stage=partial.get("stage", "process"), error_type="Timeout",
                               error_message=f"recipe process exceeded {spec['timeout_s']} s and was killed")
@@ -613,6 +717,7 @@ def probe_cell(spec: dict, out: Path) -> int:
                               error_message=f"recipe process died with {name} during "
                                             f"{partial.get('stage', 'start-up')}")
         record["timings_s"]["process"] = round(time.monotonic() - started, 3)
+        record["timings_s"]["unaccounted"] = unaccounted(record["timings_s"])
         records.append(out, records.from_dict(record, f"probe of {recipe['name']}"))
     shutil.rmtree(workdir, ignore_errors=True)
     sys.stderr.write(f"probe: {len(spec['jobs'])} job(s) in {time.monotonic() - t_process:.1f} s\n")

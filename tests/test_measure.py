@@ -43,15 +43,54 @@ def test_online_install_prefers_a_local_torch_wheel_then_the_index(monkeypatch, 
     assert uv_cmd[1:4] == ["pip", "install", "--python"] and "--index" in uv_cmd
 
 
-def test_system_install_leaves_torch_to_the_image(monkeypatch, tmp_path):
+def test_system_install_resolves_dependencies_but_pins_the_images_torch(tmp_path):
     build = AXES.torch_builds["2.11.0+cu130"]
-    cmds = measure.install_commands(PY, build, "0.50.2", "5.17.0", "system", "pip", tmp_path / "c.txt",
+    constraints = tmp_path / "c.txt"
+    cmds = measure.install_commands(PY, build, "0.50.2", "4.57.6", "system", "uv", constraints,
                                     present={"transformers": "5.17.0", "torch": "2.11.0+cu130"},
                                     wheel_dirs=measure.wheelhouses(Settings(wheelhouses=(str(tmp_path), "/no/such"))))
     assert len(cmds) == 1
     cmd = cmds[0]
-    assert "--no-deps" in cmd and "--no-index" in cmd and "bitsandbytes==0.50.2" in cmd
-    assert not any(a.startswith(("torch", "transformers")) for a in cmd)
+    # pip of the venv (it sees the image's packages; uv would not), with dependencies, torch held by constraints
+    assert cmd[:4] == [str(PY), "-m", "pip", "install"] and "--no-deps" not in cmd
+    assert cmd[cmd.index("-c") + 1] == str(constraints) and "--no-index" in cmd
+    assert "bitsandbytes==0.50.2" in cmd and "transformers==4.57.6" in cmd
+    assert not any(a.startswith("torch") for a in cmd)
+    # the image already has the asked transformers: only bitsandbytes; nothing at all when both are there
+    only_bnb = measure.install_commands(PY, build, "0.50.2", "5.17.0", "system", "pip", constraints,
+                                        present={"transformers": "5.17.0"})[0]
+    assert "bitsandbytes==0.50.2" in only_bnb and not any(a.startswith("transformers") for a in only_bnb)
+    assert measure.install_commands(PY, build, "0.50.2", "system", "system", "pip", constraints,
+                                    present={"bitsandbytes": "0.50.2"}) == []
+
+
+def _fake_dist(site: Path, name: str, version: str, *requires: str) -> None:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *[f"Requires-Dist: {r}" for r in requires]]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+
+
+def test_check_environment_fails_on_the_load_paths_conflicts_in_pips_words(tmp_path):
+    """A real venv and real `pip check`: a conflict under the load path fails, one elsewhere in the image does not."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    _fake_dist(site, "fake_transformers", "4.57.6", "fake-tokenizers<=0.23.0,>=0.22.0")
+    _fake_dist(site, "fake_tokenizers", "0.23.2")
+    _fake_dist(site, "unrelated", "1.0", "missing-thing>=1")
+    ok, words = measure.check_environment(python, names=("fake-transformers",))
+    assert not ok
+    assert "fake-transformers 4.57.6 has requirement fake-tokenizers<=0.23.0,>=0.22.0" in words.lower().replace("_", "-")
+    assert "unrelated" not in words
+    assert "has requirement" in measure.install_reason(words)
+    ok, words = measure.check_environment(python, names=("fake-tokenizers",))
+    assert ok, words  # the only problems are outside what the probe imports
 
 
 def test_offline_without_wheelhouse_is_a_user_error(monkeypatch, tmp_path):
