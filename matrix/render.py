@@ -97,9 +97,10 @@ def _dir(path: str) -> str:
 
 
 def rel_url(here: str, target: str) -> str:
-    """Relative URL from the page at site path `here` to site path `target` (directory URLs end in '/')."""
+    """Relative URL from the page at site path `here` to site path `target`. A folder target ('cells/x/') links to
+    its index.html, as mkdocs writes links without directory URLs, so the site also works opened from disk."""
     if target.endswith("/") or target == "":
-        return posixpath.relpath(_dir(target), _dir(here)).replace("\\", "/") + "/"
+        return rel_file(here, target).removesuffix(".md") + ".html"
     return posixpath.relpath(target, _dir(here))
 
 

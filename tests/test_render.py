@@ -55,9 +55,9 @@ def test_fence_outlasts_backticks_in_text():
 
 
 def test_relative_links():
-    assert render.rel_url("", "cells/x/") == "cells/x/"
-    assert render.rel_url("cells/a/b/", "") == "../../../"
-    assert render.rel_url("fixes/plain/", "errors/crash/") == "../../errors/crash/"
+    assert render.rel_url("", "cells/x/") == "cells/x/index.html"  # opened from disk, a folder URL is a listing
+    assert render.rel_url("cells/a/b/", "") == "../../../index.html"
+    assert render.rel_url("fixes/plain/", "errors/crash/") == "../../errors/crash/index.html"
     assert render.rel_file("fixes/plain/", "errors/crash/") == "../../errors/crash/index.md"
     assert render.rel_file("", "data/results.csv") == "data/results.csv"
 
