@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from matrix import runner as runners_mod
-from matrix.aggregate import CELL, FAILED, Aggregate, version_key
+from matrix.aggregate import CELL, FAILED, Aggregate, cell_verdicts, latest_with_history, version_key
 
 WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
 
@@ -158,6 +158,29 @@ def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) 
     return stats
 
 
+def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
+    """Each time a run changed a cell's verdict, newest first: the cell, the verdict before and after, and the run
+    (id and time). A cell's verdict after a run is the one of the latest records up to that run, as the site
+    computes it; a cell's first run is not a change."""
+    if frame.empty:
+        return []
+    runs = frame[["time", "run_id"]].drop_duplicates().sort_values(["time", "run_id"], kind="mergesort")
+    order = {run: n for n, run in enumerate(runs["run_id"])}
+    frame = frame.assign(_run=frame["run_id"].map(order))
+    before: dict[tuple, str] = {}
+    changes = []
+    for n, run in enumerate(runs.itertuples(index=False)):
+        touched = frame[frame["_run"] == n][CELL].drop_duplicates()
+        upto = frame[frame["_run"] <= n].merge(touched, on=CELL).sort_values(["_run"], kind="mergesort")
+        for row in records(cell_verdicts(latest_with_history(upto.drop(columns="_run")), baseline)):
+            key = tuple(row[k] for k in CELL)
+            if key in before and before[key] != row["verdict"]:
+                changes.append({**{k: row[k] for k in CELL}, "before": before[key], "after": row["verdict"],
+                                "run_id": run.run_id, "time": pd.Timestamp(run.time).isoformat(), "cell_path": row["cell_path"]})
+            before[key] = row["verdict"]
+    return changes[::-1]
+
+
 @dataclass
 class Findings:
     """Every page-level finding of one aggregate, computed once (the pages and `exports()` read it)."""
@@ -166,12 +189,14 @@ class Findings:
     budgets: list[dict[str, Any]]
     fixes: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> effect, rescued, changed errors
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # slug -> count, cells, fix stats
+    changes: list[dict[str, Any]] = field(default_factory=list)  # verdict changes between runs, newest first
 
 
 def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: dict[str, Any]) -> Findings:
     """Every finding of `agg`: runners, budgets, per recipe and per error signature."""
     recipes = list(recipes)
-    found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline))
+    found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline),
+                     changes=verdict_changes(agg.frame, baseline))
     effects = {r["recipe"]: r for r in records(agg.effects)}
     for name in sorted(set(recipes) | set(effects) | set(agg.latest["recipe"])):
         pairs = agg.pairs[agg.pairs["recipe"] == name]
@@ -198,13 +223,13 @@ def _jsonable(value: Any) -> Any:
 
 def exports(found: Findings) -> dict[str, bytes]:
     """The findings published under /data/ next to the records: runners.json, budgets.json, fixes.json,
-    errors.json. Deterministic bytes for the same records."""
+    errors.json, changes.json (verdict changes between runs, also the Atom feed). Deterministic bytes for the same records."""
     budgets = [{**{k: b[k] for k in CELL + ["shape", "cell_path", "last_seen", "smallest"]},
                 "budgets": b["columns"],
                 "outcomes": {r["recipe"]: [o["outcome"] if o else None for o in r["outcomes"]] for r in b["rows"]}}
                for b in found.budgets]
     data = {"runners.json": list(found.runners.values()), "budgets.json": budgets,
-            "fixes.json": found.fixes, "errors.json": found.errors}
+            "fixes.json": found.fixes, "errors.json": found.errors, "changes.json": found.changes}
     return {name: (json.dumps({"schema": 1, "items": _jsonable(value)}, indent=1, sort_keys=True,
                               ensure_ascii=True, allow_nan=False) + "\n").encode()
             for name, value in data.items()}

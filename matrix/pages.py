@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-from matrix import charts, corpus, findings, runner, urls
+from matrix import badge, charts, corpus, findings, runner, urls
 from matrix.aggregate import CELL, FAILED, Aggregate
 from matrix.axes import Axes, load_axes
 from matrix.findings import records
@@ -119,6 +119,21 @@ def reproduce_command(runner_kind: str, torch: str, bnb: str) -> str:
     return f"BNB_MATRIX_PROFILE={profile} nox -s \"probe(torch='{torch}', bnb='{bnb}')\""
 
 
+def markdown_snippet(cell: dict[str, Any], latest_rows: list[dict[str, Any]], catalogue: dict[str, Any]) -> str:
+    """What a maintainer pastes into an issue about a cell: its badge linked to its page, and a one-line verdict
+    (with the fixing recipes, or the cause of the first failure)."""
+    url = urls.absolute(cell["cell_path"])
+    message = badge.VERDICTS.get(cell["verdict"], badge.VERDICTS["not-measured"])[0]
+    detail = f" with {', '.join(cell['fixes'].split())}" if cell["verdict"] == "works-with-fix" and cell["fixes"] else ""
+    if cell["verdict"] == "fails":
+        failed = [r for r in latest_rows if r["outcome"] in FAILED]
+        sig = catalogue.get(str(failed[0]["signature"])) if failed else None
+        detail = f" ({sig.title})" if sig is not None else ""
+    line = (f"torch {cell['torch']}, bitsandbytes {cell['bnb']}, transformers {cell['transformers']} on "
+            f"{cell['runner']}: {message}{detail}, measured {cell['last_measured']}.")
+    return f"[![bnb-matrix: {message}]({url}badge.svg)]({url}) {' '.join(line.split())}"
+
+
 def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {word if count == 1 else (many or word + 's')}"
 
@@ -193,11 +208,14 @@ def cell(site: SiteData) -> Iterator[Page]:
             if svg:
                 files[name] = svg
                 charts_md.append({"file": name, "alt": alt})
+        files.update(badge.files(cell["verdict"]))
         yield Page(cell["cell_path"], {
             "cell": cell, "rows": [dict(r, peak=peak_memory(r)) for r in latest_rows], "history": history,
             "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
             "runner": site.found.runners[cell["runner"]], "charts": charts_md,
-            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"])}, files)
+            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"]),
+            "snippet": markdown_snippet(cell, latest_rows, site.catalogue), "cell_url": urls.absolute(cell["cell_path"])},
+            files)
 
 
 def _fix_names(site: SiteData) -> list[str]:
@@ -261,6 +279,18 @@ def errors(site: SiteData) -> Iterator[Page]:
     yield Page("errors/", {"items": items, "corpus_counts": counts, "corpus_total": total})
 
 
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")  # not allowed in XML 1.0 at all
+
+
+def feed(site: SiteData) -> Iterator[Page]:
+    """feed.xml: the Atom feed of verdict changes between runs, with absolute links (feed readers need them)."""
+    changes = [{k: _XML_UNSAFE.sub("", str(v)) for k, v in c.items()} for c in site.found.changes]
+    runs = site.agg.frame["time"] if len(site.agg.frame) else pd.Series(dtype="datetime64[ns, UTC]")
+    updated = changes[0]["time"] if changes else (pd.Timestamp(runs.max()).isoformat() if len(runs) else
+                                                   "1970-01-01T00:00:00+00:00")
+    yield Page("feed.xml", {"changes": changes, "updated": updated, "site_url": urls.site_url()})
+
+
 @dataclass(frozen=True)
 class PageKind:
     """One kind of page: the function that yields its pages, its template and its nav title (None: not in nav)."""
@@ -281,6 +311,7 @@ PAGES = (
     PageKind(runners, "runners.md.j2", ("Runners", "runners/index.md")),
     PageKind(runner_page, "runner.md.j2"),
     PageKind(budgets, "budgets.md.j2", ("VRAM budgets", "budgets/index.md")),
+    PageKind(feed, "feed.xml.j2"),
 )
 
 
