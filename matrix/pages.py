@@ -113,10 +113,15 @@ def recipe_snippet(recipe: Any) -> str:
     return "\n".join(lines)
 
 
-def reproduce_command(runner_kind: str, torch: str, bnb: str) -> str:
-    """The nox command that measures this cell again on a runner of the same kind."""
+def reproduce_command(runner_kind: str, torch: str, bnb: str, axes: Axes | None = None) -> str:
+    """The command that measures this cell again on a runner of the same kind, as typed in a checkout after the
+    README's install: the venv's nox, a profile whose sessions include this pair (the runner kind's default when
+    it has it), and `--force`, since the cell is already measured."""
     profile = runner.default_profile(str(runner_kind))
-    return f"BNB_MATRIX_PROFILE={profile} nox -s \"probe(torch='{torch}', bnb='{bnb}')\""
+    if axes is not None and (torch, bnb) not in (axes.profiles[profile].pairs() if profile in axes.profiles else []):
+        having = [name for name, p in axes.profiles.items() if (torch, bnb) in p.pairs()]
+        profile = next((n for n in having if n.startswith(profile)), having[0] if having else profile)
+    return f"BNB_MATRIX_PROFILE={profile} .venv/bin/nox -s \"probe(torch='{torch}', bnb='{bnb}')\" -- --force"
 
 
 def markdown_snippet(cell: dict[str, Any], latest_rows: list[dict[str, Any]], catalogue: dict[str, Any]) -> str:
@@ -213,7 +218,7 @@ def cell(site: SiteData) -> Iterator[Page]:
             "cell": cell, "rows": [dict(r, peak=peak_memory(r)) for r in latest_rows], "history": history,
             "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
             "runner": site.found.runners[cell["runner"]], "charts": charts_md,
-            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"]),
+            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"], site.axes),
             "snippet": markdown_snippet(cell, latest_rows, site.catalogue), "cell_url": urls.absolute(cell["cell_path"])},
             files)
 
