@@ -24,7 +24,7 @@ from matrix.findings import records
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 _CELL_DRAWS = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
-HAND_WRITTEN_NAV = (("Data", "data.md"), ("Records", "records.md"), ("Axes", "axes.md"))  # pages in site/*.md
+HAND_WRITTEN_NAV = (("Data", "data/index.md"), ("Records", "records/index.md"), ("Axes", "axes/index.md"))  # site/*.md
 
 
 @dataclass

@@ -157,7 +157,7 @@ def test_heatmap_per_runner_with_links(built_site):
     _, out = built_site
     html = page(out, "")
     assert html.count('class="heatmap"') == 2
-    assert 'href="cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.47.0/transformers-5.24.0/"' in html
+    assert 'href="cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.47.0/transformers-5.24.0/index.html"' in html
     assert "last measured 2026-11-20" in html and "h100-sm90" in html
 
 
