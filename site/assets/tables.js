@@ -19,6 +19,7 @@
       new Tablesort(table);
     });
   }
+  window.bnbMatrixSortTables = setup;  // for tables added later (and the browser test)
   if (typeof window.document$ !== "undefined" && window.document$.subscribe) {
     window.document$.subscribe(setup);
   } else if (document.readyState !== "loading") {
