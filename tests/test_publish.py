@@ -115,3 +115,43 @@ def test_no_third_party_request_in_any_page(built_site):
         assert not re.search(r"url\(\s*['\"]?(https?:)?//", css.read_text(encoding="utf-8")), css
     assert "unpkg.com" not in (out / "index.html").read_text() and "fonts.googleapis" not in \
         (out / "index.html").read_text()
+
+
+def _budget_rows() -> pd.DataFrame:
+    rows = []
+    for recipe, peaks in {"plain": [None, 5000.0, 7000.0], "seed-fix": [None, 5000.0, 7000.0]}.items():
+        for budget, peak in zip([4.0, 8.0, 12.0], peaks):
+            rows.append({"recipe": recipe, "shape": "8b", "budget": f"{budget:g}", "budget_gib": budget,
+                         "outcome": "fail" if peak is None else "pass", "mem_gpu_load_peak_mib": peak,
+                         "mem_gpu_forward_peak_mib": peak, "mem_cpu_peak_rss_mib": None})
+    return pd.DataFrame(rows)
+
+
+def test_charts_mark_failures_instead_of_plotting_zero():
+    import matplotlib.pyplot as plt
+
+    from matrix import charts
+
+    whole = _budget_rows().assign(budget="")
+    svg = charts.memory_by_recipe(whole.iloc[[0, 1]]).decode()
+    assert "✗ failed" in svg  # the run with no measurement is marked, not drawn as a 0 MiB bar
+    drawn = []
+    real_savefig = plt.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        drawn.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    plt.Figure.savefig = keep
+    try:
+        svg = charts.memory_by_budget(_budget_rows()).decode()
+    finally:
+        plt.Figure.savefig = real_savefig
+    ax = drawn[0].axes[0]
+    lines = [ln for ln in ax.get_lines() if ln.get_label() in ("plain", "seed-fix")]
+    assert len({ln.get_linestyle() for ln in lines}) == 2  # identical series stay distinguishable
+    assert all(0 not in [y for y in ln.get_ydata() if y == y] for ln in lines)  # no failed run plotted at 0 MiB
+    budget = next(child for child in ax.get_children() if getattr(child, "get_label", lambda: "")() == "budget")
+    assert type(budget).__name__ == "AxLine"  # spans the whole axis, not only between measured budgets
+    sizes = [t.get_fontsize() for t in [ax.title, ax.xaxis.label, *ax.get_xticklabels()]]
+    assert min(sizes) >= 8, sizes
