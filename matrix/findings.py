@@ -176,7 +176,8 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
             key = tuple(row[k] for k in CELL)
             if key in before and before[key] != row["verdict"]:
                 changes.append({**{k: row[k] for k in CELL}, "before": before[key], "after": row["verdict"],
-                                "run_id": run.run_id, "time": pd.Timestamp(run.time).isoformat(), "cell_path": row["cell_path"]})
+                                "run_id": run.run_id, "time": pd.Timestamp(run.time).isoformat(),
+                                "cell_path": row["cell_path"]})
             before[key] = row["verdict"]
     return changes[::-1]
 
@@ -223,7 +224,8 @@ def _jsonable(value: Any) -> Any:
 
 def exports(found: Findings) -> dict[str, bytes]:
     """The findings published under /data/ next to the records: runners.json, budgets.json, fixes.json,
-    errors.json, changes.json (verdict changes between runs, also the Atom feed). Deterministic bytes for the same records."""
+    errors.json, changes.json (verdict changes between runs, also the Atom feed). Deterministic bytes for the
+    same records."""
     budgets = [{**{k: b[k] for k in CELL + ["shape", "cell_path", "last_seen", "smallest"]},
                 "budgets": b["columns"],
                 "outcomes": {r["recipe"]: [o["outcome"] if o else None for o in r["outcomes"]] for r in b["rows"]}}

@@ -129,7 +129,8 @@ def markdown_snippet(cell: dict[str, Any], latest_rows: list[dict[str, Any]], ca
     (with the fixing recipes, or the cause of the first failure)."""
     url = urls.absolute(cell["cell_path"])
     message = badge.VERDICTS.get(cell["verdict"], badge.VERDICTS["not-measured"])[0]
-    detail = f" with {', '.join(cell['fixes'].split())}" if cell["verdict"] == "works-with-fix" and cell["fixes"] else ""
+    fixes = ", ".join(str(cell["fixes"]).split())
+    detail = f" with {fixes}" if cell["verdict"] == "works-with-fix" and fixes else ""
     if cell["verdict"] == "fails":
         failed = [r for r in latest_rows if r["outcome"] in FAILED]
         sig = catalogue.get(str(failed[0]["signature"])) if failed else None
@@ -219,7 +220,8 @@ def cell(site: SiteData) -> Iterator[Page]:
             "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
             "runner": site.found.runners[cell["runner"]], "charts": charts_md,
             "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"], site.axes),
-            "snippet": markdown_snippet(cell, latest_rows, site.catalogue), "cell_url": urls.absolute(cell["cell_path"])},
+            "snippet": markdown_snippet(cell, latest_rows, site.catalogue),
+            "cell_url": urls.absolute(cell["cell_path"])},
             files)
 
 

@@ -42,7 +42,8 @@ def site_files(out: Path) -> set[str]:
 def feature_checks(out: Path) -> dict[str, bool]:
     """Our features, as a built site shows them."""
     home = (out / "index.html").read_text(encoding="utf-8") if (out / "index.html").exists() else ""
-    loads = re.findall(r'\ssrc="([^"]*)"', home) + re.findall(r'<link\b(?![^>]*rel="canonical")[^>]*href="([^"]*)"', home)
+    loads = re.findall(r'\ssrc="([^"]*)"', home)
+    loads += re.findall(r'<link\b(?![^>]*rel="canonical")[^>]*href="([^"]*)"', home)
     return {"offline search index (search/search_index.js)": (out / "search" / "search_index.js").exists(),
             "vendored iframe-worker shim (extra.polyfills)": "iframe-worker/shim.js" in home,
             "Atom feed <link rel=alternate> (site/overrides)": 'type="application/atom+xml"' in home,

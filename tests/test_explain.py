@@ -180,8 +180,10 @@ def test_run_explain_survives_a_closed_pipe() -> None:
 
 
 def test_markdown_reply_names_every_cause_with_cause_fix_and_link() -> None:
-    paste = ("Could not find the bitsandbytes CUDA binary at PosixPath('/venv/bitsandbytes/libbitsandbytes_cuda130.so')\n"
-             "AttributeError: /venv/bitsandbytes/libbitsandbytes_cpu.so: undefined symbol: cquantize_blockwise_fp16_nf4")
+    paste = ("Could not find the bitsandbytes CUDA binary at "
+             "PosixPath('/venv/bitsandbytes/libbitsandbytes_cuda130.so')\n"
+             "AttributeError: /venv/bitsandbytes/libbitsandbytes_cpu.so: undefined symbol: "
+             "cquantize_blockwise_fp16_nf4")
     out = io.StringIO()
     assert run_explain(paste, as_json=False, out=out, markdown=True) == 0
     text = out.getvalue()
