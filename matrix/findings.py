@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from matrix import runner as runners_mod
-from matrix.aggregate import CELL, FAILED, Aggregate, cell_verdicts, latest_with_history, version_key
+from matrix.aggregate import CELL, FAILED, Aggregate, version_key
+from matrix.aggregate import _cell_verdict  # the site's verdict rule, applied per run here
 
 WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
 
@@ -160,26 +161,23 @@ def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) 
 
 def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Each time a run changed a cell's verdict, newest first: the cell, the verdict before and after, and the run
-    (id and time). A cell's verdict after a run is the one of the latest records up to that run, as the site
-    computes it; a cell's first run is not a change."""
-    if frame.empty:
-        return []
-    runs = frame[["time", "run_id"]].drop_duplicates().sort_values(["time", "run_id"], kind="mergesort")
-    order = {run: n for n, run in enumerate(runs["run_id"])}
-    frame = frame.assign(_run=frame["run_id"].map(order))
-    before: dict[tuple, str] = {}
+    (id and time). A cell's verdict after a run is the one of its latest records up to that run, by the same rule
+    as the site's (aggregate's cell verdict); a cell's first run is not a change."""
     changes = []
-    for n, run in enumerate(runs.itertuples(index=False)):
-        touched = frame[frame["_run"] == n][CELL].drop_duplicates()
-        upto = frame[frame["_run"] <= n].merge(touched, on=CELL).sort_values(["_run"], kind="mergesort")
-        for row in records(cell_verdicts(latest_with_history(upto.drop(columns="_run")), baseline)):
-            key = tuple(row[k] for k in CELL)
-            if key in before and before[key] != row["verdict"]:
-                changes.append({**{k: row[k] for k in CELL}, "before": before[key], "after": row["verdict"],
-                                "run_id": run.run_id, "time": pd.Timestamp(run.time).isoformat(),
-                                "cell_path": row["cell_path"]})
-            before[key] = row["verdict"]
-    return changes[::-1]
+    # a run's time is its first record's: records of one run carry their own times, seconds apart
+    ordered = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
+    ordered = ordered.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    for cell, rows in ordered.groupby(CELL, sort=True):
+        latest: dict[tuple, int] = {}  # (recipe, shape, budget) -> label of its newest row so far
+        before = None
+        for (time, run_id), run in rows.groupby(["run_time", "run_id"], sort=True):
+            latest.update({(r, s, b): i for i, r, s, b in zip(run.index, run["recipe"], run["shape"], run["budget"])})
+            verdict = _cell_verdict(ordered.loc[list(latest.values())], baseline)[0]
+            if before is not None and verdict != before:
+                changes.append({**dict(zip(CELL, cell)), "before": before, "after": verdict, "run_id": run_id,
+                                "time": pd.Timestamp(time).isoformat(), "cell_path": rows["cell_path"].iloc[0]})
+            before = verdict
+    return sorted(changes, key=lambda c: (c["time"], c["run_id"]), reverse=True)
 
 
 @dataclass

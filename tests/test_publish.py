@@ -23,7 +23,11 @@ def test_verdict_changes_between_runs(agg):
     changes = findings.verdict_changes(agg.frame, load_axes().baseline)
     assert [(c["cell_path"], c["before"], c["after"]) for c in changes] == [(CHANGED, "fails", "works-with-fix")]
     assert changes[0]["run_id"] == "20261120T1000Z-fixture" and changes[0]["time"].startswith("2026-11-20T10:00")
-    # no second run, no change; a run that flips the verdict back is one more entry, newest first
+    # records of one run carry their own times, seconds apart: still one run, still one change
+    spread = agg.frame.assign(time=agg.frame["time"] + pd.to_timedelta(range(len(agg.frame)), unit="s"))
+    assert [(c["cell_path"], c["after"]) for c in findings.verdict_changes(spread, "plain")] == \
+        [(CHANGED, "works-with-fix")]
+    # no second run, no change
     assert findings.verdict_changes(agg.frame[agg.frame["run_id"] != "20261101T1000Z-fixture"], "plain") == []
 
 
