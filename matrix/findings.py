@@ -167,16 +167,31 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     # a run's time is its first record's: records of one run carry their own times, seconds apart
     ordered = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
     ordered = ordered.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    columns = ["run_time", "run_id", "recipe", "shape", "budget", "outcome"]
     for cell, rows in ordered.groupby(CELL, sort=True):
-        latest: dict[tuple, int] = {}  # (recipe, shape, budget) -> label of its newest row so far
-        before = None
-        for (time, run_id), run in rows.groupby(["run_time", "run_id"], sort=True):
-            latest.update({(r, s, b): i for i, r, s, b in zip(run.index, run["recipe"], run["shape"], run["budget"])})
-            verdict = _cell_verdict(ordered.loc[list(latest.values())], baseline)[0]
-            if before is not None and verdict != before:
-                changes.append({**dict(zip(CELL, cell)), "before": before, "after": verdict, "run_id": run_id,
+        if rows["run_id"].nunique() < 2:
+            continue  # measured once: nothing to change from
+        latest: dict[tuple, tuple[int, str]] = {}  # (recipe, shape, budget) -> (row label, outcome), newest so far
+        runs: dict[tuple, list] = {}
+        for label, *values in zip(rows.index, *(rows[c] for c in columns)):
+            runs.setdefault((values[0], values[1]), []).append((label, *values[2:]))
+
+        def verdict() -> str:
+            return _cell_verdict(ordered.loc[[label for label, _ in latest.values()]], baseline)[0]
+
+        before = None  # computed only when needed: most runs repeat the outcomes they replace
+        for n, ((time, run_id), run) in enumerate(runs.items()):
+            moved = n > 0 and any(latest.get((r, s, b), (0, None))[1] != outcome for _, r, s, b, outcome in run)
+            if moved and before is None:
+                before = verdict()
+            latest.update({(r, s, b): (label, outcome) for label, r, s, b, outcome in run})
+            if not moved:
+                continue  # the same outcomes again (or only newer times): the same verdict
+            after = verdict()
+            if after != before:
+                changes.append({**dict(zip(CELL, cell)), "before": before, "after": after, "run_id": run_id,
                                 "time": pd.Timestamp(time).isoformat(), "cell_path": rows["cell_path"].iloc[0]})
-            before = verdict
+            before = after
     return sorted(changes, key=lambda c: (c["time"], c["run_id"]), reverse=True)
 
 
