@@ -24,7 +24,10 @@ from matrix.records import Record, read_results
 CELL = ["runner", "torch", "bnb", "transformers"]
 KEY = CELL + ["recipe", "shape", "budget"]
 FAILED = ("fail", "crash", "timeout")
-VERDICTS = ("works", "works-with-fix", "fails", "not-measured")
+VERDICTS = ("works", "works-with-fix", "fails", "not-installable", "not-available", "not-measured")
+# A cell whose every install failed this way is not a bitsandbytes failure but a verdict of its own.
+INSTALL_VERDICTS = {"ResolutionImpossible": "not-installable", "NoMatchingDistribution": "not-available"}
+NOT_RESULTS = ("NetworkError",)  # install failures that say nothing about the cell: they never decide a verdict
 
 # Columns every frame has, in this order; keys found in the records' nested groups follow, sorted.
 BASE_COLUMNS = [
@@ -48,6 +51,7 @@ class Aggregate:
               (the baseline's columns are called plain_*, whatever the baseline's name).
     effects:  one row per recipe != baseline: counts of each change and median deltas where both passed.
     problems: 'file:line: what' for every line that could not be used (and other data defects).
+    releases: the PyPI snapshot `discover` left in the results dir (None when it never ran).
     """
 
     frame: pd.DataFrame
@@ -56,6 +60,7 @@ class Aggregate:
     pairs: pd.DataFrame
     effects: pd.DataFrame
     problems: tuple[str, ...]
+    releases: dict[str, Any] | None = None
 
 
 def version_key(text: Any) -> tuple:
@@ -193,6 +198,9 @@ def _cell_verdict(rows: pd.DataFrame, baseline: str) -> tuple[str, list[str], li
     if rows.empty:
         return "not-measured", [], []
     shapes = sorted(rows["shape"].unique())
+    if (rows["stage"] == "install").all():
+        kinds = {INSTALL_VERDICTS.get(str(t), "fails") for t in rows["error_type"]}
+        return (kinds.pop() if len(kinds) == 1 else "fails"), [], shapes
     passing = {s: set(rows[(rows["shape"] == s) & (rows["outcome"] == "pass")]["recipe"]) for s in shapes}
     if all(baseline in passing[s] for s in shapes):
         return "works", [], shapes
@@ -209,10 +217,16 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
+def is_result(frame: pd.DataFrame) -> pd.Series:
+    """Which records are results: all but install failures of NOT_RESULTS kinds (the network was down)."""
+    return ~((frame["stage"] == "install") & frame["error_type"].isin(NOT_RESULTS))
+
+
 def cell_verdicts(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-measured'), fixes (recipes that made
-    the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card shapes the
-    verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
+    """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-installable' when the resolver refused
+    the versions together, 'not-available' when one has no installable file here, 'not-measured'), fixes (recipes
+    that made the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card
+    shapes the verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
     columns = CELL + ["verdict", "fixes", "shapes", "records", "runs", "first_seen", "last_measured",
                       "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
     out = []
@@ -252,7 +266,7 @@ DELTAS = {"load_peak_mib": "mem_gpu_load_peak_mib", "forward_peak_mib": "mem_gpu
 def fix_pairs(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Pair every recipe's latest result with the baseline's in the same cell, shape and budget (skips left out).
     Deltas (recipe minus baseline) of load-peak, forward-peak GPU memory and load time are set where both passed."""
-    measured = latest[latest["outcome"] != "skip"]
+    measured = latest[(latest["outcome"] != "skip") & (latest["stage"] != "install")]  # a recipe can't mend an install
     keep = KEY + ["outcome", "signature", "last_seen"] + list(DELTAS.values())
     plain = measured[measured["recipe"] == baseline][keep].drop(columns="recipe")
     other = measured[measured["recipe"] != baseline][keep + ["cell_path"]]
@@ -298,12 +312,13 @@ def fix_effects(pairs: pd.DataFrame, baseline: str, recipes: Iterable[str] = ())
 def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipes: Iterable[str] = (),
               classify: Callable[[Record], str | None] | None = None,
               find_warnings: Callable[[str], list[str]] | None = None,
-              use_signatures: bool = True, baseline: str | None = None) -> Aggregate:
+              use_signatures: bool = True, baseline: str | None = None,
+              releases: dict[str, Any] | None = None) -> Aggregate:
     """Build every aggregate from records. `problems` (e.g. RecordProblem from reading) are carried along as text
     in the order read (files sorted, then by line); `recipes` adds recipes with no records yet to the effects
     table. Signatures come from matrix.signatures unless `classify`/`find_warnings` are given or `use_signatures`
     is False. `baseline` is the recipe the others are compared against (default: the one the default axes file
-    names)."""
+    names). `releases` is the PyPI snapshot of the results dir (`matrix.discover.read_snapshot`), carried along."""
     if baseline is None:
         from matrix.axes import load_axes
 
@@ -311,18 +326,20 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
     if use_signatures and classify is None and find_warnings is None:
         classify, find_warnings = _signature_functions()
     frame, own = tidy(records, classify, find_warnings)
-    latest = latest_with_history(frame)
+    latest = latest_with_history(frame[is_result(frame)])
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
                      effects=fix_effects(pairs, baseline, recipes),
-                     problems=tuple(str(p) for p in problems) + tuple(own))
+                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases)
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:
     """Read every results/**/*.jsonl and aggregate. Malformed lines are skipped and reported (file:line) in
     `problems` and, with `warn`, printed as warnings on stderr. Raises ResultsError if the dir is missing."""
+    from matrix.discover import read_snapshot
+
     records, problems = read_results(Path(results_dir))
-    agg = aggregate(records, problems, recipes, baseline=baseline)
+    agg = aggregate(records, problems, recipes, baseline=baseline, releases=read_snapshot(Path(results_dir)))
     if warn:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)

@@ -17,7 +17,10 @@ FONT_PX = 11
 PAD = 6  # px each side of a text, as shields.io
 # verdict -> (message, shields.io colour name, that colour's hex)
 VERDICTS = {"works": ("works", "brightgreen", "#4c1"), "works-with-fix": ("works with a fix", "yellow", "#dfb317"),
-            "fails": ("fails", "red", "#e05d44"), "not-measured": ("not measured", "lightgrey", "#9f9f9f")}
+            "fails": ("fails", "red", "#e05d44"),
+            "not-installable": ("cannot be installed together", "orange", "#fe7d37"),
+            "not-available": ("no installable release", "lightgrey", "#9f9f9f"),
+            "not-measured": ("not measured", "lightgrey", "#9f9f9f")}
 
 _SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="20" role="img" aria-label="{label}: {msg}">\
 <title>{label}: {msg}</title>\
@@ -57,6 +60,11 @@ def endpoint(message: str, color: str, label: str = LABEL) -> bytes:
     """The shields.io endpoint JSON (schemaVersion 1): https://img.shields.io/endpoint?url=<this file's URL>."""
     return (json.dumps({"schemaVersion": 1, "label": label, "message": message, "color": color}, sort_keys=True)
             + "\n").encode()
+
+
+def message(verdict: str) -> str:
+    """The badge's words for a verdict."""
+    return VERDICTS.get(verdict, VERDICTS["not-measured"])[0]
 
 
 def files(verdict: str) -> dict[str, bytes]:
