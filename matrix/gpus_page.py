@@ -148,7 +148,8 @@ def grid(preds: pd.DataFrame, builds: list[str]) -> list[dict[str, Any]]:
                                "signature": r.signature if isinstance(r.signature, str) else None}  # NaN: none
                      for r in sub[sub.bnb == bnb].itertuples()}
             rows.append({"bnb": bnb, "cells": [cells.get(b) for b in builds]})
-        out.append({"arch": gpu, "gpus": names, "rows": rows})
+        counts = preds[preds.gpu_arch == gpu]["verdict"].value_counts().to_dict() if not preds.empty else {}
+        out.append({"arch": gpu, "gpus": names, "rows": rows, "counts": counts})
     return out
 
 

@@ -87,9 +87,6 @@ class SiteData:
         readings, builds = gpus_page.load_inputs(self.axes.path)
         preds = predict.predictions(readings, builds)
         context = gpus_page.gpus_context(readings, builds, self.agg.latest, axes_names=list(self.axes.torch_builds))
-        for g in context["grid"]:  # per-architecture verdict counts for the index
-            sub = preds[preds.gpu_arch == g["arch"]] if not preds.empty else preds
-            g["counts"] = sub["verdict"].value_counts().to_dict() if not sub.empty else {}
         return {"readings": readings, "preds": preds, "context": context}
 
     def gpu_exports(self) -> dict[str, bytes]:

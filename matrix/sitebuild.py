@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from matrix import aggregate, pages, render, safeio
+from matrix import aggregate, discover, pages, render, safeio
 from matrix.errors import ResultsError, UserError
 from matrix.records import Record, RecordProblem, iter_file
 
@@ -164,7 +164,8 @@ def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
 
     axes = load_axes(axes_path)
     found, problems = read_records(Path(results_dir))
-    agg = aggregate.aggregate(found, problems, axes.recipes, baseline=axes.baseline)
+    agg = aggregate.aggregate(found, problems, axes.recipes, baseline=axes.baseline,
+                              releases=discover.read_snapshot(Path(results_dir)))
     if not quiet:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)

@@ -131,6 +131,9 @@ def test_gpus_page_renders_marked_as_predicted(readings: list[dict], builds: lis
     text = env.get_template("gpus.md.j2").render(here="gpus/", **ctx)
     assert "predicted from the binaries" in text
     assert "errors/unclassified" not in text  # a cell that loads links no error page
-    assert f"## {render.md('sm_120')} · RTX 50xx" in text
+    assert "RTX 50xx" in text and "(sm-120/index.md)" in text  # the index links each architecture's grid
+    grid = next(g for g in ctx["grid"] if g["arch"] == "sm_120")
+    arch_page = env.get_template("gpu.md.j2").render(here="gpus/sm-120/", g=grid, builds=ctx["builds"])
+    assert f"# {render.md('sm_120')}: RTX 50xx" in arch_page and "Predicted, not measured" in arch_page
     assert "| [h100-sm90](" in text and "| yes |" in text
     assert str(render.md("libbitsandbytes_cuda130.so")) in text
