@@ -23,8 +23,13 @@ import pandas as pd  # noqa: E402
 
 from matrix.aggregate import version_key  # noqa: E402
 
-plt.rcParams.update({"svg.hashsalt": "bnb-matrix", "svg.fonttype": "none", "font.size": 9,
-                     "axes.spines.top": False, "axes.spines.right": False})
+# Legible at the size the pages show them: nothing under 8 pt.
+plt.rcParams.update({"svg.hashsalt": "bnb-matrix", "svg.fonttype": "none", "font.size": 10,
+                     "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+                     "legend.fontsize": 9, "axes.spines.top": False, "axes.spines.right": False})
+# Series that overlap stay apart by line style and marker as well as colour (and in grey print).
+LINESTYLES = ("-", "--", "-.", ":")
+SERIES_MARKERS = ("o", "s", "^", "D", "v", "P")
 OUTCOME_MARKERS = {"pass": ("o", "#2e7d32"), "fail": ("X", "#c62828"), "crash": ("X", "#6a1b9a"),
                    "timeout": ("X", "#ef6c00")}
 
@@ -70,24 +75,28 @@ def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
              "mem_cpu_peak_rss_mib": "CPU peak RSS"}
     fig, ax = plt.subplots()
     # one chart per cell page, so it is drawn hundreds of times on a big site: fixed margins, no tight crop
-    _fixed_margins(fig, 0.775 * max(4.0, 1.1 * len(rows) + 1.5), 2.45, left=0.75, right=1.45, bottom=0.45,
+    _fixed_margins(fig, 0.775 * max(4.0, 1.1 * len(rows) + 1.5), 2.45, left=0.75, right=1.85, bottom=0.5,
                    top=0.3)
     width = 0.8 / len(series)
     for i, column in enumerate(series):
-        values = pd.to_numeric(rows[column], errors="coerce").fillna(0).tolist()
+        values = pd.to_numeric(rows[column], errors="coerce").tolist()
         xs = [x + i * width for x in range(len(rows))]
-        bars = ax.bar(xs, values, width, label=names[column])
-        for bar, outcome in zip(bars, rows["outcome"]):
-            if outcome != "pass":
+        # a run that measured nothing gets no bar (not a 0 MiB one): a "failed" mark stands in its place
+        bars = ax.bar(xs, [0 if pd.isna(v) else v for v in values], width, label=names[column])
+        for bar, value, outcome in zip(bars, values, rows["outcome"]):
+            centre = bar.get_x() + bar.get_width() / 2
+            if pd.isna(value):
+                ax.annotate(f"✗ {outcome}ed" if outcome == "fail" else f"✗ {outcome}", (centre, 0), ha="center",
+                            va="bottom", rotation=90, fontsize=8, color=OUTCOME_MARKERS.get(outcome, ("", "k"))[1])
+            elif outcome != "pass":
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
-                ax.annotate(outcome, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                            va="bottom", fontsize=7)
+                ax.annotate(outcome, (centre, bar.get_height()), ha="center", va="bottom", fontsize=8)
     ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(rows))])
-    ax.set_xticklabels([_label(r) for _, r in rows.iterrows()], fontsize=7)
+    ax.set_xticklabels([_label(r) for _, r in rows.iterrows()], fontsize=8)
     ax.set_ylabel("MiB")
     ax.set_title("Peak memory by recipe")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig, tight=False)
 
 
@@ -98,23 +107,33 @@ def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
     if rows["budget_gib"].nunique() < 2:  # one budget is a dot per recipe: the recipe chart says it better
         return None
     fig, ax = plt.subplots()
-    _fixed_margins(fig, 4.25, 2.45, left=0.75, right=1.3, bottom=0.55, top=0.3)  # one per budgeted cell page
-    for recipe, mine in rows.groupby("recipe", sort=True):
+    _fixed_margins(fig, 4.25, 2.45, left=0.8, right=1.4, bottom=0.8, top=0.3)  # one per budgeted cell page
+    # x in data units, y in axes units: where a run that measured no memory is marked failed, below the data
+    failed_row = ax.get_xaxis_transform()
+    for n, (recipe, mine) in enumerate(rows.groupby("recipe", sort=True)):
         mine = mine.sort_values("budget_gib")
         ys = pd.to_numeric(mine["mem_gpu_load_peak_mib"], errors="coerce")
-        (line,) = ax.plot(mine["budget_gib"], ys, label=recipe, alpha=0.6)
+        # later series thinner, drawn on top, so identical series still show both
+        (line,) = ax.plot(mine["budget_gib"], ys, label=recipe, alpha=0.8, linewidth=max(1.2, 4.0 - 1.2 * n),
+                          linestyle=LINESTYLES[n % len(LINESTYLES)], zorder=2 + n)
         for x, y, outcome in zip(mine["budget_gib"], ys, mine["outcome"]):
             marker, _ = OUTCOME_MARKERS.get(outcome, ("X", "black"))
-            ax.scatter([x], [0 if pd.isna(y) else y], marker=marker, color=line.get_color(), s=40, zorder=3)
-    budgets = sorted(rows["budget_gib"].unique())
+            if pd.isna(y):  # nothing measured: not 0 MiB, a cross on the failed row
+                ax.scatter([x], [0.04 + 0.05 * n], marker="X", color=line.get_color(), s=40, zorder=3,
+                           transform=failed_row, clip_on=False)
+            else:
+                ax.scatter([x], [y], marker=marker, color=line.get_color(), s=max(16, 70 - 22 * n), zorder=10 + n)
     top = pd.to_numeric(rows["mem_gpu_load_peak_mib"], errors="coerce").max()
-    ax.plot(budgets, [b * 1024 for b in budgets], linestyle=":", color="grey", label="budget")
-    if pd.notna(top) and top > 0:
-        ax.set_ylim(0, top * 1.25)  # keep the data readable; the budget line is clipped where it runs above
-    ax.set_xlabel("emulated VRAM budget (GiB); circle = pass, cross = failed")
+    # the budget itself, across the whole axis (y = budget in MiB)
+    ax.axline((0, 0), slope=1024, linestyle=":", color="grey", label="budget")
+    budgets = sorted(rows["budget_gib"].unique())
+    ax.set_xlim(0, budgets[-1] * 1.08)
+    ax.set_ylim(0, max(top * 1.25 if pd.notna(top) else 0, budgets[0] * 1024 * 1.1))
+    ax.set_xlabel("emulated VRAM budget (GiB); circle = pass, cross = failed\n(crosses at the bottom: failed "
+                  "before any memory was measured)")
     ax.set_ylabel("GPU peak at load (MiB)")
     ax.set_title("Peak GPU memory by VRAM budget")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig, tight=False)
 
 
@@ -133,16 +152,17 @@ def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:
                              squeeze=False)
     for ax, shape in zip(axes[0], shapes):
         mine = rows[rows["shape"] == shape]
-        for recipe, runs in mine.groupby("recipe", sort=True):
+        for n, (recipe, runs) in enumerate(mine.groupby("recipe", sort=True)):
             median = runs.groupby("x")["y"].median().sort_index()
-            (line,) = ax.plot(median.index, median.values, marker="o", label=recipe)
+            (line,) = ax.plot(median.index, median.values, marker=SERIES_MARKERS[n % len(SERIES_MARKERS)],
+                              linestyle=LINESTYLES[n % len(LINESTYLES)], label=recipe)
             ax.scatter(runs["x"], runs["y"], color=line.get_color(), alpha=0.25, s=12)
         ax.set_xticks(range(len(versions)))
-        ax.set_xticklabels(versions, fontsize=7)
+        ax.set_xticklabels(versions, fontsize=8)
         ax.set_xlabel("bitsandbytes")
-        ax.set_title(f"{shape}: load time (s), passing runs", fontsize=9)
+        ax.set_title(f"{shape}: load time (s), passing runs")
     axes[0][0].set_ylabel("seconds (line: median over torch builds)")
-    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0][-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _svg(fig)
 
 

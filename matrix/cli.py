@@ -38,7 +38,7 @@ def _explain(args: argparse.Namespace) -> int:
         text = sys.stdin.buffer.read().decode("utf-8", "replace") if sys.stdin is not None else ""
     if not text.strip():
         raise UserError("explain", "no input", "paste a traceback on stdin, or pass the error text as arguments")
-    return run_explain(text, as_json=args.json)
+    return run_explain(text, as_json=args.json, markdown=args.markdown)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="map an error text or pasted traceback to its signature page")
     explain.add_argument("text", nargs="*", help="error text (default: read a whole traceback from stdin)")
     explain.add_argument("--json", action="store_true", help='print {"slug", "title", "url"}')
+    explain.add_argument("--markdown", action="store_true",
+                         help="print a Markdown reply to paste into an issue (cause, fix, link per cause present)")
     explain.set_defaults(func=_explain)
 
     doctor = sub.add_parser("doctor", help="probe the installed torch/bitsandbytes/transformers with every recipe")

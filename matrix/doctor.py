@@ -178,9 +178,17 @@ def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: b
     for name in names:
         if name not in axes.recipes:
             raise UserError("--recipe", f"unknown recipe {name!r}", f"allowed: {', '.join(axes.recipes)}")
+    interpreter = Path(python or sys.executable)
+    if "torch" not in measure.present_versions(interpreter, ("torch",)):
+        raise UserError("doctor", f"torch is not installed for {interpreter}, so there is nothing to probe",
+                        "run doctor with the Python of the environment that loads your model, or pip install "
+                        "torch bitsandbytes transformers accelerate there")
+    runner = runner_facts()
+    # A GPU-only recipe on a machine without a GPU is a skip, whatever else is broken in the environment.
+    skipped = [] if runner.get("gpu_count") else [n for n in names if axes.recipes[n].requires == "gpu"]
+    names = [n for n in names if n not in skipped]
     profile = dataclasses.replace(profile, recipes=tuple(names), shapes=(shape,), timeout_s=timeout_s,
                                   budget_shapes=())
-    runner = runner_facts()
     base = records.base("doctor", torch="installed", bnb="installed", transformers="installed", install="doctor",
                         installer="", runner=runner["slug"], torch_source="this environment")
     probe_log = io.StringIO()
@@ -188,14 +196,18 @@ def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: b
         out_file = Path(tmp) / "doctor.jsonl"
         # run_probe echoes the probe's whole stderr; the records keep its tail, so the report stays short
         with contextlib.redirect_stderr(probe_log):
-            measure.run_probe(Path(python or sys.executable), axes, profile, shape, plan(names, shape), base, out_file,
+            measure.run_probe(interpreter, axes, profile, shape, plan(names, shape), base, out_file,
                               settings)
         found = [r for r in records.iter_file(out_file) if isinstance(r, records.Record)]
+    found += [records.Record(run_id=found[0].run_id, timestamp=found[0].timestamp, runner=found[0].runner,
+                             requested=found[0].requested, versions=found[0].versions, recipe=name, shape=shape,
+                             outcome="skip", skip_reason="this recipe offloads from a GPU; this runner has no GPU")
+              for name in skipped if found]
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in found], indent=1), file=out)
     else:
         if not _versions(found):  # every recipe died before reporting: ask the interpreter directly
-            present = measure.present_versions(Path(python or sys.executable))
+            present = measure.present_versions(interpreter)
             found = [dataclasses.replace(r, versions={k: v for k, v in present.items() if v}) for r in found]
         print(format_report(found, runner), file=out)
     return exit_status(found, axes.baseline)

@@ -90,15 +90,41 @@ def render_text(sig: Signature, also: list[Signature] | None = None) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(found: list[Signature]) -> str:
+    """A reply a maintainer pastes into an issue: per cause present (root cause first) its title linked to its page,
+    the cause, and the first fix with its code. Nothing matched: a pointer to the unclassified page."""
+    if not found:
+        url = urls.absolute(urls.error_path(UNCLASSIFIED))
+        return (f"This error is not one bnb-matrix recognises yet; [the unclassified errors page]({url}) says what "
+                "to collect (the whole traceback, `python -m matrix doctor`'s output).")
+    lines = ["This looks like " + (f"**{found[0].title}**." if len(found) == 1 else
+                                   f"{len(found)} problems, the first the root cause:"), ""]
+    for n, sig in enumerate(found, 1):
+        url = urls.absolute(urls.error_path(sig.slug))
+        if len(found) > 1:
+            lines += [f"{n}. **[{sig.title}]({url})**", ""]
+        lines += [f"**Cause:** {' '.join(sig.cause.split())}", ""]
+        if sig.fixes:
+            fix = sig.fixes[0]
+            recipe = f" (measured as recipe `{fix.recipe}`)" if fix.recipe else ""
+            lines += [f"**Fix:** {fix.title}{recipe}", ""]
+            if fix.code:
+                ticks = "`" * max([3] + [len(run) + 1 for run in re.findall(r"`+", fix.code)])
+                lines += [ticks, fix.code.rstrip(), ticks, ""]
+        lines += [f"Measured details and other fixes: {url}", ""]
+    return "\n".join(lines).rstrip()
+
+
 def _entry(sig: Signature) -> dict[str, str]:
     return {"slug": sig.slug, "title": sig.title, "url": urls.absolute(urls.error_path(sig.slug))}
 
 
-def run_explain(text: str, as_json: bool, out: TextIO = sys.stdout) -> int:
+def run_explain(text: str, as_json: bool, out: TextIO = sys.stdout, markdown: bool = False) -> int:
     """Print the explanation of `text` to `out`; 0 when a signature matched, 1 when none did.
 
     With `as_json`, print {"slug", "title", "url"} of the root cause (the unclassified entry when nothing matched),
-    plus "also": the same for the further causes present, only when there are any.
+    plus "also": the same for the further causes present, only when there are any. With `markdown`, print
+    `render_markdown` (a reply to paste into an issue).
     """
     found = explain_all(text)
     sig = found[0] if found else None
@@ -107,6 +133,8 @@ def run_explain(text: str, as_json: bool, out: TextIO = sys.stdout) -> int:
         if len(found) > 1:
             payload["also"] = [_entry(other) for other in found[1:]]  # type: ignore[assignment]
         shown_text = json.dumps(payload)
+    elif markdown:
+        shown_text = render_markdown(found)
     elif sig is None:
         shown_text = f"no known signature; see {urls.absolute(urls.error_path(UNCLASSIFIED))}"
     else:

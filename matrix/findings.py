@@ -16,7 +16,8 @@ import pandas as pd
 
 from matrix import runner as runners_mod
 from matrix import wayout
-from matrix.aggregate import CELL, FAILED, Aggregate, version_key
+from matrix.aggregate import CELL, FAILED, Aggregate, is_result, version_key
+from matrix.aggregate import _cell_verdict  # the site's verdict rule, applied per run here
 
 WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
 CHANGES = ("fail->pass", "pass->fail", "both-pass", "both-fail")
@@ -166,6 +167,43 @@ def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) 
     return stats
 
 
+def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
+    """Each time a run changed a cell's verdict, newest first: the cell, the verdict before and after, and the run
+    (id and time). A cell's verdict after a run is the one of its latest records up to that run, by the same rule
+    as the site's (aggregate's cell verdict); a cell's first run is not a change."""
+    changes = []
+    # a run's time is its first record's: records of one run carry their own times, seconds apart
+    frame = frame[is_result(frame)]  # as the site's latest: a network failure decides nothing
+    ordered = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
+    ordered = ordered.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    columns = ["run_time", "run_id", "recipe", "shape", "budget", "outcome"]
+    for cell, rows in ordered.groupby(CELL, sort=True):
+        if rows["run_id"].nunique() < 2:
+            continue  # measured once: nothing to change from
+        latest: dict[tuple, tuple[int, str]] = {}  # (recipe, shape, budget) -> (row label, outcome), newest so far
+        runs: dict[tuple, list] = {}
+        for label, *values in zip(rows.index, *(rows[c] for c in columns)):
+            runs.setdefault((values[0], values[1]), []).append((label, *values[2:]))
+
+        def verdict(latest: dict[tuple, tuple[int, str]] = latest) -> str:
+            return _cell_verdict(ordered.loc[[label for label, _ in latest.values()]], baseline)[0]
+
+        before = None  # computed only when needed: most runs repeat the outcomes they replace
+        for n, ((time, run_id), run) in enumerate(runs.items()):
+            moved = n > 0 and any(latest.get((r, s, b), (0, None))[1] != outcome for _, r, s, b, outcome in run)
+            if moved and before is None:
+                before = verdict()
+            latest.update({(r, s, b): (label, outcome) for label, r, s, b, outcome in run})
+            if not moved:
+                continue  # the same outcomes again (or only newer times): the same verdict
+            after = verdict()
+            if after != before:
+                changes.append({**dict(zip(CELL, cell)), "before": before, "after": after, "run_id": run_id,
+                                "time": pd.Timestamp(time).isoformat(), "cell_path": rows["cell_path"].iloc[0]})
+            before = after
+    return sorted(changes, key=lambda c: (c["time"], c["run_id"]), reverse=True)
+
+
 @dataclass
 class Findings:
     """Every page-level finding of one aggregate, computed once (the pages and `exports()` read it)."""
@@ -176,6 +214,7 @@ class Findings:
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # slug -> count, cells, fix stats, way outs
     causes: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell path -> cause in words, way out
     releases: list[dict[str, Any]] = field(default_factory=list)  # newest on PyPI per package, measured or not
+    changes: list[dict[str, Any]] = field(default_factory=list)  # verdict changes between runs, newest first
 
 
 def effect_split(pairs: pd.DataFrame) -> list[dict[str, Any]]:
@@ -219,7 +258,8 @@ def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: di
     """Every finding of `agg`: runners, budgets, per recipe, per error signature, per failing cell (cause and
     way out) and the newest releases on PyPI (`in_axes`: package -> versions the axes list)."""
     recipes = list(recipes)
-    found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline))
+    found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline),
+                     changes=verdict_changes(agg.frame, baseline))
     verdicts = records(agg.verdicts)
     found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest), baseline, catalogue)
     found.releases = newest_releases(agg.releases, agg.latest, in_axes or {})
@@ -259,14 +299,15 @@ def _jsonable(value: Any) -> Any:
 def exports(found: Findings) -> dict[str, bytes]:
     """The findings published under /data/ next to the records: runners.json, budgets.json, fixes.json,
     errors.json, causes.json (why each cell that does not simply work fails, and its way out),
-    newest-releases.json. Deterministic bytes for the same records."""
+    newest-releases.json, changes.json (verdict changes between runs, also the Atom feed). Deterministic bytes for
+    the same records."""
     budgets = [{**{k: b[k] for k in CELL + ["shape", "cell_path", "last_seen", "smallest"]},
                 "budgets": b["columns"],
                 "outcomes": {r["recipe"]: [o["outcome"] if o else None for o in r["outcomes"]] for r in b["rows"]}}
                for b in found.budgets]
     data = {"runners.json": list(found.runners.values()), "budgets.json": budgets,
             "fixes.json": found.fixes, "errors.json": found.errors, "causes.json": found.causes,
-            "newest-releases.json": found.releases}
+            "newest-releases.json": found.releases, "changes.json": found.changes}
     return {name: (json.dumps({"schema": 1, "items": _jsonable(value)}, indent=1, sort_keys=True,
                               ensure_ascii=True, allow_nan=False) + "\n").encode()
             for name, value in data.items()}

@@ -18,14 +18,14 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-from matrix import charts, corpus, discover, findings, gpus_page, predict, runner, urls
+from matrix import badge, charts, corpus, discover, findings, gpus_page, predict, runner, urls, wayout
 from matrix.aggregate import CELL, FAILED, Aggregate
 from matrix.axes import Axes, load_axes
 from matrix.findings import records
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 _CELL_DRAWS = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
-HAND_WRITTEN_NAV = (("Data", "data.md"), ("Records", "records.md"), ("Axes", "axes.md"))  # pages in site/*.md
+HAND_WRITTEN_NAV = (("Data", "data/index.md"), ("Records", "records/index.md"), ("Axes", "axes/index.md"))  # site/*.md
 
 
 @dataclass
@@ -130,10 +130,26 @@ def recipe_snippet(recipe: Any) -> str:
     return "\n".join(lines)
 
 
-def reproduce_command(runner_kind: str, torch: str, bnb: str) -> str:
-    """The nox command that measures this cell again on a runner of the same kind."""
+def reproduce_command(runner_kind: str, torch: str, bnb: str, axes: Axes | None = None) -> str:
+    """The command that measures this cell again on a runner of the same kind, as typed in a checkout after the
+    README's install: the venv's nox, a profile whose sessions include this pair (the runner kind's default when
+    it has it), and `--force`, since the cell is already measured."""
     profile = runner.default_profile(str(runner_kind))
-    return f"BNB_MATRIX_PROFILE={profile} nox -s \"probe(torch='{torch}', bnb='{bnb}')\""
+    if axes is not None and (torch, bnb) not in (axes.profiles[profile].pairs() if profile in axes.profiles else []):
+        having = [name for name, p in axes.profiles.items() if (torch, bnb) in p.pairs()]
+        profile = next((n for n in having if n.startswith(profile)), having[0] if having else profile)
+    return f"BNB_MATRIX_PROFILE={profile} .venv/bin/nox -s \"probe(torch='{torch}', bnb='{bnb}')\" -- --force"
+
+
+def markdown_snippet(cell: dict[str, Any], why: dict[str, Any] | None) -> str:
+    """What a maintainer pastes into an issue about a cell: its badge linked to its page, and a one-line verdict
+    (with its cause and measured way out, `wayout.summary`, when it does not simply work)."""
+    url = urls.absolute(cell["cell_path"])
+    message = badge.message(cell["verdict"])
+    detail = wayout.summary(cell, why)
+    line = (f"torch {cell['torch']}, bitsandbytes {cell['bnb']}, transformers {cell['transformers']} on "
+            f"{cell['runner']}: {message}{f' ({detail})' if detail else ''}, measured {cell['last_measured']}.")
+    return f"[![bnb-matrix: {message}]({url}badge.svg)]({url}) {' '.join(line.split())}"
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -211,6 +227,7 @@ def cell(site: SiteData) -> Iterator[Page]:
             if svg:
                 files[name] = svg
                 charts_md.append({"file": name, "alt": alt})
+        files.update(badge.files(cell["verdict"]))
         yield Page(cell["cell_path"], {
             "cell": cell, "rows": [dict(r, peak=peak_memory(r)) for r in latest_rows], "history": history,
             "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
@@ -218,7 +235,10 @@ def cell(site: SiteData) -> Iterator[Page]:
             "why": site.found.causes.get(cell["cell_path"]),
             "prediction": gpus_page.cell_prediction(site.gpu["preds"], _text(newest.get("runner_compute_capability")),
                                                     cell["torch"], cell["bnb"]),
-            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"])}, files)
+            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"], site.axes),
+            "snippet": markdown_snippet(cell, site.found.causes.get(cell["cell_path"])),
+            "cell_url": urls.absolute(cell["cell_path"])},
+            files)
 
 
 def _text(value: Any) -> str:
@@ -298,6 +318,18 @@ def gpu(site: SiteData) -> Iterator[Page]:
         yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"]})
 
 
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")  # not allowed in XML 1.0 at all
+
+
+def feed(site: SiteData) -> Iterator[Page]:
+    """feed.xml: the Atom feed of verdict changes between runs, with absolute links (feed readers need them)."""
+    changes = [{k: _XML_UNSAFE.sub("", str(v)) for k, v in c.items()} for c in site.found.changes]
+    runs = site.agg.frame["time"] if len(site.agg.frame) else pd.Series(dtype="datetime64[ns, UTC]")
+    updated = changes[0]["time"] if changes else (pd.Timestamp(runs.max()).isoformat() if len(runs) else
+                                                   "1970-01-01T00:00:00+00:00")
+    yield Page("feed.xml", {"changes": changes, "updated": updated, "site_url": urls.site_url()})
+
+
 @dataclass(frozen=True)
 class PageKind:
     """One kind of page: the function that yields its pages, its template and its nav title (None: not in nav)."""
@@ -320,6 +352,7 @@ PAGES = (
     PageKind(budgets, "budgets.md.j2", ("VRAM budgets", "budgets/index.md")),
     PageKind(gpus, "gpus.md.j2", ("GPUs (predicted)", "gpus/index.md")),
     PageKind(gpu, "gpu.md.j2"),
+    PageKind(feed, "feed.xml.j2"),
 )
 
 

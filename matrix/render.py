@@ -37,6 +37,7 @@ VERDICT_SYMBOLS = {"works": "✓", "works-with-fix": "fix", "fails": "✗", "not
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LOCAL_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|/|#)([^)\s]+)")  # a Markdown link to a relative path
 _INLINE = {c: f"&#{ord(c)};" for c in "\\`*_{}[]()#!|~<>&\"'"}
 
 
@@ -99,9 +100,10 @@ def _dir(path: str) -> str:
 
 
 def rel_url(here: str, target: str) -> str:
-    """Relative URL from the page at site path `here` to site path `target` (directory URLs end in '/')."""
+    """Relative URL from the page at site path `here` to site path `target`. A folder target ('cells/x/') links to
+    its index.html, as mkdocs writes links without directory URLs, so the site also works opened from disk."""
     if target.endswith("/") or target == "":
-        return posixpath.relpath(_dir(target), _dir(here)).replace("\\", "/") + "/"
+        return rel_file(here, target).removesuffix(".md") + ".html"
     return posixpath.relpath(target, _dir(here))
 
 
@@ -175,8 +177,10 @@ class Site:
         return dict(sorted(out.items()))
 
     def hand_written(self) -> dict[str, bytes]:
-        """Hand-written pages (site/*.md but the home intro) and assets, copied as they are."""
-        out = {p.name: p.read_bytes() for p in sorted(self.site_dir.glob("*.md")) if p.name != "index.md"}
+        """Hand-written pages (site/*.md but the home intro) and assets. A page x.md becomes x/index.md, so its
+        permanent URL stays the folder x/ now that pages are files (x/index.html); its relative links move with it."""
+        out = {f"{p.stem}/index.md": _LOCAL_LINK.sub(r"](../\1", p.read_text(encoding="utf-8")).encode("utf-8")
+               for p in sorted(self.site_dir.glob("*.md")) if p.name != "index.md"}
         for path in sorted((self.site_dir / "assets").rglob("*")):
             if path.is_file():
                 out[path.relative_to(self.site_dir).as_posix()] = path.read_bytes()

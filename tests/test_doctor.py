@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import doctor, urls
+from matrix import doctor, records, urls
 from matrix.records import Record
 from matrix.signatures import default_catalogue
 
@@ -166,3 +168,40 @@ def test_real_doctor_run_in_a_cell_venv(tmp_path) -> None:
     assert "/cells/cpu-" in out and "/bnb-0.50.2/transformers-" in out
     assert doctor.PASTE_START in out and "plain: pass" in out and out.rstrip().endswith(doctor.PASTE_END)
     assert "Traceback" not in proc.stderr
+
+
+def test_doctor_without_torch_says_so_in_one_line() -> None:
+    """Where torch is not installed: one line naming it, a non-zero exit, no per-recipe FAILs, no dead link."""
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed in the test interpreter")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the README's host venv: our package, no torch
+    proc = subprocess.run([sys.executable, "-m", "matrix", "doctor"], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=120)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode != 0
+    assert len(lines) == 1 and "torch is not installed" in lines[0], lines
+    assert "FAIL" not in lines[0] and "http" not in lines[0]
+
+
+def test_doctor_skips_gpu_recipes_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cpu-offload needs a GPU: on a CPU runner the doctor reports it skipped, even when the imports fail."""
+    from matrix import measure
+
+    seen = {}
+
+    def fake_probe(python, axes, profile, shape, jobs, base, out_file, settings):  # the probe fails at import
+        seen["recipes"] = [j.recipe for j in jobs]
+        for job in jobs:
+            rec = records.failure(base, {"slug": "cpu-x86_64"}, job.recipe, shape, "fail", "import", "ImportError",
+                                  "No module named 'bitsandbytes'", "")
+            with out_file.open("a") as f:
+                f.write(rec.to_json() + "\n")
+
+    monkeypatch.setattr(measure, "present_versions", lambda python, names=(): {"torch": "2.13.0"})
+    monkeypatch.setattr(measure, "run_probe", fake_probe)
+    monkeypatch.setattr(doctor, "runner_facts", lambda: {"slug": "cpu-x86_64", "kind": "cpu", "gpu_count": 0})
+    out = io.StringIO()
+    doctor.run_doctor(recipes=["plain", "cpu-offload"], out=out)
+    assert seen["recipes"] == ["plain"]
+    line = next(ln for ln in out.getvalue().splitlines() if ln.startswith("cpu-offload"))
+    assert "SKIP" in line and "no GPU" in line

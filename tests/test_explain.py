@@ -177,3 +177,31 @@ def test_run_explain_survives_a_closed_pipe() -> None:
 
     assert run_explain("CUDA VERSION MISMATCH", as_json=False, out=Closed()) == 0  # `| head` must not traceback
     assert run_explain("hello", as_json=True, out=Closed()) == 1
+
+
+def test_markdown_reply_names_every_cause_with_cause_fix_and_link() -> None:
+    paste = ("Could not find the bitsandbytes CUDA binary at "
+             "PosixPath('/venv/bitsandbytes/libbitsandbytes_cuda130.so')\n"
+             "AttributeError: /venv/bitsandbytes/libbitsandbytes_cpu.so: undefined symbol: "
+             "cquantize_blockwise_fp16_nf4")
+    out = io.StringIO()
+    assert run_explain(paste, as_json=False, out=out, markdown=True) == 0
+    text = out.getvalue()
+    catalogue = default_catalogue()
+    first, second = catalogue["native-library-missing"], catalogue["compiled-without-gpu"]
+    assert text.index(f"[{first.title}]({urls.absolute(urls.error_path(first.slug))})") < \
+        text.index(f"[{second.title}]({urls.absolute(urls.error_path(second.slug))})")
+    assert text.count("**Cause:**") == 2 and "**Fix:** " + first.fixes[0].title in text
+    assert text.count("```") % 2 == 0  # every code block closed
+
+
+def test_markdown_reply_for_one_cause_and_for_none(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "matrix", "explain", "--markdown"], input=(
+        TRACEBACKS / "bnb-382-named-symbol.txt").read_text(), capture_output=True, text=True,
+        cwd=Path(__file__).parent.parent, timeout=60)
+    sig = default_catalogue()["named-symbol-not-found"]
+    assert proc.returncode == 0 and proc.stdout.startswith(f"This looks like **{sig.title}**.")
+    assert urls.absolute(urls.error_path(sig.slug)) in proc.stdout and "**Cause:**" in proc.stdout
+    out = io.StringIO()
+    assert run_explain("hello", as_json=False, out=out, markdown=True) == 1
+    assert urls.absolute(urls.error_path("unclassified")) in out.getvalue()

@@ -55,9 +55,9 @@ def test_fence_outlasts_backticks_in_text():
 
 
 def test_relative_links():
-    assert render.rel_url("", "cells/x/") == "cells/x/"
-    assert render.rel_url("cells/a/b/", "") == "../../../"
-    assert render.rel_url("fixes/plain/", "errors/crash/") == "../../errors/crash/"
+    assert render.rel_url("", "cells/x/") == "cells/x/index.html"  # opened from disk, a folder URL is a listing
+    assert render.rel_url("cells/a/b/", "") == "../../../index.html"
+    assert render.rel_url("fixes/plain/", "errors/crash/") == "../../errors/crash/index.html"
     assert render.rel_file("fixes/plain/", "errors/crash/") == "../../errors/crash/index.md"
     assert render.rel_file("", "data/results.csv") == "data/results.csv"
 
@@ -73,7 +73,9 @@ def test_recipe_snippets_are_valid_python():
 
 def test_reproduce_command():
     assert pages.reproduce_command("cpu", "2.13.0+cpu", "0.50.2") == \
-        "BNB_MATRIX_PROFILE=cpu nox -s \"probe(torch='2.13.0+cpu', bnb='0.50.2')\""
+        "BNB_MATRIX_PROFILE=cpu .venv/bin/nox -s \"probe(torch='2.13.0+cpu', bnb='0.50.2')\" -- --force"
+    # a pair only the wide CPU profile measures gets that profile, so the printed session exists
+    assert pages.reproduce_command("cpu", "2.6.0", "0.43.3", load_axes()).startswith("BNB_MATRIX_PROFILE=cpu-wide ")
     assert pages.reproduce_command("gpu", "2.11.0+cu130", "0.45.5").startswith("BNB_MATRIX_PROFILE=cuda ")
 
 
@@ -144,7 +146,7 @@ def test_hostile_text_is_inert_and_readable(built_site):
 def test_cell_page_content(built_site):
     _, out = built_site
     html = page(out, HOSTILE_CELL)
-    assert "BNB_MATRIX_PROFILE=cpu nox -s \"probe(torch='2.13.0+cpu', bnb='0.47.0')\"" in text(html)
+    assert "BNB_MATRIX_PROFILE=cpu .venv/bin/nox -s \"probe(torch='2.13.0+cpu', bnb='0.47.0')\" -- --force" in text(html)
     assert "works with a fix" in html and "flaky" in html
     assert "2026-11-01T10:00:00Z" in html  # the history lists the older run
     assert 'src="memory.svg"' in html and (out / HOSTILE_CELL / "memory.svg").is_file()
@@ -155,7 +157,7 @@ def test_heatmap_per_runner_with_links(built_site):
     _, out = built_site
     html = page(out, "")
     assert html.count('class="heatmap"') == 2
-    assert 'href="cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.47.0/transformers-5.24.0/"' in html
+    assert 'href="cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.47.0/transformers-5.24.0/index.html"' in html
     assert "last measured 2026-11-20" in html and "h100-sm90" in html
 
 

@@ -56,6 +56,7 @@ def browser(tmp_path_factory):
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1400,1000"):
         options.add_argument(flag)
     options.set_capability("unhandledPromptBehavior", "ignore")  # an alert stays open, so we can see it
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every network request, for 15.9
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
     yield driver
@@ -122,7 +123,8 @@ def test_search_finds_error_page_by_message(browser, server, tmp_path):
     def result_links(driver):
         links = [a.get_attribute("href") or "" for a in
                  driver.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")]
-        return links if any("errors/bnb-too-old/" in href for href in links) else None
+        # results re-render as each key is typed: wait for the whole query's ranking, not a prefix's
+        return links if links and "errors/bnb-too-old/" in links[0] else None
 
     links = wait(browser, result_links, timeout=20)
     assert "errors/bnb-too-old/" in links[0], links  # error pages are boosted: the pasted message finds it first
@@ -173,3 +175,122 @@ def test_palette_toggle_switches_to_dark(browser, server, tmp_path):
     toggle = [label for label in browser.find_elements(By.CSS_SELECTOR, "form[data-md-component=palette] label")
               if label.is_displayed()]
     toggle[0].click()  # leave the light palette for the other tests
+
+
+def requested_urls(driver) -> list[str]:
+    """Every URL the browser asked for since the last call (Chrome's performance log)."""
+    import json
+
+    return [json.loads(entry["message"])["message"]["params"]["request"]["url"]
+            for entry in driver.get_log("performance")
+            if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"]
+
+
+def search(driver, words: str) -> list[str]:
+    """Type `words` into Material's search box and return the result links once an error page shows up."""
+    from selenium.webdriver.common.by import By
+
+    box = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input[data-md-component=search-query]"))
+    wait(driver, lambda d: box.is_displayed() or d.find_element(By.CSS_SELECTOR, "label.md-search__icon"))
+    driver.find_element(By.CSS_SELECTOR, "label.md-search__icon, .md-search__input").click()
+    box.send_keys(words)
+
+    def links(d):
+        found = [a.get_attribute("href") or "" for a in d.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")]
+        return found if found and "errors/bnb-too-old/" in found[0] else None  # the whole query's ranking
+
+    return wait(driver, links, timeout=20)
+
+
+def test_search_works_opened_from_disk(browser, built_site, tmp_path):
+    """public/index.html opened as a file: the search box is there and typing shows results (offline plugin)."""
+    _, out = built_site
+    browser.get((out / "index.html").as_uri())
+    links = search(browser, "4-bit quantization requires bitsandbytes")
+    assert links[0].startswith("file://") and "errors/bnb-too-old/index.html" in links[0], links
+    shoot(browser, tmp_path, "search-file.png")
+    # a grid square opened from disk is a page, not a folder listing
+    browser.get((out / "index.html").as_uri())
+    href = browser.find_element("css selector", 'table.heatmap a[href*="bnb-0.47.0"]').get_attribute("href")
+    assert href.endswith("/index.html")
+
+
+def test_no_request_leaves_the_site(browser, server, built_site):
+    """Over http and from disk, pages load nothing from anywhere else (no fonts, no CDN, no unpkg shim)."""
+    _, out = built_site
+    requested_urls(browser)  # drop what earlier tests asked for
+    for path in ("", "cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.45.5/transformers-5.24.0/", "errors/bnb-too-old/"):
+        browser.get(server + path)
+        wait(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+    search(browser, "4-bit quantization requires bitsandbytes")
+    browser.get((out / "index.html").as_uri())
+    search(browser, "4-bit quantization requires bitsandbytes")
+    urls = requested_urls(browser)
+    assert any(u.startswith(server) for u in urls) and any(u.startswith("file://") for u in urls)
+    elsewhere = [u for u in urls if not u.startswith((server, "file://", "data:", "blob:", "about:"))]
+    assert not elsewhere, elsewhere
+
+
+def test_tables_sort_and_budgets_sort_by_number(browser, server):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "cells/h100-sm90/torch-2.11.0-cu130/bnb-0.50.2/transformers-5.24.0/")
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "article table:not([class])"))
+    header = next(th for th in browser.find_elements(By.CSS_SELECTOR, "article table:not([class]) thead th")
+                  if th.text == "Budget")  # the Results table
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", header)
+    header.click()
+    assert header.get_attribute("aria-sort") in ("ascending", "descending")
+    # the same markup the budget macro writes, more budgets than the fixture has: 12 GiB sorts after 8 GiB
+    browser.execute_script("""
+        var t = document.createElement('table');
+        t.innerHTML = '<thead><tr><th>Budget</th></tr></thead><tbody>' +
+          ['<span data-sort="1000000">whole card</span>', '<span data-sort="12.0">12.0 GiB</span>',
+           '<span data-sort="8.0">8.0 GiB</span>', '<span data-sort="24.0">24.0 GiB</span>']
+          .map(function (c) { return '<tr><td>' + c + '</td></tr>'; }).join('') + '</tbody>';
+        t.id = 'budget-test';
+        document.querySelector('article').appendChild(t);
+        window.bnbMatrixSortTables();""")
+    th = browser.find_element(By.CSS_SELECTOR, "#budget-test th")
+    th.click()
+    cells = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#budget-test tbody td")]
+    if th.get_attribute("aria-sort") == "descending":
+        cells.reverse()
+    assert cells == ["8.0 GiB", "12.0 GiB", "24.0 GiB", "whole card"], cells
+
+
+def test_wide_tables_scroll_in_their_own_box(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(800, 1000)
+    try:
+        browser.get(server + "cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.45.5/transformers-5.24.0/")
+        wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "article table:not([class])"))
+        table = next(t for t in browser.find_elements(By.CSS_SELECTOR, "article table:not([class])")
+                     if "Error or reason" in t.text)  # the Results table, twelve columns
+        box = browser.execute_script("return arguments[0].closest('.md-typeset__scrollwrap')", table)
+        assert browser.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", box)
+        assert browser.execute_script("return getComputedStyle(arguments[0]).overflowX", box) == "auto"
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        shoot(browser, tmp_path, "cell-failing.png")
+        browser.get(server + "errors/bnb-too-old/")
+        wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "article h1"))
+        shoot(browser, tmp_path, "error-page.png")
+        browser.get(server + "cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.47.0/transformers-5.24.0/badge.svg")
+        shoot(browser, tmp_path, "badge.png")
+    finally:
+        browser.set_window_size(1400, 1000)
+
+
+def test_home_grid_above_the_fold_at_400px(browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(400, 800)
+    try:
+        browser.get(server)
+        grid = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "table.heatmap"))
+        top = browser.execute_script("return arguments[0].getBoundingClientRect().top", grid)
+        assert top < browser.execute_script("return window.innerHeight") - 60, top  # its first row shows
+        shoot(browser, tmp_path, "home-400.png")
+    finally:
+        browser.set_window_size(1400, 1000)

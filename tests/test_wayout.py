@@ -198,7 +198,7 @@ def test_failing_cell_page_says_why_and_the_way_out_first(wide_site):
     assert "fails transformers 5 needs bitsandbytes >= 0.46.1" in first
     assert "one version changed: bitsandbytes 0.46.1 works; transformers 4.57.6 works." in first
     html = (wide_site / path("2.13.0+cpu", "0.45.5", "5.24.0") / "index.html").read_text(encoding="utf-8")
-    assert 'class="why"' in html and 'href="../../bnb-0.46.1/transformers-5.24.0/"' in html
+    assert 'class="why"' in html and 'href="../../bnb-0.46.1/transformers-5.24.0/index.html"' in html
 
 
 def test_home_grid_tooltips_and_a_look_of_their_own_for_install_verdicts(wide_site):
@@ -231,7 +231,7 @@ def test_error_page_leads_with_measured_cells_and_way_out_then_cause_then_messag
     where = "cpu-x86_64, torch 2.13.0+cpu, transformers 5.24.0"
     assert f"bitsandbytes >= 0.46.1 passed where it failed with {where}" in seen
     html = (wide_site / urls.error_path("bnb-too-old") / "index.html").read_text(encoding="utf-8")
-    assert 'href="../../cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.46.1/transformers-5.24.0/"' in html
+    assert 'href="../../cells/cpu-x86-64/torch-2.13.0-cpu/bnb-0.46.1/transformers-5.24.0/index.html"' in html
     assert seen.index("Measured in") < seen.index("Cause") < seen.index("Fixes") < seen.index("What you see")
 
 
