@@ -23,7 +23,9 @@ import pandas as pd  # noqa: E402
 
 from matrix.aggregate import version_key  # noqa: E402
 
-plt.rcParams.update({"svg.hashsalt": "bnb-matrix", "svg.fonttype": "none", "font.size": 9,
+# text.parse_math off: labels come from records, and "$x^$" in a recipe name must print as itself, not as (broken) math
+plt.rcParams.update({"svg.hashsalt": "bnb-matrix", "svg.fonttype": "none", "font.size": 9, "text.parse_math": False,
+                     "text.usetex": False,
                      "axes.spines.top": False, "axes.spines.right": False})
 OUTCOME_MARKERS = {"pass": ("o", "#2e7d32"), "fail": ("X", "#c62828"), "crash": ("X", "#6a1b9a"),
                    "timeout": ("X", "#ef6c00")}
