@@ -8,6 +8,7 @@ depend on file or line order and aggregating twice gives the same frames.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -19,7 +20,8 @@ import pandas as pd
 from packaging.version import InvalidVersion, Version
 
 from matrix import signatures, urls
-from matrix.records import Record, read_results
+from matrix import records as records_io
+from matrix.records import Record
 
 CELL = ["runner", "torch", "bnb", "transformers"]
 KEY = CELL + ["recipe", "shape", "budget"]
@@ -142,8 +144,27 @@ def record_row(record: Record, classify: Callable[[Record], str | None] | None =
     row["signature"] = signature or ""
     found = find_warnings(record.stderr_tail) if find_warnings and record.outcome == "pass" else []
     row["warnings"] = " ".join(sorted(set(found)))
-    row["_order"] = _record_json(record)
+    # a digest, not the JSON itself: it only breaks ties and finds exact duplicates, and the text cost a copy of
+    # every record in memory
+    row["_order"] = hashlib.sha256(_record_json(record).encode()).hexdigest()
     return row
+
+
+def _columns(rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows -> one list per column (NaN where a row lacks the key, as pandas does for a list of dicts), built as
+    the rows stream in: holding every row's dict at once took most of the memory of a big aggregation."""
+    columns: dict[str, list[Any]] = {}
+    count = 0
+    for row in rows:
+        for key, value in row.items():
+            column = columns.setdefault(key, [])
+            if len(column) < count:
+                column.extend([float("nan")] * (count - len(column)))
+            column.append(value)
+        count += 1
+    for column in columns.values():
+        column.extend([float("nan")] * (count - len(column)))
+    return columns
 
 
 def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | None = None,
@@ -153,8 +174,7 @@ def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | N
     Exact duplicate records count once. Returns the frame and the problems found (duplicates, bad timestamps).
     """
     problems: list[str] = []
-    rows = [record_row(r, classify, find_warnings) for r in records]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(_columns(record_row(r, classify, find_warnings) for r in records))
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS + ["_order"])
     for column in BASE_COLUMNS:
@@ -321,25 +341,45 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:
     """Read every results/**/*.jsonl and aggregate. Malformed lines are skipped and reported (file:line) in
     `problems` and, with `warn`, printed as warnings on stderr. Raises ResultsError if the dir is missing."""
-    records, problems = read_results(Path(results_dir))
-    agg = aggregate(records, problems, recipes, baseline=baseline)
+    problems: list[records_io.RecordProblem] = []
+    good = records_io.iter_results(Path(results_dir), problems)  # streamed: a record is dropped once it is a row
+    agg = aggregate(good, problems, recipes, baseline=baseline)  # `problems` is filled by the time it is read
     if warn:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)
     return agg
 
 
+EXPORT_TEXT_LIMIT = 2000  # characters of an error message or stderr tail in the exports (the records keep 8,000)
+EXPORT_CHUNK = 5000  # rows serialised at a time
+
+
 def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The tidy frame as published: internal columns dropped, timestamps as given in the records."""
-    return frame.drop(columns=["time"], errors="ignore")
+    """The tidy frame as published: internal columns dropped, timestamps as given in the records, messages and
+    stderr tails cut to EXPORT_TEXT_LIMIT characters (head and tail; the full text is in results/*.jsonl)."""
+    out = frame.drop(columns=["time"], errors="ignore")
+    for column in ("error_message", "stderr_tail"):
+        out[column] = [records_io.head_and_tail(t, EXPORT_TEXT_LIMIT) if isinstance(t, str) else t
+                       for t in out[column]]
+    return out
+
+
+def _json_rows(frame: pd.DataFrame) -> bytes:
+    """The frame as a JSON array, one record per line, serialised a chunk of rows at a time: the whole frame as
+    Python objects, then as one string, took several times the size of the file in memory."""
+    parts = [b"["]
+    for start in range(0, len(frame), EXPORT_CHUNK):
+        text = frame.iloc[start:start + EXPORT_CHUNK].to_json(orient="records", lines=True, double_precision=10)
+        parts.append((("," if start else "") + "\n" + ",\n".join(text.rstrip("\n").split("\n"))).encode())
+    parts.append(b"\n]\n")
+    return b"".join(parts)
 
 
 def exports(agg: Aggregate) -> dict[str, bytes]:
-    """The files published under /data/: results.csv and results.json (tidy records) and matrix.json (a verdict
-    per cell with its URL). Deterministic bytes for the same records."""
+    """The files published under /data/: results.csv and results.json (tidy records, one per line) and matrix.json
+    (a verdict per cell with its URL). Deterministic bytes for the same records."""
     tidy_frame = export_frame(agg.frame)
     csv = tidy_frame.to_csv(index=False, lineterminator="\n", float_format="%.6g")
-    records = json.loads(tidy_frame.to_json(orient="records", double_precision=10))
     cells = []
     for row in agg.verdicts.to_dict(orient="records"):
         row["fixes"] = row["fixes"].split() if row["fixes"] else []
@@ -351,4 +391,4 @@ def exports(agg: Aggregate) -> dict[str, bytes]:
     def dump(data: Any) -> bytes:
         return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
 
-    return {"results.csv": csv.encode("utf-8"), "results.json": dump(records), "matrix.json": dump(matrix)}
+    return {"results.csv": csv.encode("utf-8"), "results.json": _json_rows(tidy_frame), "matrix.json": dump(matrix)}

@@ -303,23 +303,27 @@ def result_files(results_dir: Path) -> list[Path]:
     return sorted(p for p in results_dir.rglob("*.jsonl") if p.is_file())
 
 
-def read_results(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
-    """All records below `results_dir` plus the problems found; raises ResultsError if the dir is unusable."""
+def iter_results(results_dir: Path, problems: list[RecordProblem]) -> Iterator[Record]:
+    """Every good record below `results_dir`, one at a time (files sorted, then by line); each bad line's
+    RecordProblem is appended to `problems`. Raises ResultsError if the dir is unusable."""
     from matrix.errors import ResultsError
 
     if not results_dir.is_dir():
         raise ResultsError(str(results_dir), "results directory does not exist",
                            "pass --results DIR pointing at a folder of *.jsonl files, or run a probe first")
-    records: list[Record] = []
-    problems: list[RecordProblem] = []
     shared: dict[str, str] = {}  # equal messages and stderr tails (a failure re-measured) share one string
     for path in result_files(results_dir):
         for item in iter_file(path, shared):
             if isinstance(item, RecordProblem):
                 problems.append(item)
             else:
-                records.append(item)
-    return records, problems
+                yield item
+
+
+def read_results(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
+    """All records below `results_dir` plus the problems found; raises ResultsError if the dir is unusable."""
+    problems: list[RecordProblem] = []
+    return list(iter_results(results_dir, problems)), problems
 
 
 def append(path: Path, record: Record) -> None:
