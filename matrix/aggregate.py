@@ -9,6 +9,7 @@ depend on file or line order and aggregating twice gives the same frames.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -351,7 +352,7 @@ def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, base
 
 
 EXPORT_TEXT_LIMIT = 2000  # characters of an error message or stderr tail in the exports (the records keep 8,000)
-EXPORT_CHUNK = 5000  # rows serialised at a time
+EXPORT_CHUNK = 1000  # rows serialised at a time
 
 
 def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -365,21 +366,24 @@ def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _json_rows(frame: pd.DataFrame) -> bytes:
-    """The frame as a JSON array, one record per line, serialised a chunk of rows at a time: the whole frame as
-    Python objects, then as one string, took several times the size of the file in memory."""
-    parts = [b"["]
+    """The frame as a JSON array, one record per line, serialised a chunk of rows at a time into one buffer
+    (BytesIO.getvalue() hands its buffer over without a copy): the whole frame as Python objects, then as one
+    string, took several times the size of the file in memory."""
+    out = io.BytesIO()
+    out.write(b"[")
     for start in range(0, len(frame), EXPORT_CHUNK):
         text = frame.iloc[start:start + EXPORT_CHUNK].to_json(orient="records", lines=True, double_precision=10)
-        parts.append((("," if start else "") + "\n" + ",\n".join(text.rstrip("\n").split("\n"))).encode())
-    parts.append(b"\n]\n")
-    return b"".join(parts)
+        out.write((("," if start else "") + "\n" + ",\n".join(text.rstrip("\n").split("\n"))).encode())
+    out.write(b"\n]\n")
+    return out.getvalue()
 
 
 def exports(agg: Aggregate) -> dict[str, bytes]:
     """The files published under /data/: results.csv and results.json (tidy records, one per line) and matrix.json
     (a verdict per cell with its URL). Deterministic bytes for the same records."""
     tidy_frame = export_frame(agg.frame)
-    csv = tidy_frame.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+    csv = io.BytesIO()  # written in chunks of rows, no whole-file string
+    tidy_frame.to_csv(csv, index=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
     cells = []
     for row in agg.verdicts.to_dict(orient="records"):
         row["fixes"] = row["fixes"].split() if row["fixes"] else []
@@ -391,4 +395,4 @@ def exports(agg: Aggregate) -> dict[str, bytes]:
     def dump(data: Any) -> bytes:
         return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
 
-    return {"results.csv": csv.encode("utf-8"), "results.json": _json_rows(tidy_frame), "matrix.json": dump(matrix)}
+    return {"results.csv": csv.getvalue(), "results.json": _json_rows(tidy_frame), "matrix.json": dump(matrix)}

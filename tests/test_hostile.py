@@ -231,10 +231,26 @@ def test_no_hostile_page_runs_script_in_a_browser(unvalidated_site):
             state = driver.execute_script(
                 "return [window.__alerts, typeof window.__evil17, document.title,"
                 " Array.from(document.scripts).filter(s => s.text.includes('__evil17')).length,"
-                " document.querySelectorAll('[onclick],[onerror],[onmouseover],a[href^=\"javascript:window\"]').length]")
+                " Array.from(document.querySelectorAll('*')).filter(e => Array.from(e.attributes).some(a =>"
+                "   (a.name.startsWith('on') || a.value.startsWith('javascript:window'))"
+                "   && a.value.includes('__evil17'))).length]")
             assert state[0] == 0 and state[1] == "undefined", (page, state)
             assert state[3] == 0 and state[4] == 0, (page, state)
     finally:
         driver.quit()
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_50_mb_message_reaches_the_exports_capped(tmp_path):
+    from matrix import aggregate
+
+    message = "ROOT " + "m" * 50_000_000 + " END"
+    write_lines(tmp_path / "r.jsonl", [good(), hostile(error_message=message, run_id="huge")])
+    agg = aggregate.load(tmp_path, warn=False)
+    files = aggregate.exports(agg)
+    rows = json.loads(files["results.json"])
+    assert len(rows) == 2 and len(files["results.json"]) + len(files["results.csv"]) < 100_000
+    for row in rows:
+        assert len(row["error_message"]) <= aggregate.EXPORT_TEXT_LIMIT + 100
+    assert any(r["error_message"].startswith("ROOT") and r["error_message"].endswith("END") for r in rows)
