@@ -173,10 +173,13 @@ def check_fields(kwargs: dict[str, Any], where: str) -> None:
         _value(kwargs.get(name, ""), f"'{name}'", where)
 
 
-def from_dict(data: Any, where: str = "<record>", shared: dict[str, str] | None = None) -> Record:
+def from_dict(data: Any, where: str = "<record>", shared: dict[str, str] | None = None,
+              untrusted: bool = False) -> Record:
     """Validate one decoded JSON object into a Record, or raise RecordProblem naming `where`. Free text (error
     message, stderr, skip reason) is cut to TEXT_LIMIT characters, head and tail; `shared` (a dict kept across one
-    read) lets equal texts of many records share one string."""
+    read) lets equal texts of many records share one string. `untrusted` (reading results files) adds
+    `check_fields`: writers make records from our own axes and measurements, and refusing one there would lose a
+    measurement, so a bad name is caught where records are read, reported with file:line, the line kept to mend."""
     if not isinstance(data, dict):
         raise RecordProblem(where, f"expected a JSON object, got {type(data).__name__}")
     schema = data.get("schema", SCHEMA_VERSION)
@@ -205,7 +208,8 @@ def from_dict(data: Any, where: str = "<record>", shared: dict[str, str] | None 
     code = kwargs.get("exit_code")
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
         raise RecordProblem(where, f"'exit_code' must be an integer or null, got {code!r}")
-    check_fields(kwargs, where)
+    if untrusted:
+        check_fields(kwargs, where)
     for name in _TEXT_FIELDS:
         if name in kwargs:
             text = head_and_tail(kwargs[name], TEXT_LIMIT)
@@ -253,13 +257,13 @@ def failure(base: dict[str, Any], runner: dict[str, Any], recipe: str, shape: st
 
 
 def parse_line(line: str | bytes, where: str, shared: dict[str, str] | None = None) -> Record:
-    """Parse one JSON line; RecordProblem names `where` on any defect."""
+    """Parse one untrusted JSON line (see from_dict); RecordProblem names `where` on any defect."""
     try:
         data = json.loads(line)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise RecordProblem(where, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); "
                                    "a run may have been cut off mid-write, delete or repair the line") from None
-    return from_dict(data, where, shared)
+    return from_dict(data, where, shared, untrusted=True)
 
 
 def iter_file(path: Path, shared: dict[str, str] | None = None) -> Iterator[Record | RecordProblem]:
