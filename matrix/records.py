@@ -110,7 +110,10 @@ def _identifier(value: Any, name: str, where: str, pattern: re.Pattern[str] = ID
     if empty and value == "":
         return
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
+        if not isinstance(value, str):
+            shown = f"of type {type(value).__name__}"
+        else:
+            shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}... ({len(value)} characters)"
         raise _fail(where, f"{name} {shown} is not a valid name (allowed: {pattern.pattern})")
 
 
