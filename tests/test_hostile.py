@@ -254,3 +254,11 @@ def test_a_50_mb_message_reaches_the_exports_capped(tmp_path):
     for row in rows:
         assert len(row["error_message"]) <= aggregate.EXPORT_TEXT_LIMIT + 100
     assert any(r["error_message"].startswith("ROOT") and r["error_message"].endswith("END") for r in rows)
+
+
+def test_our_own_runner_slugs_pass_the_read_check():
+    from matrix import runner
+
+    for names in (["NVIDIA H100 80GB HBM3"], ["NVIDIA A100-SXM4-40GB"] * 2, ["Quadro (ES)/X <b>"], ["é" * 100]):
+        assert records.RUNNER_SLUG.fullmatch(runner.slug(names, "8.6")), names
+    assert records.RUNNER_SLUG.fullmatch(runner.slug([], machine="x86_64"))
