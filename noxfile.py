@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ SETTINGS = settings.from_env(os.environ)  # the only place nox reads BNB_MATRIX_
 try:
     AXES = load_axes(SETTINGS.axes)
     PROFILE = pick_profile(AXES, SETTINGS.profile)
+    # the run id names the results file, so it must not lead out of the results folder (`../x`)
+    measure.check_run_id(SETTINGS.run_id)
 except UserError as exc:  # one line, no traceback, non-zero exit
     sys.exit(f"bnb-matrix: {exc.line()}")
 
@@ -80,16 +83,27 @@ def probe(session: nox.Session, torch: str, bnb: str) -> None:
         session.error(exc.line())
 
 
+def sigterm_stops_children() -> None:
+    """SIGTERM raises KeyboardInterrupt in nox, as Ctrl-C does, so nox stops the command it runs (SIGINT, then
+    SIGTERM) instead of dying and leaving `python -m matrix site` (and its mkdocs) running on, holding the port."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @nox.session
 def site(session: nox.Session) -> None:
     """Aggregate results/ and build the static site into public/ (mkdocs build --strict)."""
+    sigterm_stops_children()
     session.install("-e", ".")
     session.run("python", "-m", "matrix", "site", "--results", str(RESULTS), *session.posargs)
 
 
 @nox.session
 def serve(session: nox.Session) -> None:
-    """Preview the site locally (mkdocs serve) after generating its pages."""
+    """Preview the site locally (mkdocs serve) after generating its pages (`-- --dev-addr 127.0.0.1:8001`)."""
+    sigterm_stops_children()
     session.install("-e", ".")
     session.run("python", "-m", "matrix", "site", "--results", str(RESULTS), "--serve", *session.posargs)
 
@@ -105,3 +119,10 @@ def clean(session: nox.Session) -> None:
     """Remove generated pages and the built site (never results/)."""
     for path in (ROOT / "public", ROOT / "site" / "generated"):
         shutil.rmtree(path, ignore_errors=True)
+
+
+@nox.session
+def binaries(session: nox.Session) -> None:
+    """Read every bitsandbytes wheel and torch build not yet in results/binaries/ (CPU only, cached by sha256)."""
+    session.install("-e", ".[binaries]")
+    session.run("python", "-m", "matrix.wheels", *session.posargs)

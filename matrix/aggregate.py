@@ -20,14 +20,16 @@ from typing import Any
 import pandas as pd
 from packaging.version import InvalidVersion, Version
 
-from matrix import signatures, urls
-from matrix import records as records_io
+from matrix import records as records_io, signatures, urls
 from matrix.records import Record
 
 CELL = ["runner", "torch", "bnb", "transformers"]
 KEY = CELL + ["recipe", "shape", "budget"]
 FAILED = ("fail", "crash", "timeout")
-VERDICTS = ("works", "works-with-fix", "fails", "not-measured")
+VERDICTS = ("works", "works-with-fix", "fails", "not-installable", "not-available", "not-measured")
+# A cell whose every install failed this way is not a bitsandbytes failure but a verdict of its own.
+INSTALL_VERDICTS = {"ResolutionImpossible": "not-installable", "NoMatchingDistribution": "not-available"}
+NOT_RESULTS = ("NetworkError",)  # install failures that say nothing about the cell: they never decide a verdict
 
 # Columns every frame has, in this order; keys found in the records' nested groups follow, sorted.
 BASE_COLUMNS = [
@@ -51,6 +53,7 @@ class Aggregate:
               (the baseline's columns are called plain_*, whatever the baseline's name).
     effects:  one row per recipe != baseline: counts of each change and median deltas where both passed.
     problems: 'file:line: what' for every line that could not be used (and other data defects).
+    releases: the PyPI snapshot `discover` left in the results dir (None when it never ran).
     """
 
     frame: pd.DataFrame
@@ -59,6 +62,7 @@ class Aggregate:
     pairs: pd.DataFrame
     effects: pd.DataFrame
     problems: tuple[str, ...]
+    releases: dict[str, Any] | None = None
 
 
 def version_key(text: Any) -> tuple:
@@ -145,24 +149,21 @@ def record_row(record: Record, classify: Callable[[Record], str | None] | None =
     row["signature"] = signature or ""
     found = find_warnings(record.stderr_tail) if find_warnings and record.outcome == "pass" else []
     row["warnings"] = " ".join(sorted(set(found)))
-    # a digest, not the JSON itself: it only breaks ties and finds exact duplicates, and the text cost a copy of
-    # every record in memory
+    # a digest, not the JSON: it only breaks ties and finds duplicates, and the text was a copy of every record
     row["_order"] = hashlib.sha256(_record_json(record).encode()).hexdigest()
     return row
 
 
 def _columns(rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Rows -> one list per column (NaN where a row lacks the key, as pandas does for a list of dicts), built as
-    the rows stream in: holding every row's dict at once took most of the memory of a big aggregation."""
+    """Rows -> a list per column (NaN where a row lacks the key, as for a list of dicts), as the rows stream in."""
     columns: dict[str, list[Any]] = {}
     count = 0
-    for row in rows:
+    for count, row in enumerate(rows, start=1):
         for key, value in row.items():
             column = columns.setdefault(key, [])
-            if len(column) < count:
-                column.extend([float("nan")] * (count - len(column)))
+            if len(column) < count - 1:
+                column.extend([float("nan")] * (count - 1 - len(column)))
             column.append(value)
-        count += 1
     for column in columns.values():
         column.extend([float("nan")] * (count - len(column)))
     return columns
@@ -214,6 +215,9 @@ def _cell_verdict(rows: pd.DataFrame, baseline: str) -> tuple[str, list[str], li
     if rows.empty:
         return "not-measured", [], []
     shapes = sorted(rows["shape"].unique())
+    if (rows["stage"] == "install").all():
+        kinds = {INSTALL_VERDICTS.get(str(t), "fails") for t in rows["error_type"]}
+        return (kinds.pop() if len(kinds) == 1 else "fails"), [], shapes
     passing = {s: set(rows[(rows["shape"] == s) & (rows["outcome"] == "pass")]["recipe"]) for s in shapes}
     if all(baseline in passing[s] for s in shapes):
         return "works", [], shapes
@@ -230,10 +234,16 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
+def is_result(frame: pd.DataFrame) -> pd.Series:
+    """Which records are results: all but install failures of NOT_RESULTS kinds (the network was down)."""
+    return ~((frame["stage"] == "install") & frame["error_type"].isin(NOT_RESULTS))
+
+
 def cell_verdicts(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-measured'), fixes (recipes that made
-    the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card shapes the
-    verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
+    """One row per cell: verdict ('works', 'works-with-fix', 'fails', 'not-installable' when the resolver refused
+    the versions together, 'not-available' when one has no installable file here, 'not-measured'), fixes (recipes
+    that made the failing shapes pass; all of them pass on every such shape when one exists), shapes (whole-card
+    shapes the verdict rests on), records, runs, first seen, last measured, runner facts and the cell page's path."""
     columns = CELL + ["verdict", "fixes", "shapes", "records", "runs", "first_seen", "last_measured",
                       "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
     out = []
@@ -273,7 +283,7 @@ DELTAS = {"load_peak_mib": "mem_gpu_load_peak_mib", "forward_peak_mib": "mem_gpu
 def fix_pairs(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Pair every recipe's latest result with the baseline's in the same cell, shape and budget (skips left out).
     Deltas (recipe minus baseline) of load-peak, forward-peak GPU memory and load time are set where both passed."""
-    measured = latest[latest["outcome"] != "skip"]
+    measured = latest[(latest["outcome"] != "skip") & (latest["stage"] != "install")]  # a recipe can't mend an install
     keep = KEY + ["outcome", "signature", "last_seen"] + list(DELTAS.values())
     plain = measured[measured["recipe"] == baseline][keep].drop(columns="recipe")
     other = measured[measured["recipe"] != baseline][keep + ["cell_path"]]
@@ -319,12 +329,13 @@ def fix_effects(pairs: pd.DataFrame, baseline: str, recipes: Iterable[str] = ())
 def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipes: Iterable[str] = (),
               classify: Callable[[Record], str | None] | None = None,
               find_warnings: Callable[[str], list[str]] | None = None,
-              use_signatures: bool = True, baseline: str | None = None) -> Aggregate:
+              use_signatures: bool = True, baseline: str | None = None,
+              releases: dict[str, Any] | None = None) -> Aggregate:
     """Build every aggregate from records. `problems` (e.g. RecordProblem from reading) are carried along as text
     in the order read (files sorted, then by line); `recipes` adds recipes with no records yet to the effects
     table. Signatures come from matrix.signatures unless `classify`/`find_warnings` are given or `use_signatures`
     is False. `baseline` is the recipe the others are compared against (default: the one the default axes file
-    names)."""
+    names). `releases` is the PyPI snapshot of the results dir (`matrix.discover.read_snapshot`), carried along."""
     if baseline is None:
         from matrix.axes import load_axes
 
@@ -332,19 +343,22 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
     if use_signatures and classify is None and find_warnings is None:
         classify, find_warnings = _signature_functions()
     frame, own = tidy(records, classify, find_warnings)
-    latest = latest_with_history(frame)
+    latest = latest_with_history(frame[is_result(frame)])
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
                      effects=fix_effects(pairs, baseline, recipes),
-                     problems=tuple(str(p) for p in problems) + tuple(own))
+                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases)
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:
     """Read every results/**/*.jsonl and aggregate. Malformed lines are skipped and reported (file:line) in
     `problems` and, with `warn`, printed as warnings on stderr. Raises ResultsError if the dir is missing."""
+    from matrix.discover import read_snapshot
+
     problems: list[records_io.RecordProblem] = []
     good = records_io.iter_results(Path(results_dir), problems)  # streamed: a record is dropped once it is a row
-    agg = aggregate(good, problems, recipes, baseline=baseline)  # `problems` is filled by the time it is read
+    agg = aggregate(good, problems, recipes, baseline=baseline,  # `problems` is filled by the time it is read
+                    releases=read_snapshot(Path(results_dir)))
     if warn:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)
@@ -352,12 +366,10 @@ def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, base
 
 
 EXPORT_TEXT_LIMIT = 2000  # characters of an error message or stderr tail in the exports (the records keep 8,000)
-EXPORT_CHUNK = 1000  # rows serialised at a time
 
 
 def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The tidy frame as published: internal columns dropped, timestamps as given in the records, messages and
-    stderr tails cut to EXPORT_TEXT_LIMIT characters (head and tail; the full text is in results/*.jsonl)."""
+    """The tidy frame as published: no internal columns, timestamps as recorded, texts cut (head and tail)."""
     out = frame.drop(columns=["time"], errors="ignore")
     for column in ("error_message", "stderr_tail"):
         out[column] = [records_io.head_and_tail(t, EXPORT_TEXT_LIMIT) if isinstance(t, str) else t
@@ -365,34 +377,24 @@ def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _json_rows(frame: pd.DataFrame) -> bytes:
-    """The frame as a JSON array, one record per line, serialised a chunk of rows at a time into one buffer
-    (BytesIO.getvalue() hands its buffer over without a copy): the whole frame as Python objects, then as one
-    string, took several times the size of the file in memory."""
+def _json_rows(frame: pd.DataFrame, chunk: int = 1000) -> bytes:
+    """The frame as a JSON array, a record per line, a chunk of rows at a time into one buffer (no copy at the end)."""
     out = io.BytesIO()
     out.write(b"[")
-    for start in range(0, len(frame), EXPORT_CHUNK):
-        text = frame.iloc[start:start + EXPORT_CHUNK].to_json(orient="records", lines=True, double_precision=10)
-        out.write((("," if start else "") + "\n" + ",\n".join(text.rstrip("\n").split("\n"))).encode())
+    for start in range(0, len(frame), chunk):
+        text = frame.iloc[start:start + chunk].to_json(orient="records", lines=True, double_precision=10)
+        out.write((("," if start else "") + "\n" + text.rstrip("\n").replace("\n", ",\n")).encode())
     out.write(b"\n]\n")
     return out.getvalue()
 
 
 def exports(agg: Aggregate) -> dict[str, bytes]:
-    """The files published under /data/: results.csv and results.json (tidy records, one per line) and matrix.json
-    (a verdict per cell with its URL). Deterministic bytes for the same records."""
+    """The files under /data/: results.csv, results.json (a tidy record per line), matrix.json (cell verdicts)."""
     tidy_frame = export_frame(agg.frame)
     csv = io.BytesIO()  # written in chunks of rows, no whole-file string
     tidy_frame.to_csv(csv, index=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
-    cells = []
-    for row in agg.verdicts.to_dict(orient="records"):
-        row["fixes"] = row["fixes"].split() if row["fixes"] else []
-        row["shapes"] = row["shapes"].split() if row["shapes"] else []
-        row["url"] = urls.absolute(row["cell_path"])
-        cells.append(row)
+    cells = [dict(row, fixes=row["fixes"].split(), shapes=row["shapes"].split(), url=urls.absolute(row["cell_path"]))
+             for row in agg.verdicts.to_dict(orient="records")]
     matrix = {"schema": 1, "cells": cells, "verdicts": list(VERDICTS)}
-
-    def dump(data: Any) -> bytes:
-        return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
-
-    return {"results.csv": csv.getvalue(), "results.json": _json_rows(tidy_frame), "matrix.json": dump(matrix)}
+    matrix_json = json.dumps(matrix, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n"
+    return {"results.csv": csv.getvalue(), "results.json": _json_rows(tidy_frame), "matrix.json": matrix_json.encode()}

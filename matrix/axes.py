@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import tomllib
 from packaging.version import InvalidVersion, Version
 
 from matrix import runner
@@ -103,9 +105,26 @@ class Axes:
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
-            raise AxesError(f"{self.path}: profiles", f"no profile named {name!r}",
+            raise AxesError(f"{self.path}: profiles", f"no profile named {name!r}" + did_you_mean(name, self.profiles),
                             f"allowed: {', '.join(self.profiles)}")
         return self.profiles[name]
+
+
+# What BitsAndBytesConfig takes (transformers), with the TOML types that can hold it; dtypes are strings such as
+# "torch.bfloat16", which the probe turns into torch objects.
+BNB_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "load_in_4bit": (bool,), "load_in_8bit": (bool,), "llm_int8_threshold": (int, float),
+    "llm_int8_skip_modules": (list,), "llm_int8_enable_fp32_cpu_offload": (bool,), "llm_int8_has_fp16_weight": (bool,),
+    "bnb_4bit_compute_dtype": (str,), "bnb_4bit_quant_type": (str,), "bnb_4bit_use_double_quant": (bool,),
+    "bnb_4bit_quant_storage": (str,),
+}
+_QUANT_TYPES = ("nf4", "fp4")
+
+
+def did_you_mean(word: str, allowed: Any) -> str:
+    """' (did you mean 'x'?)' for the closest allowed word, '' when none is close."""
+    close = get_close_matches(word, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 _SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -129,7 +148,8 @@ class _Reader:
     def keys(self, data: dict[str, Any], key: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
         for k in data:
             if k not in required + optional:
-                raise self.fail(f"{key}.{k}", "unknown key", ", ".join(required + optional))
+                raise self.fail(f"{key}.{k}", "unknown key" + did_you_mean(k, required + optional),
+                                ", ".join(required + optional))
         for k in required:
             if k not in data:
                 raise self.fail(f"{key}.{k}", "missing", f"{key} needs {', '.join(required)}")
@@ -139,6 +159,31 @@ class _Reader:
         if not isinstance(value, str) or (default is None and not value.strip()):
             raise self.fail(f"{key}.{name}", f"must be a non-empty string, got {value!r}", "a quoted string")
         return value
+
+    def url(self, data: dict[str, Any], key: str, name: str) -> str:
+        value = self.string(data, key, name, "")
+        parts = urlsplit(value)
+        if value and (value != value.strip() or parts.scheme not in ("http", "https") or not parts.netloc):
+            raise self.fail(f"{key}.{name}", f"{value!r} is not an http(s) URL",
+                            '"https://download.pytorch.org/whl/cu128" or leave it out')
+        return value
+
+    def bnb_config(self, data: Any, key: str) -> dict[str, Any]:
+        config = self.table(data, key)
+        for name, value in config.items():
+            if name not in BNB_CONFIG_TYPES:
+                raise self.fail(f"{key}.{name}", "is not a BitsAndBytesConfig argument" + did_you_mean(
+                    name, BNB_CONFIG_TYPES), ", ".join(BNB_CONFIG_TYPES))
+            types = BNB_CONFIG_TYPES[name]
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                kind = " or ".join("true/false" if t is bool else t.__name__ for t in types)
+                raise self.fail(f"{key}.{name}", f"must be {kind}, got {value!r}", f"a TOML {kind}")
+            if name == "bnb_4bit_quant_type" and value not in _QUANT_TYPES:
+                raise self.fail(f"{key}.{name}", f"is {value!r}", ", ".join(_QUANT_TYPES))
+            if name == "llm_int8_skip_modules" and not (isinstance(value, list)
+                                                        and all(isinstance(v, str) for v in value)):
+                raise self.fail(f"{key}.{name}", f"must be a list of module names, got {value!r}", '["lm_head"]')
+        return config
 
     def strings(self, data: dict[str, Any], key: str, name: str, known: dict[str, Any] | None = None,
                 versions: bool = False, allow_empty: bool = False) -> tuple[str, ...]:
@@ -153,8 +198,11 @@ class _Reader:
             if item in seen:
                 raise self.fail(f"{where}[{i}]", f"duplicate {item!r}", "each entry once")
             seen.add(item)
+            if item != item.strip() or not item:
+                raise self.fail(f"{where}[{i}]", f"{item!r} has spaces around it or is empty", "the bare name")
             if known is not None and item not in known:
-                raise self.fail(f"{where}[{i}]", f"unknown {item!r}", ", ".join(known) or "(none defined)")
+                raise self.fail(f"{where}[{i}]", f"unknown {item!r}" + did_you_mean(item, known),
+                                ", ".join(known) or "(none defined)")
             if versions and item != "system":
                 try:
                     Version(item)
@@ -171,6 +219,9 @@ def load_axes(path: Path | str | None = None) -> Axes:
     except FileNotFoundError:
         raise AxesError(str(path), "axes file not found",
                         "pass an existing TOML file or omit it for the default") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise AxesError(str(path), f"axes file cannot be read ({exc.strerror or exc})",
+                        "pass a readable TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AxesError(str(path), f"not valid TOML: {exc}", "fix the syntax at that line") from None
     return parse_axes(data, path)
@@ -190,6 +241,8 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
         r.keys(t, key, ("version", "variant"), ("index_url", "find_links", "pypi"))
         version = r.string(t, key, "version")
         try:
+            if version != version.strip():
+                raise InvalidVersion(version)
             Version(version)
         except InvalidVersion:
             raise r.fail(f"{key}.version", f"{version!r} is not a version", "PEP 440, e.g. 2.13.0") from None
@@ -197,7 +250,7 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
         if not isinstance(pypi, bool):
             raise r.fail(f"{key}.pypi", f"must be true or false, got {pypi!r}", "true for PyPI's default wheel")
         builds[name] = TorchBuild(name, version, r.string(t, key, "variant"),
-                                  r.string(t, key, "index_url", ""), r.string(t, key, "find_links", ""), pypi)
+                                  r.url(t, key, "index_url"), r.string(t, key, "find_links", ""), pypi)
 
     recipes = {}
     for name, t in r.table(data["recipes"], "recipes").items():
@@ -211,7 +264,7 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
         if requires not in ("", "gpu"):
             raise r.fail(f"{key}.requires", f"is {requires!r}", '"gpu" or leave it out')
         recipes[name] = Recipe(name, r.string(t, key, "title"), r.string(t, key, "description"),
-                               r.string(t, key, "claim", ""), r.table(t["bnb_config"], f"{key}.bnb_config"),
+                               r.string(t, key, "claim", ""), r.bnb_config(t["bnb_config"], f"{key}.bnb_config"),
                                r.table(t.get("from_pretrained", {}), f"{key}.from_pretrained"), env, requires)
 
     shapes = {}

@@ -6,6 +6,7 @@ A `UserError` (bad input the user can mend) prints one line and exits with its c
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ def _site(args: argparse.Namespace) -> int:
     if args.serve:
         from matrix.sitebuild import serve_site
 
-        serve_site(Path(args.results), axes_path=args.settings.axes)
+        serve_site(Path(args.results), dev_addr=args.dev_addr, axes_path=args.settings.axes)
         return 0
     report = build_site(Path(args.results), Path(args.out), strict=not args.no_strict, axes_path=args.settings.axes)
     print(report)
@@ -31,7 +32,12 @@ def _site(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from matrix.explain import run_explain
 
-    text = " ".join(args.text) if args.text else sys.stdin.read()
+    if args.text:
+        text = " ".join(args.text)
+    else:  # bytes, so a non-UTF-8 paste is read (undecodable bytes become U+FFFD) instead of failing
+        text = sys.stdin.buffer.read().decode("utf-8", "replace") if sys.stdin is not None else ""
+    if not text.strip():
+        raise UserError("explain", "no input", "paste a traceback on stdin, or pass the error text as arguments")
     return run_explain(text, as_json=args.json)
 
 
@@ -82,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--out", default="public", help="where the built site goes (default: public)")
     site.add_argument("--no-strict", action="store_true", help="do not pass --strict to mkdocs")
     site.add_argument("--serve", action="store_true", help="generate pages, then run mkdocs serve")
+    site.add_argument("--dev-addr", default="127.0.0.1:8000", help="host:port for --serve (default: 127.0.0.1:8000)")
     site.set_defaults(func=_site)
 
     explain = sub.add_parser("explain", help="map an error text or pasted traceback to its signature page")
@@ -110,11 +117,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flush_stdout() -> int:
+    """Flush stdout now, so a full disk or closed pipe is one line here and not a traceback at exit. 1 when stdout
+    cannot be written (reported on stderr), else 0."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        return _stdout_failed(exc)
+    return 0
+
+
+def _stdout_failed(exc: OSError) -> int:
+    """Report a failed write to stdout in one line (none for a reader that left, `| head`) and point stdout at
+    /dev/null so the interpreter's own final flush succeeds. 1 for a real failure, 0 for a closed pipe."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    if isinstance(exc, BrokenPipeError):
+        return 0
+    print(f"bnb-matrix: cannot write to stdout ({exc.strerror or exc})", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.settings = from_env(os.environ)  # the only place the command line reads BNB_MATRIX_* variables
+    if sys.stdout is None:  # started with stdout closed (`>&-`): say so, run anyway, the exit status still counts
+        print("bnb-matrix: stdout is closed; the output is discarded", file=sys.stderr)
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     try:
-        return args.func(args)
+        code = args.func(args)
+        return _flush_stdout() or code
+    except OSError as exc:
+        if exc.filename is None and exc.errno in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            return _stdout_failed(exc) or 141  # a write to stdout failed (print names no file)
+        raise
     except UserError as exc:
         print(f"bnb-matrix: {exc.line()}", file=sys.stderr)
         return exc.exit_code

@@ -116,6 +116,10 @@ def run_explain(text: str, as_json: bool, out: TextIO = sys.stdout) -> int:
         out.flush()
     except BrokenPipeError:  # `... | python -m matrix explain | head`: the reader left; the exit status still says
         _silence_stdout(out)
+    except OSError as exc:  # a full disk (`> /dev/full`): one line, not a traceback
+        _silence_stdout(out)
+        print(f"bnb-matrix: cannot write to stdout ({exc.strerror or exc})", file=sys.stderr)
+        return 1
     return 0 if sig is not None else 1
 
 

@@ -15,9 +15,11 @@ from typing import Any
 import pandas as pd
 
 from matrix import runner as runners_mod
+from matrix import wayout
 from matrix.aggregate import CELL, FAILED, Aggregate, version_key
 
 WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
+CHANGES = ("fail->pass", "pass->fail", "both-pass", "both-fail")
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -56,14 +58,20 @@ def runner_history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return facts
 
 
-def grid(verdicts: pd.DataFrame, extra_bnb: Iterable[str]) -> dict[str, Any]:
-    """Heatmap grid of one runner: rows (torch, transformers), columns bnb versions, each a verdict row or None."""
+def grid(verdicts: pd.DataFrame, extra_bnb: Iterable[str], causes: dict[str, dict[str, Any]] | None = None
+         ) -> dict[str, Any]:
+    """Heatmap grid of one runner: columns bitsandbytes releases (version order), rows torch builds grouped by
+    transformers (newest first); each square a verdict row with `why` (the tooltip's cause and way out) or None."""
+    causes = causes or {}
     columns = sorted(set(verdicts["bnb"]) | set(extra_bnb), key=version_key)
-    keys = sorted({(t, tf) for t, tf in zip(verdicts["torch"], verdicts["transformers"])},
-                  key=lambda k: (version_key(k[0]), k[0], version_key(k[1])))
-    by = {(r["torch"], r["transformers"], r["bnb"]): r for r in records(verdicts)}
-    rows = [{"torch": t, "transformers": tf, "cells": [by.get((t, tf, b)) for b in columns]} for t, tf in keys]
-    return {"columns": columns, "rows": rows}
+    by = {(r["torch"], r["transformers"], r["bnb"]): dict(r, why=wayout.summary(r, causes.get(r["cell_path"])))
+          for r in records(verdicts)}
+    groups = []
+    for tf in sorted(set(verdicts["transformers"]), key=version_key, reverse=True):
+        torches = sorted({t for t, f, _ in by if f == tf}, key=lambda t: (version_key(t), t))
+        groups.append({"transformers": tf, "rows": [{"torch": t, "cells": [by.get((t, tf, b)) for b in columns]}
+                                                    for t in torches]})
+    return {"columns": columns, "groups": groups}
 
 
 def changed_errors(pairs: pd.DataFrame) -> list[dict[str, Any]]:
@@ -165,23 +173,75 @@ class Findings:
     runners: dict[str, dict[str, Any]]
     budgets: list[dict[str, Any]]
     fixes: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> effect, rescued, changed errors
-    errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # slug -> count, cells, fix stats
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # slug -> count, cells, fix stats, way outs
+    causes: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell path -> cause in words, way out
+    releases: list[dict[str, Any]] = field(default_factory=list)  # newest on PyPI per package, measured or not
 
 
-def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: dict[str, Any]) -> Findings:
-    """Every finding of `agg`: runners, budgets, per recipe and per error signature."""
+def effect_split(pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """One recipe's pairs against the baseline split by runner and transformers major: per group the cells,
+    pairings, each kind of change and the median load-time delta where both passed."""
+    out = []
+    keys = pairs.assign(major=pairs["transformers"].map(wayout.major))
+    for (slug, major), rows in keys.groupby(["runner", "major"], sort=True):
+        counts = rows["change"].value_counts()
+        delta = rows["delta_load_s"].dropna()
+        out.append({"runner": slug, "major": major, "cells": int(rows[CELL].drop_duplicates().shape[0]),
+                    "pairs": len(rows), **{c: int(counts.get(c, 0)) for c in CHANGES},
+                    "median_delta_load_s": float(delta.median()) if len(delta) else None})
+    return out
+
+
+def newest_releases(snapshot: dict[str, Any] | None, latest: pd.DataFrame,
+                    in_axes: dict[str, set[str]]) -> list[dict[str, Any]]:
+    """Per package of the PyPI snapshot: its newest release, when the snapshot was taken, whether the axes list
+    it and the cells (runners) with a measured record of it (torch builds match on their public version)."""
+    if not snapshot:
+        return []
+    columns = {"torch": "torch", "bitsandbytes": "bnb", "transformers": "transformers"}
+    measured = latest[latest["outcome"] != "skip"]
+    out = []
+    for package, info in sorted(snapshot.get("packages", {}).items()):
+        newest = str(info.get("newest", ""))
+        if package not in columns or not newest:
+            continue
+        values = measured[columns[package]].map(lambda v: str(v).split("+")[0])
+        mine = measured[values == newest]
+        out.append({"package": package, "newest": newest, "fetched": str(snapshot.get("fetched", ""))[:10],
+                    "in_axes": newest in {v.split("+")[0] for v in in_axes.get(package, set())},
+                    "cells": int(mine[CELL].drop_duplicates().shape[0]),
+                    "runners": sorted(set(mine["runner"]))})
+    return out
+
+
+def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: dict[str, Any],
+            in_axes: dict[str, set[str]] | None = None) -> Findings:
+    """Every finding of `agg`: runners, budgets, per recipe, per error signature, per failing cell (cause and
+    way out) and the newest releases on PyPI (`in_axes`: package -> versions the axes list)."""
     recipes = list(recipes)
     found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline))
+    verdicts = records(agg.verdicts)
+    found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest), baseline, catalogue)
+    found.releases = newest_releases(agg.releases, agg.latest, in_axes or {})
+    cells = {tuple(c[k] for k in CELL): c for c in verdicts}
     effects = {r["recipe"]: r for r in records(agg.effects)}
     for name in sorted(set(recipes) | set(effects) | set(agg.latest["recipe"])):
         pairs = agg.pairs[agg.pairs["recipe"] == name]
         found.fixes[name] = {"effect": effects.get(name), "rescued": rescued_by(agg, name, baseline, catalogue),
-                             "changed_errors": changed_errors(pairs)}
+                             "changed_errors": changed_errors(pairs), "split": effect_split(pairs)}
     for slug in sorted(set(catalogue) | {"unclassified"}):
         hits = error_hits(agg.latest, slug, catalogue.get(slug))
-        found.errors[slug] = {"count": len(hits), "cells": int(hits[CELL].drop_duplicates().shape[0]),
-                              "fix_stats": fix_stats(agg.latest, hits, recipes)}
+        hit_cells = [cells[k] for k in sorted(set(map(tuple, hits[CELL].itertuples(index=False))), key=_cell_order)
+                     if k in cells]
+        found.errors[slug] = {"count": len(hits), "cells": len(hit_cells),
+                              "cell_paths": [c["cell_path"] for c in hit_cells],
+                              "fix_stats": fix_stats(agg.latest, hits, recipes),
+                              "way_outs": wayout.error_way_outs(hit_cells, found.causes, cells)}
     return found
+
+
+def _cell_order(key: tuple) -> tuple:
+    return (key[0],) + tuple(version_key(v) for v in key[1:])
 
 
 def _jsonable(value: Any) -> Any:
@@ -198,13 +258,15 @@ def _jsonable(value: Any) -> Any:
 
 def exports(found: Findings) -> dict[str, bytes]:
     """The findings published under /data/ next to the records: runners.json, budgets.json, fixes.json,
-    errors.json. Deterministic bytes for the same records."""
+    errors.json, causes.json (why each cell that does not simply work fails, and its way out),
+    newest-releases.json. Deterministic bytes for the same records."""
     budgets = [{**{k: b[k] for k in CELL + ["shape", "cell_path", "last_seen", "smallest"]},
                 "budgets": b["columns"],
                 "outcomes": {r["recipe"]: [o["outcome"] if o else None for o in r["outcomes"]] for r in b["rows"]}}
                for b in found.budgets]
     data = {"runners.json": list(found.runners.values()), "budgets.json": budgets,
-            "fixes.json": found.fixes, "errors.json": found.errors}
+            "fixes.json": found.fixes, "errors.json": found.errors, "causes.json": found.causes,
+            "newest-releases.json": found.releases}
     return {name: (json.dumps({"schema": 1, "items": _jsonable(value)}, indent=1, sort_keys=True,
                               ensure_ascii=True, allow_nan=False) + "\n").encode()
             for name, value in data.items()}

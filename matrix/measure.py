@@ -23,7 +23,6 @@ from pathlib import Path
 
 from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-from uv import find_uv_bin
 
 from matrix import records
 from matrix.axes import Axes, Profile, TorchBuild
@@ -61,6 +60,18 @@ def cell_env(pythonpath: str = "") -> dict:
 def new_run_id(runner_slug: str) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return f"{stamp}-{runner_slug}-{random.randrange(16**4):04x}"
+
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,159}")
+
+
+def check_run_id(run_id: str, where: str = "BNB_MATRIX_RUN_ID") -> str:
+    """`run_id` if it is safe as a file name inside the results folder (letters, digits, '.', '_', '-'; no leading
+    dot, no '..', at most 160 characters), else UserError: it becomes results/<run id>.jsonl."""
+    if not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
+        raise UserError(where, f"{run_id[:80]!r} is not a usable run id: it names the results file",
+                        "letters, digits, '.', '_' and '-' only, starting with a letter or digit; or unset it")
+    return run_id
 
 
 def fingerprint(axes: Axes, runner_slug: str, torch: str, bnb: str, transformers: str, install: str,
@@ -146,7 +157,11 @@ def present_versions(python: Path, names: tuple[str, ...] = ("torch", "bitsandby
 
 
 def uv_binary() -> str:
-    """uv from the host venv's `uv` package (nox may run without that venv on PATH), else from PATH."""
+    """uv from the host venv's `uv` package (nox may run without that venv on PATH), else from PATH.
+
+    Imported here, not at the top: `doctor` imports this module inside a user's environment, which has no uv."""
+    from uv import find_uv_bin  # a host dependency (pyproject.toml)
+
     try:
         return find_uv_bin()
     except FileNotFoundError:  # the package is there but its binary is not (a broken install)
@@ -253,7 +268,7 @@ def install_failure_type(log: str) -> str:
     (the grid's "cannot be installed together"). InstallError: anything else.
     """
     reason = install_reason(log)
-    if _NETWORK.search(reason):
+    if _NETWORK.search(log):  # pip says it in a WARNING line above the final ERROR
         return "NetworkError"
     if _MISSING.search(reason):
         return "NoMatchingDistribution"
@@ -346,6 +361,7 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
     are skipped unless `force`. Returns the new records.
     """
     install = settings.install_mode(profile, install)
+    check_run_id(run_id)
     check_results_dir(results_dir)
     runner = runner_facts()
     results_file = results_dir / f"{run_id}.jsonl"

@@ -8,6 +8,7 @@ the reproduce command, the effect sentence) live here too; rendering and writing
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-from matrix import charts, corpus, findings, runner, urls
+from matrix import charts, corpus, discover, findings, gpus_page, predict, runner, urls
 from matrix.aggregate import CELL, FAILED, Aggregate
 from matrix.axes import Axes, load_axes
 from matrix.findings import records
@@ -54,8 +55,9 @@ class SiteData:
         """The site data of `agg`; `axes` default to the default axes file."""
         axes = axes or load_axes()
         recipes = dict(axes.recipes)
+        in_axes = {package: discover.axes_versions(axes, package) for package in discover.PACKAGES}
         return cls(agg, axes, catalogue, axes.baseline, recipes,
-                   findings.compute(agg, recipes, axes.baseline, catalogue), intro)
+                   findings.compute(agg, recipes, axes.baseline, catalogue, in_axes), intro)
 
     def __post_init__(self) -> None:
         agg = self.agg
@@ -68,6 +70,7 @@ class SiteData:
         self.history_rows = findings.group_rows(history)  # per cell, newest first
         self.latest_rows = findings.group_rows(agg.latest)  # per cell, in KEY order
         self.passing = findings.passing(agg.latest)
+        self.cells_by_path = {c["cell_path"]: c for c in records(agg.verdicts)}
 
     def runner_rows(self, slug: str) -> pd.DataFrame:
         return self.agg.latest[self.agg.latest["runner"] == slug]
@@ -76,6 +79,20 @@ class SiteData:
         """Every chart the pages will draw, with the same rows, so `charts.draw_all` can draw them first."""
         jobs = [(draw, latest) for latest in self.latest_by_cell.values() for draw in _CELL_DRAWS]
         return jobs + [(charts.load_time_by_bnb, self.runner_rows(slug)) for slug in self.found.runners]
+
+    @functools.cached_property
+    def gpu(self) -> dict[str, Any]:
+        """The predicted layer, read once: wheel readings and torch builds (committed caches), the prediction of
+        every (GPU arch, torch build, bitsandbytes release) and the GPUs page's context."""
+        readings, builds = gpus_page.load_inputs(self.axes.path)
+        preds = predict.predictions(readings, builds)
+        context = gpus_page.gpus_context(readings, builds, self.agg.latest, axes_names=list(self.axes.torch_builds))
+        return {"readings": readings, "preds": preds, "context": context}
+
+    def gpu_exports(self) -> dict[str, bytes]:
+        """data/binaries.csv and data/predictions.csv: the predicted layer as tidy tables."""
+        return {"binaries.csv": gpus_page.binaries_csv(self.gpu["readings"]),
+                "predictions.csv": gpus_page.predictions_csv(self.gpu["preds"])}
 
     def last(self) -> dict[str, Any]:
         v = self.agg.verdicts
@@ -162,9 +179,10 @@ def home(site: SiteData) -> Iterator[Page]:
         mine = site.agg.verdicts[site.agg.verdicts["runner"] == slug]
         profile = runner.default_profile(str(found[slug]["kind"]))
         extra = site.axes.profiles[profile].bitsandbytes if profile in site.axes.profiles else ()
-        grids.append({"runner": found[slug], "grid": findings.grid(mine, extra),
+        grids.append({"runner": found[slug], "grid": findings.grid(mine, extra, site.found.causes),
                       "last": mine["last_measured"].max() if len(mine) else ""})
-    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last()})
+    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(),
+                    "releases": site.found.releases})
 
 
 def all_cells(site: SiteData) -> Iterator[Page]:
@@ -197,7 +215,14 @@ def cell(site: SiteData) -> Iterator[Page]:
             "cell": cell, "rows": [dict(r, peak=peak_memory(r)) for r in latest_rows], "history": history,
             "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
             "runner": site.found.runners[cell["runner"]], "charts": charts_md,
+            "why": site.found.causes.get(cell["cell_path"]),
+            "prediction": gpus_page.cell_prediction(site.gpu["preds"], _text(newest.get("runner_compute_capability")),
+                                                    cell["torch"], cell["bnb"]),
             "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"])}, files)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""  # a missing frame value is NaN
 
 
 def _fix_names(site: SiteData) -> list[str]:
@@ -220,7 +245,7 @@ def fix(site: SiteData) -> Iterator[Page]:
         yield Page(urls.fix_path(name), {
             **item, "snippet": recipe_snippet(item["recipe"]) if item["recipe"] else "", "pairs": records(pairs),
             "own": records(own), "baseline": site.baseline, "rescued": site.found.fixes[name]["rescued"],
-            "changed_errors": site.found.fixes[name]["changed_errors"],
+            "changed_errors": site.found.fixes[name]["changed_errors"], "split": site.found.fixes[name]["split"],
             "multi_gpu": records(findings.multi_gpu(pairs))})
 
 
@@ -251,7 +276,9 @@ def error(site: SiteData) -> Iterator[Page]:
         hits = findings.error_hits(site.agg.latest, slug, sig)
         yield Page(urls.error_path(slug), {
             "slug": slug, "sig": sig, "evidence": findings.evidence(hits, site.passing),
-            "verbatim": slug == "unclassified", "fix_stats": site.found.errors[slug]["fix_stats"]})
+            "verbatim": slug == "unclassified", "fix_stats": site.found.errors[slug]["fix_stats"],
+            "cells": [site.cells_by_path[p] for p in site.found.errors[slug]["cell_paths"]],
+            "way_outs": site.found.errors[slug]["way_outs"]})
 
 
 def errors(site: SiteData) -> Iterator[Page]:
@@ -259,6 +286,16 @@ def errors(site: SiteData) -> Iterator[Page]:
     items = [{"slug": slug, "sig": site.catalogue.get(slug), "count": e["count"], "cells": e["cells"]}
              for slug, e in site.found.errors.items()]
     yield Page("errors/", {"items": items, "corpus_counts": counts, "corpus_total": total})
+
+
+def gpus(site: SiteData) -> Iterator[Page]:
+    yield Page("gpus/", site.gpu["context"])
+
+
+def gpu(site: SiteData) -> Iterator[Page]:
+    context = site.gpu["context"]
+    for g in context["grid"]:
+        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"]})
 
 
 @dataclass(frozen=True)
@@ -281,6 +318,8 @@ PAGES = (
     PageKind(runners, "runners.md.j2", ("Runners", "runners/index.md")),
     PageKind(runner_page, "runner.md.j2"),
     PageKind(budgets, "budgets.md.j2", ("VRAM budgets", "budgets/index.md")),
+    PageKind(gpus, "gpus.md.j2", ("GPUs (predicted)", "gpus/index.md")),
+    PageKind(gpu, "gpu.md.j2"),
 )
 
 

@@ -30,8 +30,10 @@ from matrix.pages import num, plural
 SITE_DIR = Path(__file__).resolve().parent.parent / "site"
 TEXT_LIMIT = 4000
 VERDICT_LABELS = {"works": "works", "works-with-fix": "works with a fix", "fails": "fails",
+                  "not-installable": "cannot be installed together", "not-available": "no installable release",
                   "not-measured": "not measured"}
-VERDICT_SYMBOLS = {"works": "✓", "works-with-fix": "fix", "fails": "✗", "not-measured": "–"}
+VERDICT_SYMBOLS = {"works": "✓", "works-with-fix": "fix", "fails": "✗", "not-installable": "⊘", "not-available": "∅",
+                   "not-measured": "–"}
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -140,7 +142,8 @@ def environment(site_dir: Path = SITE_DIR) -> Environment:
     env.tests["safe_url"] = lambda text: bool(re.fullmatch(r"https?://[^\s()<>\[\]\"'`]+", str(text)))
     env.globals.update(link=_link, url=_url, plural=plural, VERDICT_LABELS=VERDICT_LABELS,
                        VERDICT_SYMBOLS=VERDICT_SYMBOLS, cell_path=urls.cell_path, error_path=urls.error_path,
-                       fix_path=urls.fix_path, runner_path=urls.runner_path)
+                       fix_path=urls.fix_path, runner_path=urls.runner_path,
+                       gpu_path=urls.gpu_path)
     return env
 
 
@@ -171,7 +174,8 @@ class Site:
 
     def files(self) -> dict[str, bytes]:
         out = self.hand_written()
-        exported = {**aggregate.exports(self.data.agg), **findings.exports(self.data.found)}
+        exported = {**aggregate.exports(self.data.agg), **findings.exports(self.data.found),
+                    **self.data.gpu_exports()}
         out.update({f"data/{name}": data for name, data in exported.items()})
         charts.draw_all(self.data.chart_jobs())
         for kind in pages.PAGES:

@@ -42,6 +42,11 @@ def runner_path(runner: str) -> str:
     return f"runners/{slug(runner)}/"
 
 
+def gpu_path(arch: str) -> str:
+    """gpus/<sm_XX>/: the predicted grid of one GPU architecture."""
+    return f"gpus/{slug(arch)}/"
+
+
 def absolute(path: str) -> str:
     """A site-relative path as a full URL on the published site."""
     return site_url() + path

@@ -100,3 +100,32 @@ def test_settings_session_beats_environment_beats_axes(tmp_path):
 def test_the_probe_gets_our_package_alone_on_its_path(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/tmp/noxsite")
     assert measure.cell_env("/tmp/only-matrix")["PYTHONPATH"] == "/tmp/only-matrix"
+
+
+# Real installer output (uv 0.9 and pip 24), trimmed to the lines install_reason keeps.
+UV_CONFLICT = """error: No solution found when resolving dependencies
+  cause: Because bitsandbytes==0.50.2 depends on torch>=2.4,<3 and you require bitsandbytes==0.50.2, we can conclude that you require torch>=2.4,<3.
+         And because you require torch==2.1.2, we can conclude that your requirements are unsatisfiable."""
+UV_MISSING = """error: No solution found when resolving dependencies
+  cause: Because there is no version of bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9, we can conclude that your requirements are unsatisfiable."""
+PIP_CONFLICT = """ERROR: Cannot install bitsandbytes==0.50.2 and torch==2.1.2 because these package versions have conflicting dependencies.
+ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/#dealing-with-dependency-conflicts"""
+PIP_MISSING = """ERROR: Could not find a version that satisfies the requirement bitsandbytes==9.9.9 (from versions: 0.31.8, 0.50.2)
+ERROR: No matching distribution found for bitsandbytes==9.9.9"""
+UV_NETWORK = """error: Failed to fetch: `https://pypi.org/simple/bitsandbytes/`
+  Caused by: Request failed after 3 retries
+  Caused by: error sending request for url (https://pypi.org/simple/bitsandbytes/)
+  Caused by: dns error: failed to lookup address information: Temporary failure in name resolution"""
+PIP_NETWORK = """WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(...: Failed to establish a new connection: [Errno 111] Connection refused')': /simple/torch/
+ERROR: Could not find a version that satisfies the requirement torch==2.6.0 (from versions: none)
+ERROR: No matching distribution found for torch==2.6.0"""
+
+
+@pytest.mark.parametrize(("log", "kind"), [
+    (UV_CONFLICT, "ResolutionImpossible"), (PIP_CONFLICT, "ResolutionImpossible"),
+    (UV_MISSING, "NoMatchingDistribution"), (PIP_MISSING, "NoMatchingDistribution"),
+    (UV_NETWORK, "NetworkError"), (PIP_NETWORK, "NetworkError"),
+    ("error: Failed to build `flash-attn==2.8.3`", "InstallError"),
+])
+def test_install_failures_are_typed(log: str, kind: str):
+    assert measure.install_failure_type("$ uv pip install ...\n" + log) == kind

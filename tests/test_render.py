@@ -304,6 +304,17 @@ def test_the_committed_results_build_strict_with_a_page_for_everything(tmp_path)
     for name in ("results.csv", "results.json", "matrix.json"):
         assert (out / "data" / name).stat().st_size > 0
     assert "Did it change anything?" in text(page(out, urls.fix_path("seed-fix")))
+    # the predicted layer: a page per GPU architecture, the exports, and the prediction beside measured GPU cells
+    for arch in ("sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120"):
+        assert "Predicted, not measured" in text(page(out, urls.gpu_path(arch))), arch
+    for name in ("binaries.csv", "predictions.csv"):
+        assert (out / "data" / name).stat().st_size > 10_000, name
+    agreement = text(page(out, "gpus/"))
+    assert "Predictions against measurements" in agreement and "h100-sm90" in agreement
+    gpu_cells = agg.verdicts[agg.verdicts["runner"].str.contains("sm90")]
+    for cell in gpu_cells.itertuples():
+        html = text(page(out, urls.cell_path(cell.runner, cell.torch, cell.bnb, cell.transformers)))
+        assert "Predicted from the binaries for this GPU (sm_90)" in html, cell.bnb
 
 
 def test_placement_names_offloaded_modules():

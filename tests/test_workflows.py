@@ -127,10 +127,73 @@ def test_publish_needs_probe_and_deploys_pages():
     uses = _uses(publish)
     assert "actions/deploy-pages" in uses and "actions/upload-pages-artifact" in uses
     assert uses.index("actions/download-artifact") < uses.index("actions/upload-pages-artifact")
-    download = _step(publish, "download")
-    assert download["with"]["merge-multiple"] is True and download["with"]["path"] == "results"
+    fetch = [s for s in publish["steps"] if s.get("with", {}).get("pattern") == "records-*"]
+    assert len(fetch) == 1 and fetch[0]["with"]["path"] == "${{ runner.temp }}/incoming", "aside, never into results/"
+    assert "merge-multiple" not in fetch[0]["with"], "a merge into one folder would let one artifact replace another"
+    merge = _step(publish, "download")
+    assert "scripts/merge_records.py" in merge["run"] and "results" in merge["run"]
     commit = [s for s in publish["steps"] if "git push" in s.get("run", "")]
     assert len(commit) == 1 and "git diff --cached --quiet" in commit[0]["run"], "push only when there are new files"
+
+
+PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*(v\d+(?:\.\d+)*)\s*$")
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_every_action_is_pinned_by_commit_sha_with_its_version(path: Path):
+    """A tag can be moved to other code; a full commit SHA cannot. The trailing comment says which release."""
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if re.match(r"^\s*(-\s+)?uses:", ln)]
+    assert lines
+    for line in lines:
+        assert PINNED.match(line), f"{path.name}: not pinned by a 40-hex commit SHA with '# vX.Y.Z': {line.strip()}"
+
+
+def _merge_step_env(tmp_path: Path) -> tuple[dict, Path, Path]:
+    incoming = tmp_path / "runner-temp" / "incoming"
+    (incoming / "records-cuda-a").mkdir(parents=True)
+    (incoming / "records-cuda-b").mkdir(parents=True)
+    (incoming / "records-cuda-a" / "20260101T000000Z-h100-sm90-1a2b.jsonl").write_text('{"new": 1}\n')
+    results = tmp_path / "checkout" / "results"
+    results.mkdir(parents=True)
+    (results / "committed.jsonl").write_text('{"committed": 1}\n')
+    return {"RUNNER_TEMP": str(tmp_path / "runner-temp")}, incoming, results
+
+
+def _merge_step(tmp_path: Path) -> dict:
+    step = dict(_step(_load("gpu-matrix.yml")["jobs"]["publish"], "download"))
+    # the step runs in the checkout; here results/ is a scratch copy, never the repository's own
+    step["run"] = step["run"].replace(" results", f" {tmp_path / 'checkout' / 'results'}")
+    step["run"] = step["run"].replace("python scripts/", f"{sys.executable} {ROOT}/scripts/")
+    return step
+
+
+def test_publish_merge_step_copies_new_records(tmp_path: Path):
+    env, _, results = _merge_step_env(tmp_path)
+    proc, _ = _run_step(_merge_step(tmp_path), env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (results / "20260101T000000Z-h100-sm90-1a2b.jsonl").read_text() == '{"new": 1}\n'
+    assert (results / "committed.jsonl").read_text() == '{"committed": 1}\n'
+
+
+def test_publish_merge_step_never_overwrites_a_committed_record_file(tmp_path: Path):
+    """An artifact carrying a file named like a committed one (forged or by accident) fails the job loudly and
+    copies nothing."""
+    env, incoming, results = _merge_step_env(tmp_path)
+    (incoming / "records-cuda-b" / "committed.jsonl").write_text('{"forged": 1}\n')
+    proc, _ = _run_step(_merge_step(tmp_path), env, tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "committed.jsonl: already in" in proc.stderr and "nothing copied" in proc.stderr
+    assert (results / "committed.jsonl").read_text() == '{"committed": 1}\n'
+    assert sorted(p.name for p in results.iterdir()) == ["committed.jsonl"]
+
+
+def test_publish_merge_step_refuses_two_artifacts_with_one_name_and_odd_names(tmp_path: Path):
+    env, incoming, results = _merge_step_env(tmp_path)
+    (incoming / "records-cuda-b" / "20260101T000000Z-h100-sm90-1a2b.jsonl").write_text('{"other": 1}\n')
+    (incoming / "records-cuda-b" / ".hidden.jsonl").write_text("{}\n")
+    proc, _ = _run_step(_merge_step(tmp_path), env, tmp_path)
+    assert proc.returncode != 0 and "in two artifacts" in proc.stderr and "not a plain *.jsonl" in proc.stderr
+    assert sorted(p.name for p in results.iterdir()) == ["committed.jsonl"]
 
 
 # --- tests.yml ----------------------------------------------------------------------------------------------------
@@ -246,3 +309,13 @@ def test_scheduled_plan_discovers_new_releases_before_listing_sessions():
         assert names == ["discovered"], job
     commit = next(s["run"] for s in jobs["publish"]["steps"] if "git commit" in s.get("run", ""))
     assert "matrix/axes.toml" in commit
+
+
+def test_publish_refreshes_the_predicted_layer_before_building():
+    steps = _load("gpu-matrix.yml")["jobs"]["publish"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    binaries_at = next(i for i, run in enumerate(runs) if "nox -s binaries" in run)
+    build_at = next(i for i, run in enumerate(runs) if "python -m matrix site" in run)
+    assert binaries_at < build_at and steps[binaries_at].get("continue-on-error") is True
+    commit = next(run for run in runs if "git commit" in run)
+    assert "git add -- results" in commit  # results/binaries/ is committed with the records

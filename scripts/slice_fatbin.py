@@ -1,0 +1,39 @@
+"""Cut a small real fixture out of a bitsandbytes library: its .nv_fatbin section, keeping only chosen entries.
+
+    python scripts/slice_fatbin.py LIB.so OUT.fatbin sm_90 sm_120
+
+The kept entries are copied byte for byte; only the container header's size field is rewritten to match.
+Used for tests/fixtures/binaries/ (both readers, cuobjdump and matrix.fatbin, are tested on it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from matrix.fatbin import ENTRY, HEADER, MAGIC
+
+
+def slice_fatbin(section: bytes, keep: set[int]) -> bytes:
+    """The first container of `section` with only the entries whose arch number is in `keep`."""
+    magic, version, header_size, size = HEADER.unpack_from(section, 0)
+    assert magic == MAGIC, "not a fatbin"
+    pos, kept = header_size, b""
+    while pos < header_size + size:
+        entry_size, payload, arch = (ENTRY.unpack_from(section, pos)[i] for i in (2, 3, 8))
+        if arch in keep:
+            kept += section[pos: pos + entry_size + payload]
+        pos += entry_size + payload
+    return HEADER.pack(magic, version, header_size, len(kept)) + kept
+
+
+if __name__ == "__main__":
+    lib, out, *archs = sys.argv[1:]
+    with open(lib, "rb") as fh:
+        section = ELFFile(fh).get_section_by_name(".nv_fatbin")
+        if section is None:
+            sys.exit(f"{lib}: no .nv_fatbin section")
+        data = section.data()
+    Path(out).write_bytes(slice_fatbin(data, {int(a.split("_")[1]) for a in archs}))
