@@ -8,6 +8,8 @@ depend on file or line order and aggregating twice gives the same frames.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -18,8 +20,8 @@ from typing import Any
 import pandas as pd
 from packaging.version import InvalidVersion, Version
 
-from matrix import signatures, urls
-from matrix.records import Record, read_results
+from matrix import records as records_io, signatures, urls
+from matrix.records import Record
 
 CELL = ["runner", "torch", "bnb", "transformers"]
 KEY = CELL + ["recipe", "shape", "budget"]
@@ -147,8 +149,24 @@ def record_row(record: Record, classify: Callable[[Record], str | None] | None =
     row["signature"] = signature or ""
     found = find_warnings(record.stderr_tail) if find_warnings and record.outcome == "pass" else []
     row["warnings"] = " ".join(sorted(set(found)))
-    row["_order"] = _record_json(record)
+    # a digest, not the JSON: it only breaks ties and finds duplicates, and the text was a copy of every record
+    row["_order"] = hashlib.sha256(_record_json(record).encode()).hexdigest()
     return row
+
+
+def _columns(rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows -> a list per column (NaN where a row lacks the key, as for a list of dicts), as the rows stream in."""
+    columns: dict[str, list[Any]] = {}
+    count = 0
+    for count, row in enumerate(rows, start=1):
+        for key, value in row.items():
+            column = columns.setdefault(key, [])
+            if len(column) < count - 1:
+                column.extend([float("nan")] * (count - 1 - len(column)))
+            column.append(value)
+    for column in columns.values():
+        column.extend([float("nan")] * (count - len(column)))
+    return columns
 
 
 def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | None = None,
@@ -158,8 +176,7 @@ def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | N
     Exact duplicate records count once. Returns the frame and the problems found (duplicates, bad timestamps).
     """
     problems: list[str] = []
-    rows = [record_row(r, classify, find_warnings) for r in records]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(_columns(record_row(r, classify, find_warnings) for r in records))
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS + ["_order"])
     for column in BASE_COLUMNS:
@@ -338,34 +355,46 @@ def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, base
     `problems` and, with `warn`, printed as warnings on stderr. Raises ResultsError if the dir is missing."""
     from matrix.discover import read_snapshot
 
-    records, problems = read_results(Path(results_dir))
-    agg = aggregate(records, problems, recipes, baseline=baseline, releases=read_snapshot(Path(results_dir)))
+    problems: list[records_io.RecordProblem] = []
+    good = records_io.iter_results(Path(results_dir), problems)  # streamed: a record is dropped once it is a row
+    agg = aggregate(good, problems, recipes, baseline=baseline,  # `problems` is filled by the time it is read
+                    releases=read_snapshot(Path(results_dir)))
     if warn:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)
     return agg
 
 
+EXPORT_TEXT_LIMIT = 2000  # characters of an error message or stderr tail in the exports (the records keep 8,000)
+
+
 def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The tidy frame as published: internal columns dropped, timestamps as given in the records."""
-    return frame.drop(columns=["time"], errors="ignore")
+    """The tidy frame as published: no internal columns, timestamps as recorded, texts cut (head and tail)."""
+    out = frame.drop(columns=["time"], errors="ignore")
+    for column in ("error_message", "stderr_tail"):
+        out[column] = [records_io.head_and_tail(t, EXPORT_TEXT_LIMIT) if isinstance(t, str) else t
+                       for t in out[column]]
+    return out
+
+
+def _json_rows(frame: pd.DataFrame, chunk: int = 1000) -> bytes:
+    """The frame as a JSON array, a record per line, a chunk of rows at a time into one buffer (no copy at the end)."""
+    out = io.BytesIO()
+    out.write(b"[")
+    for start in range(0, len(frame), chunk):
+        text = frame.iloc[start:start + chunk].to_json(orient="records", lines=True, double_precision=10)
+        out.write((("," if start else "") + "\n" + text.rstrip("\n").replace("\n", ",\n")).encode())
+    out.write(b"\n]\n")
+    return out.getvalue()
 
 
 def exports(agg: Aggregate) -> dict[str, bytes]:
-    """The files published under /data/: results.csv and results.json (tidy records) and matrix.json (a verdict
-    per cell with its URL). Deterministic bytes for the same records."""
+    """The files under /data/: results.csv, results.json (a tidy record per line), matrix.json (cell verdicts)."""
     tidy_frame = export_frame(agg.frame)
-    csv = tidy_frame.to_csv(index=False, lineterminator="\n", float_format="%.6g")
-    records = json.loads(tidy_frame.to_json(orient="records", double_precision=10))
-    cells = []
-    for row in agg.verdicts.to_dict(orient="records"):
-        row["fixes"] = row["fixes"].split() if row["fixes"] else []
-        row["shapes"] = row["shapes"].split() if row["shapes"] else []
-        row["url"] = urls.absolute(row["cell_path"])
-        cells.append(row)
+    csv = io.BytesIO()  # written in chunks of rows, no whole-file string
+    tidy_frame.to_csv(csv, index=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
+    cells = [dict(row, fixes=row["fixes"].split(), shapes=row["shapes"].split(), url=urls.absolute(row["cell_path"]))
+             for row in agg.verdicts.to_dict(orient="records")]
     matrix = {"schema": 1, "cells": cells, "verdicts": list(VERDICTS)}
-
-    def dump(data: Any) -> bytes:
-        return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
-
-    return {"results.csv": csv.encode("utf-8"), "results.json": dump(records), "matrix.json": dump(matrix)}
+    matrix_json = json.dumps(matrix, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n"
+    return {"results.csv": csv.getvalue(), "results.json": _json_rows(tidy_frame), "matrix.json": matrix_json.encode()}

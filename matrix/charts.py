@@ -23,10 +23,12 @@ import pandas as pd  # noqa: E402
 
 from matrix.aggregate import version_key  # noqa: E402
 
-# Legible at the size the pages show them: nothing under 8 pt.
+# Legible at the size the pages show them: nothing under 8 pt. text.parse_math off: labels come from records, and
+# "$x^$" in a recipe name must print as itself, not as (broken) math.
 plt.rcParams.update({"svg.hashsalt": "bnb-matrix", "svg.fonttype": "none", "font.size": 10,
                      "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
-                     "legend.fontsize": 9, "axes.spines.top": False, "axes.spines.right": False})
+                     "legend.fontsize": 9, "axes.spines.top": False, "axes.spines.right": False,
+                     "text.parse_math": False, "text.usetex": False})
 # Series that overlap stay apart by line style and marker as well as colour (and in grey print).
 LINESTYLES = ("-", "--", "-.", ":")
 SERIES_MARKERS = ("o", "s", "^", "D", "v", "P")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 SCHEMA_VERSION = 1
 STDERR_TAIL = 6000  # characters of stderr kept per record
 MESSAGE_LIMIT = 4000  # characters of an error message kept per record
+TEXT_LIMIT = 8000  # characters of a free-text field (message, stderr, skip reason) kept on read: head + tail
+LINE_LIMIT = 64 * 2**20  # bytes: a longer line is reported and skipped unread
 OUTCOMES = ("pass", "fail", "crash", "timeout", "skip")
 STAGES = ("install", "import", "checkpoint", "load", "check", "forward", "process", "")
 
@@ -81,8 +85,104 @@ _STR_FIELDS = {"run_id", "timestamp", "recipe", "shape", "outcome", "stage", "er
                "stderr_tail", "skip_reason", "fingerprint"}
 
 
-def from_dict(data: Any, where: str = "<record>") -> Record:
-    """Validate one decoded JSON object into a Record, or raise RecordProblem naming `where`."""
+# Records come from runners we do not control and are published on the open web, so every field is checked on
+# read. What becomes a file name, a URL segment or a chart label (runner slug, requested versions, recipe, shape,
+# run id) is an identifier: letters, digits and ._+- only, starting with a letter or digit, at most 64 characters.
+# Other strings are labels (printable, one line, bounded); free text is capped; numbers are finite and in range.
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+RUNNER_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
+LABEL_LIMIT = 300
+ITEMS_LIMIT = 256  # entries of one object or list inside a record
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TEXT_FIELDS = ("error_message", "stderr_tail", "skip_reason")
+_NUMBER_GROUPS = {"timings_s": (0.0, 1e6, "seconds"), "memory_mib": (0.0, 1e8, "MiB")}
+BUDGET_MAX_GIB = 1e4
+EXIT_RANGE = (-2**31, 2**32)
+
+
+def _fail(where: str, what: str) -> RecordProblem:
+    return RecordProblem(where, what + "; the record is skipped (fix or delete the line)")
+
+
+def _identifier(value: Any, name: str, where: str, pattern: re.Pattern[str] = IDENTIFIER,
+                empty: bool = False) -> None:
+    if empty and value == "":
+        return
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        if not isinstance(value, str):
+            shown = f"of type {type(value).__name__}"
+        else:
+            shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}... ({len(value)} characters)"
+        raise _fail(where, f"{name} {shown} is not a valid name (allowed: {pattern.pattern})")
+
+
+def _number(value: Any, name: str, where: str, low: float, high: float, unit: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(where, f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise _fail(where, f"{name} is {value!r}, allowed: {low:g} to {high:g}{' ' + unit if unit else ''}")
+
+
+def _value(value: Any, name: str, where: str, depth: int = 0) -> None:
+    """A nested value: null, a boolean, a finite number, a label, or a small list/object of them."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        _number(value, name, where, -1e15, 1e15)
+    elif isinstance(value, str):
+        if len(value) > LABEL_LIMIT or _UNPRINTABLE.search(value):
+            raise _fail(where, f"{name} is not a one-line text of at most {LABEL_LIMIT} characters")
+    elif isinstance(value, (list, dict)):
+        if depth >= 3 or len(value) > ITEMS_LIMIT:
+            raise _fail(where, f"{name} nests deeper than 3 or has more than {ITEMS_LIMIT} entries")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict):
+                _identifier(key, f"key in {name}", where, KEY)
+            _value(item, f"{name}.{key}", where, depth + 1)
+    else:
+        raise _fail(where, f"{name} has a value of type {type(value).__name__}")
+
+
+def check_fields(kwargs: dict[str, Any], where: str) -> None:
+    """Raise RecordProblem unless every field of a record (as Record's keyword arguments) is safe to publish:
+    identifiers where names become paths and labels, finite numbers in range, bounded labels elsewhere."""
+    runner, requested, versions = kwargs["runner"], kwargs["requested"], kwargs["versions"]
+    _identifier(runner.get("slug"), "runner slug", where, RUNNER_SLUG)
+    _identifier(requested.get("torch"), "requested torch", where)
+    _identifier(requested.get("bnb"), "requested bnb", where)
+    _identifier(requested.get("transformers", ""), "requested transformers", where, empty=True)
+    for name in ("run_id", "recipe", "shape"):
+        _identifier(kwargs[name], f"'{name}'", where)
+    for key, version in versions.items():
+        if version is not None:
+            _identifier(version, f"versions.{key}", where, empty=True)
+    if not re.fullmatch(r"[a-z_]{0,32}", kwargs.get("stage", "")):
+        raise _fail(where, f"'stage' {kwargs['stage'][:40]!r} is not a stage name")
+    budget = kwargs.get("budget_gib")
+    if budget is not None:
+        _number(budget, "'budget_gib'", where, 1e-3, BUDGET_MAX_GIB, "GiB")
+    if kwargs.get("exit_code") is not None:
+        _number(kwargs["exit_code"], "'exit_code'", where, *EXIT_RANGE)
+    for group, (low, high, unit) in _NUMBER_GROUPS.items():
+        for key, number in kwargs.get(group, {}).items():
+            _identifier(key, f"key in {group}", where, KEY)
+            if number is not None:
+                _number(number, f"{group}.{key}", where, low, high, unit)
+    for name in ("runner", "requested", "versions", "checks", "env"):
+        _value(kwargs.get(name, {}), name, where)
+    for name in ("timestamp", "error_type", "fingerprint"):
+        _value(kwargs.get(name, ""), f"'{name}'", where)
+
+
+def from_dict(data: Any, where: str = "<record>", shared: dict[str, str] | None = None,
+              untrusted: bool = False) -> Record:
+    """Validate one decoded JSON object into a Record, or raise RecordProblem naming `where`. Free text (error
+    message, stderr, skip reason) is cut to TEXT_LIMIT characters, head and tail; `shared` (a dict kept across one
+    read) lets equal texts of many records share one string. `untrusted` (reading results files) adds
+    `check_fields`: writers make records from our own axes and measurements, and refusing one there would lose a
+    measurement, so a bad name is caught where records are read, reported with file:line, the line kept to mend."""
     if not isinstance(data, dict):
         raise RecordProblem(where, f"expected a JSON object, got {type(data).__name__}")
     schema = data.get("schema", SCHEMA_VERSION)
@@ -111,6 +211,12 @@ def from_dict(data: Any, where: str = "<record>") -> Record:
     code = kwargs.get("exit_code")
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
         raise RecordProblem(where, f"'exit_code' must be an integer or null, got {code!r}")
+    if untrusted:
+        check_fields(kwargs, where)
+    for name in _TEXT_FIELDS:
+        if name in kwargs:
+            text = head_and_tail(kwargs[name], TEXT_LIMIT)
+            kwargs[name] = text if shared is None else shared.setdefault(text, text)
     return Record(**kwargs)
 
 
@@ -153,37 +259,50 @@ def failure(base: dict[str, Any], runner: dict[str, Any], recipe: str, shape: st
                            error_message=message[-MESSAGE_LIMIT:], stderr_tail=head_and_tail(stderr), **fields))
 
 
-def parse_line(line: str, where: str) -> Record:
-    """Parse one JSON line; RecordProblem names `where` on any defect."""
+def parse_line(line: str | bytes, where: str, shared: dict[str, str] | None = None) -> Record:
+    """Parse one untrusted JSON line (see from_dict); RecordProblem names `where` on any defect."""
     try:
         data = json.loads(line)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise RecordProblem(where, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); "
                                    "a run may have been cut off mid-write, delete or repair the line") from None
-    return from_dict(data, where)
+    return from_dict(data, where, shared, untrusted=True)
 
 
-def iter_file(path: Path) -> Iterator[Record | RecordProblem]:
-    """Yield a Record per good line and a RecordProblem per bad one (never raises for content)."""
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    for number, chunk in enumerate(lines, start=1):
-        where = f"{path}:{number}"
-        if not chunk.strip():
-            continue
-        if number == len(lines) and not raw.endswith(b"\n"):
-            yield RecordProblem(where, "last line has no newline: the run writing it was interrupted; "
-                                       "it is ignored (re-run to measure it again)")
-            continue
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield RecordProblem(where, f"not UTF-8 at byte {exc.start}; records are written as ASCII JSON")
-            continue
-        try:
-            yield parse_line(text, where)
-        except RecordProblem as problem:
-            yield problem
+def iter_file(path: Path, shared: dict[str, str] | None = None) -> Iterator[Record | RecordProblem]:
+    """Yield a Record per good line and a RecordProblem per bad one (never raises for content). Reads one line at
+    a time (memory stays bounded by the largest line kept, not the file); a line over LINE_LIMIT bytes is
+    skipped unread. `shared`: see from_dict."""
+    shared = {} if shared is None else shared
+    with open(path, "rb") as handle:
+        number = 0
+        while True:
+            chunk = handle.readline(LINE_LIMIT + 1)
+            if not chunk:
+                return
+            number += 1
+            where = f"{path}:{number}"
+            if len(chunk) > LINE_LIMIT and not chunk.endswith(b"\n"):
+                while chunk and not chunk.endswith(b"\n"):  # skip the rest of the line without holding it
+                    chunk = handle.readline(LINE_LIMIT)
+                yield RecordProblem(where, f"line longer than {LINE_LIMIT // 2**20} MiB; records are far smaller, "
+                                           "skipped (delete or repair the line)")
+                continue
+            if not chunk.strip():
+                continue
+            if not chunk.endswith(b"\n"):
+                yield RecordProblem(where, "last line has no newline: the run writing it was interrupted; "
+                                           "it is ignored (re-run to measure it again)")
+                continue
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RecordProblem(where, f"not UTF-8 at byte {exc.start}; records are written as ASCII JSON")
+                continue
+            try:
+                yield parse_line(text, where, shared)
+            except RecordProblem as problem:
+                yield problem
 
 
 def result_files(results_dir: Path) -> list[Path]:
@@ -191,22 +310,27 @@ def result_files(results_dir: Path) -> list[Path]:
     return sorted(p for p in results_dir.rglob("*.jsonl") if p.is_file())
 
 
-def read_results(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
-    """All records below `results_dir` plus the problems found; raises ResultsError if the dir is unusable."""
+def iter_results(results_dir: Path, problems: list[RecordProblem]) -> Iterator[Record]:
+    """Every good record below `results_dir`, one at a time (files sorted, then by line); each bad line's
+    RecordProblem is appended to `problems`. Raises ResultsError if the dir is unusable."""
     from matrix.errors import ResultsError
 
     if not results_dir.is_dir():
         raise ResultsError(str(results_dir), "results directory does not exist",
                            "pass --results DIR pointing at a folder of *.jsonl files, or run a probe first")
-    records: list[Record] = []
-    problems: list[RecordProblem] = []
+    shared: dict[str, str] = {}  # equal messages and stderr tails (a failure re-measured) share one string
     for path in result_files(results_dir):
-        for item in iter_file(path):
+        for item in iter_file(path, shared):
             if isinstance(item, RecordProblem):
                 problems.append(item)
             else:
-                records.append(item)
-    return records, problems
+                yield item
+
+
+def read_results(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
+    """All records below `results_dir` plus the problems found; raises ResultsError if the dir is unusable."""
+    problems: list[RecordProblem] = []
+    return list(iter_results(results_dir, problems)), problems
 
 
 def append(path: Path, record: Record) -> None:

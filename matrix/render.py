@@ -62,9 +62,22 @@ def pre(text: Any, limit: int = TEXT_LIMIT, keep: str = "head") -> Markup:
     return Markup(f'<pre class="untrusted"><code>{body}</code></pre>')
 
 
-def md(text: Any) -> Markup:
+def md(text: Any, limit: int = 300) -> Markup:
     """A word or phrase from a record, safe inline in Markdown (tables, headings, link text)."""
-    return Markup("".join(_INLINE.get(c, c) for c in clean(text, 300).replace("\n", " ")))
+    return Markup("".join(_INLINE.get(c, c) for c in clean(text, limit).replace("\n", " ")))
+
+
+_LOOKALIKE = {"&#60;": "\u2039", "&#62;": "\u203a", "&#38;": "\uff06"}  # < > & as ‹ › ＆
+
+
+def heading(text: Any) -> Markup:
+    """A word or phrase from a record in a heading: `md()`, and `<`, `>`, `&` as look-alike characters. mkdocs makes
+    the page's <title> and the table of contents from headings with entities unescaped, so no escaping survives
+    there; records are validated before this (records.check_fields), this is the second line."""
+    out = str(text if isinstance(text, Markup) else md(text))
+    for entity, lookalike in _LOOKALIKE.items():
+        out = out.replace(entity, lookalike)
+    return Markup(out)
 
 
 def fence(text: str, lang: str = "") -> Markup:
@@ -127,7 +140,7 @@ def environment(site_dir: Path = SITE_DIR) -> Environment:
     """The Jinja environment: templates from site/templates, autoescape on, strict undefined."""
     env = Environment(loader=FileSystemLoader(str(site_dir / "templates")), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(pre=pre, md=md, fence=fence, num=num, sci=sci, placement=placement)
+    env.filters.update(pre=pre, md=md, heading=heading, fence=fence, num=num, sci=sci, placement=placement)
     env.tests["safe_url"] = lambda text: bool(re.fullmatch(r"https?://[^\s()<>\[\]\"'`]+", str(text)))
     env.globals.update(link=_link, url=_url, plural=plural, VERDICT_LABELS=VERDICT_LABELS,
                        VERDICT_SYMBOLS=VERDICT_SYMBOLS, cell_path=urls.cell_path, error_path=urls.error_path,

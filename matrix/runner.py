@@ -62,9 +62,12 @@ def gpu_short_name(name: str) -> str:
 def slug(gpu_names: list[str], capability: str = "", machine: str = "") -> str:
     """The runner's name: '[Nx-]<gpu>-sm<cc>' after the first GPU, or 'cpu-<machine>' without a GPU."""
     if not gpu_names:
-        return f"cpu-{machine.lower()}"
-    count = f"{len(gpu_names)}x-" if len(gpu_names) > 1 else ""
-    return f"{count}{gpu_short_name(gpu_names[0])}-sm{capability.replace('.', '')}"
+        name = f"cpu-{machine.lower()}"
+    else:
+        count = f"{len(gpu_names)}x-" if len(gpu_names) > 1 else ""
+        name = f"{count}{gpu_short_name(gpu_names[0])}-sm{capability.replace('.', '')}"
+    # only what records.RUNNER_SLUG accepts on read: a GPU named "Foo (ES)/X" still gives a usable slug
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).lstrip("-._")[:64] or "unknown"
 
 
 def gpu_count(runner_slug: str) -> int:

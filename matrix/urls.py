@@ -15,9 +15,14 @@ def site_url() -> str:
     return url if url.endswith("/") else url + "/"
 
 
+SLUG_LIMIT = 80  # characters; a path segment must stay far below the file system's 255 bytes
+
+
 def slug(text: str) -> str:
-    """Lower-case, URL-safe: '2.11.0+cu130' -> '2.11.0-cu130', 'NVIDIA H100' -> 'nvidia-h100'."""
-    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-") or "unknown"
+    """Lower-case, URL-safe: '2.11.0+cu130' -> '2.11.0-cu130', 'NVIDIA H100' -> 'nvidia-h100'. Never '.', '..'
+    or a segment too long for a file name (records are validated before this; this is the second line)."""
+    out = re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-")[:SLUG_LIMIT].strip("-")
+    return "unknown" if not out.strip(".") else out
 
 
 def cell_path(runner: str, torch: str, bnb: str, transformers: str) -> str:

@@ -26,7 +26,7 @@ CONFLICT = ("No solution found when resolving dependencies: Because transformers
 
 def _record(torch: str, bnb: str, tf: str, recipe: str, outcome: str, stage: str = "", error_type: str = "",
             message: str = "", when: str = "2026-11-25T10:00:00Z") -> records.Record:
-    base = records.base(f"run-{when}", torch=torch, bnb=bnb, transformers=tf)
+    base = records.base("run-" + when.replace(":", ""), torch=torch, bnb=bnb, transformers=tf)
     versions = {} if stage == "install" else {"torch": f"{torch.split('+')[0]}+cpu", "bitsandbytes": bnb,
                                               "transformers": tf}
     data = records.draft(base, RUNNER, recipe, "tiny", outcome=outcome, stage=stage, error_type=error_type,
