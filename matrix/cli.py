@@ -66,7 +66,7 @@ def _axes(args: argparse.Namespace) -> int:
 def _discover(args: argparse.Namespace) -> int:
     from matrix import discover
     from matrix.axes import load_axes
-    from matrix.measure import uv_binary
+    from matrix.install import uv_binary
 
     axes = load_axes(args.axes or args.settings.axes)
     data = discover.snapshot(axes)

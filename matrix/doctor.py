@@ -165,7 +165,7 @@ def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: b
                timeout_s: int = 300, python: Path | None = None, out=sys.stdout,
                settings: Settings | None = None) -> int:
     """Probe `python` (default: this interpreter) and print the report; returns `exit_status`."""
-    from matrix import measure
+    from matrix import install, measure
     from matrix.axes import load_axes, pick_profile
     from matrix.errors import UserError
 
@@ -179,7 +179,7 @@ def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: b
         if name not in axes.recipes:
             raise UserError("--recipe", f"unknown recipe {name!r}", f"allowed: {', '.join(axes.recipes)}")
     interpreter = Path(python or sys.executable)
-    if "torch" not in measure.present_versions(interpreter, ("torch",)):
+    if "torch" not in install.present_versions(interpreter, ("torch",)):
         raise UserError("doctor", f"torch is not installed for {interpreter}, so there is nothing to probe",
                         "run doctor with the Python of the environment that loads your model, or pip install "
                         "torch bitsandbytes transformers accelerate there")
@@ -207,7 +207,7 @@ def run_doctor(shape: str = "tiny", recipes: list[str] | None = None, as_json: b
         print(json.dumps([dataclasses.asdict(r) for r in found], indent=1), file=out)
     else:
         if not _versions(found):  # every recipe died before reporting: ask the interpreter directly
-            present = measure.present_versions(interpreter)
+            present = install.present_versions(interpreter)
             found = [dataclasses.replace(r, versions={k: v for k, v in present.items() if v}) for r in found]
         print(format_report(found, runner), file=out)
     return exit_status(found, axes.baseline)

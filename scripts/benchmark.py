@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from matrix import measure  # noqa: E402
+from matrix import install, measure  # noqa: E402
 from matrix.records import base as record_base  # noqa: E402
 from matrix.axes import load_axes, pick_profile  # noqa: E402
 
@@ -50,7 +50,7 @@ def timed(cmd: list[str], env: dict | None = None, cwd: Path = ROOT, check: bool
 
 
 def env_with(**extra: str) -> dict:
-    return {**measure.cell_env(), **extra}
+    return {**install.cell_env(), **extra}
 
 
 # ---------------------------------------------------------------------------------------------- cell setup
@@ -65,10 +65,10 @@ def setup_cell(installer: str, bnb: str, transformers: str, work: Path) -> dict:
     python = venv / "bin" / "python"
     constraints = work / "constraints.txt"
     constraints.write_text(f"torch=={TORCH}\n")
-    commands = measure.install_commands(python, axes.torch_builds[TORCH], bnb, transformers, "online", installer,
+    commands = install.install_commands(python, axes.torch_builds[TORCH], bnb, transformers, "online", installer,
                                         constraints)
     if installer == "uv":
-        make_venv = [measure.uv_binary(), "venv", "--python", sys.executable, str(venv)]
+        make_venv = [install.uv_binary(), "venv", "--python", sys.executable, str(venv)]
     else:
         make_venv = [str(BIN / "virtualenv"), "--python", sys.executable, str(venv)]
     out: dict[str, Any] = {"venv_cold": timed(make_venv, env)}

@@ -185,7 +185,7 @@ def test_doctor_without_torch_says_so_in_one_line() -> None:
 
 def test_doctor_skips_gpu_recipes_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """cpu-offload needs a GPU: on a CPU runner the doctor reports it skipped, even when the imports fail."""
-    from matrix import measure
+    from matrix import install, measure
 
     seen = {}
 
@@ -197,7 +197,7 @@ def test_doctor_skips_gpu_recipes_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> N
             with out_file.open("a") as f:
                 f.write(rec.to_json() + "\n")
 
-    monkeypatch.setattr(measure, "present_versions", lambda python, names=(): {"torch": "2.13.0"})
+    monkeypatch.setattr(install, "present_versions", lambda python, names=(): {"torch": "2.13.0"})
     monkeypatch.setattr(measure, "run_probe", fake_probe)
     monkeypatch.setattr(doctor, "runner_facts", lambda: {"slug": "cpu-x86_64", "kind": "cpu", "gpu_count": 0})
     out = io.StringIO()

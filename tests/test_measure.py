@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import measure
+from matrix import install, measure
 from matrix.axes import load_axes
 from matrix.errors import ResultsError, UserError
 from matrix.settings import Settings, from_env
@@ -36,19 +36,19 @@ def test_fingerprint_changes_with_what_matters_only():
 
 def test_online_install_prefers_a_local_torch_wheel_then_the_index(monkeypatch, tmp_path):
     build = AXES.torch_builds["2.11.0+cu130"]
-    torch_cmd, rest = measure.install_commands(PY, build, "0.50.2", "5.17.0", "online", "pip", tmp_path / "c.txt")
+    torch_cmd, rest = install.install_commands(PY, build, "0.50.2", "5.17.0", "online", "pip", tmp_path / "c.txt")
     assert "--extra-index-url" in torch_cmd and build.index_url in torch_cmd and "torch==2.11.0+cu130" in torch_cmd
     assert {"bitsandbytes==0.50.2", "transformers==5.17.0", "accelerate", "safetensors"} <= set(rest)
-    uv_cmd, _ = measure.install_commands(PY, build, "0.50.2", "5.17.0", "online", "uv", tmp_path / "c.txt")
+    uv_cmd, _ = install.install_commands(PY, build, "0.50.2", "5.17.0", "online", "uv", tmp_path / "c.txt")
     assert uv_cmd[1:4] == ["pip", "install", "--python"] and "--index" in uv_cmd
 
 
 def test_system_install_resolves_dependencies_but_pins_the_images_torch(tmp_path):
     build = AXES.torch_builds["2.11.0+cu130"]
     constraints = tmp_path / "c.txt"
-    cmds = measure.install_commands(PY, build, "0.50.2", "4.57.6", "system", "uv", constraints,
+    cmds = install.install_commands(PY, build, "0.50.2", "4.57.6", "system", "uv", constraints,
                                     present={"transformers": "5.17.0", "torch": "2.11.0+cu130"},
-                                    wheel_dirs=measure.wheelhouses(Settings(wheelhouses=(str(tmp_path), "/no/such"))))
+                                    wheel_dirs=install.wheelhouses(Settings(wheelhouses=(str(tmp_path), "/no/such"))))
     assert len(cmds) == 1
     cmd = cmds[0]
     # pip of the venv (it sees the image's packages; uv would not), with dependencies, torch held by constraints
@@ -57,10 +57,10 @@ def test_system_install_resolves_dependencies_but_pins_the_images_torch(tmp_path
     assert "bitsandbytes==0.50.2" in cmd and "transformers==4.57.6" in cmd
     assert not any(a.startswith("torch") for a in cmd)
     # the image already has the asked transformers: only bitsandbytes; nothing at all when both are there
-    only_bnb = measure.install_commands(PY, build, "0.50.2", "5.17.0", "system", "pip", constraints,
+    only_bnb = install.install_commands(PY, build, "0.50.2", "5.17.0", "system", "pip", constraints,
                                         present={"transformers": "5.17.0"})[0]
     assert "bitsandbytes==0.50.2" in only_bnb and not any(a.startswith("transformers") for a in only_bnb)
-    assert measure.install_commands(PY, build, "0.50.2", "system", "system", "pip", constraints,
+    assert install.install_commands(PY, build, "0.50.2", "system", "system", "pip", constraints,
                                     present={"bitsandbytes": "0.50.2"}) == []
 
 
@@ -84,32 +84,32 @@ def test_check_environment_fails_on_the_load_paths_conflicts_in_pips_words(tmp_p
     _fake_dist(site, "fake_transformers", "4.57.6", "fake-tokenizers<=0.23.0,>=0.22.0")
     _fake_dist(site, "fake_tokenizers", "0.23.2")
     _fake_dist(site, "unrelated", "1.0", "missing-thing>=1")
-    ok, words = measure.check_environment(python, names=("fake-transformers",))
+    ok, words = install.check_environment(python, names=("fake-transformers",))
     assert not ok
     assert "fake-transformers 4.57.6 has requirement fake-tokenizers<=0.23.0,>=0.22.0" in words.lower().replace("_", "-")
     assert "unrelated" not in words
-    assert "has requirement" in measure.install_reason(words)
-    ok, words = measure.check_environment(python, names=("fake-tokenizers",))
+    assert "has requirement" in install.install_reason(words)
+    ok, words = install.check_environment(python, names=("fake-tokenizers",))
     assert ok, words  # the only problems are outside what the probe imports
 
 
 def test_offline_without_wheelhouse_is_a_user_error(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="no wheelhouse found"):
-        measure.install_commands(PY, AXES.torch_builds["2.13.0+cpu"], "0.50.2", "5.24.0", "offline", "pip",
+        install.install_commands(PY, AXES.torch_builds["2.13.0+cpu"], "0.50.2", "5.24.0", "offline", "pip",
                                  tmp_path / "c.txt")
 
 
 def test_install_reason_keeps_the_installers_words():
     pip_log = "Collecting x\nERROR: Could not find a version that satisfies the requirement bitsandbytes==9.9.9\n" \
               "ERROR: No matching distribution found for bitsandbytes==9.9.9\n"
-    assert measure.install_reason(pip_log).splitlines()[-1].endswith("bitsandbytes==9.9.9")
-    assert "no version of bitsandbytes==9.9.9" in measure.install_reason(
+    assert install.install_reason(pip_log).splitlines()[-1].endswith("bitsandbytes==9.9.9")
+    assert "no version of bitsandbytes==9.9.9" in install.install_reason(
         "error: No solution found when resolving dependencies\n  cause: Because there is no version of "
         "bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9\n")
     uv_log = "  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version of " \
              "bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9, we can conclude that your requirements " \
              "are unsatisfiable.\n"
-    assert "No solution found" in measure.install_reason(uv_log)
+    assert "No solution found" in install.install_reason(uv_log)
 
 
 def test_unusable_results_dir_fails_before_installing(tmp_path):
@@ -121,7 +121,7 @@ def test_unusable_results_dir_fails_before_installing(tmp_path):
 
 def test_cells_do_not_inherit_pythonpath(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/tmp/noxsite")
-    assert "PYTHONPATH" not in measure.cell_env()
+    assert "PYTHONPATH" not in install.cell_env()
 
 
 def test_settings_session_beats_environment_beats_axes(tmp_path):
@@ -131,14 +131,14 @@ def test_settings_session_beats_environment_beats_axes(tmp_path):
     profile = AXES.profile("cpu")
     assert settings.install_mode(profile) == "offline" and settings.install_mode(profile, "system") == "system"
     assert Settings().install_mode(profile) == profile.install
-    assert settings.wheelhouses == (str(tmp_path), "/x", "/y") and measure.wheelhouses(settings) == [str(tmp_path)]
+    assert settings.wheelhouses == (str(tmp_path), "/x", "/y") and install.wheelhouses(settings) == [str(tmp_path)]
     assert settings.cache == tmp_path and settings.profile == "cuda"
     assert from_env(env, profile="cpu", install=None).profile == "cpu"
 
 
 def test_the_probe_gets_our_package_alone_on_its_path(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/tmp/noxsite")
-    assert measure.cell_env("/tmp/only-matrix")["PYTHONPATH"] == "/tmp/only-matrix"
+    assert install.cell_env("/tmp/only-matrix")["PYTHONPATH"] == "/tmp/only-matrix"
 
 
 # Real installer output (uv 0.9 and pip 24), trimmed to the lines install_reason keeps.
@@ -167,4 +167,4 @@ ERROR: No matching distribution found for torch==2.6.0"""
     ("error: Failed to build `flash-attn==2.8.3`", "InstallError"),
 ])
 def test_install_failures_are_typed(log: str, kind: str):
-    assert measure.install_failure_type("$ uv pip install ...\n" + log) == kind
+    assert install.install_failure_type("$ uv pip install ...\n" + log) == kind
