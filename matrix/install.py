@@ -7,6 +7,7 @@ Stdlib plus packaging, like measure.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -64,10 +65,13 @@ def present_versions(python: Path, names: tuple[str, ...] = ("torch", "bitsandby
 
 
 def uv_binary() -> str:
-    """uv from the host venv's `uv` package (nox may run without that venv on PATH), else from PATH.
+    """uv from the host venv's `uv` package (nox may run without that venv on PATH), else uv on PATH (a runner
+    image with uv but without our host venv, as nox's uv backend found it).
 
     Imported here, not at the top: `doctor` imports this module inside a user's environment, which has no uv."""
-    from uv import find_uv_bin  # a host dependency (pyproject.toml)
+    if importlib.util.find_spec("uv") is None:
+        return shutil.which("uv") or "uv"
+    from uv import find_uv_bin
 
     try:
         return find_uv_bin()
@@ -87,8 +91,6 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
             (uv would not see the image's packages and would install them all again), with the image's torch
             pinned in `constraints`; what the image has at a fitting version stays, the rest goes into the venv.
     """
-    base = ([uv_binary(), "pip", "install", "--python", str(python)] if installer == "uv"
-            else [str(python), "-m", "pip", "install", "--disable-pip-version-check"])
     wheel_dirs = wheel_dirs or []  # local wheel folders (see wheelhouses)
     links = [arg for d in wheel_dirs for arg in ("--find-links", d)]
     if mode == "system":
@@ -98,6 +100,8 @@ def install_commands(python: Path, build: TorchBuild, bnb: str, transformers: st
                   if version != "system" and present.get(name) != version]
         pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
         return [pip + (["--no-index"] if links else []) + links + ["-c", str(constraints)] + wanted] if wanted else []
+    base = ([uv_binary(), "pip", "install", "--python", str(python)] if installer == "uv"
+            else [str(python), "-m", "pip", "install", "--disable-pip-version-check"])
     if mode == "offline":
         if not links:
             raise UserError("install mode offline", "no wheelhouse found",
