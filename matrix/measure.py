@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from matrix import records
+from matrix import records, signatures
 from matrix.install import cell_env, install_cell, install_failure_type, install_reason
 from matrix.axes import Axes, Profile
 from matrix.errors import ResultsError, UserError
@@ -156,7 +156,7 @@ def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list
                 os.killpg(proc.pid, 9)
                 code, timed_out = proc.wait(), True
         stderr = stderr_path.read_bytes().decode("utf-8", "replace")
-        sys.stderr.write(stderr[-20000:])
+        sys.stderr.write(console_digest(stderr))
     written = []
     if results_file.exists():
         with open(results_file, "rb") as handle:
@@ -232,6 +232,33 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
                                  install_s=install_s)
                 install_s = 0.0  # paid once per cell: the next shape's records share none of it
     for rec in new:
-        log(f"  {rec['recipe']:<12} {rec['shape']:<5} budget={rec.get('budget_gib') or '-':<5} {rec['outcome']:<8}"
-            f" {rec.get('error_type', '')} {rec.get('error_message', '')[:100]}")
+        log(summary_line(rec))
     return new
+
+
+def summary_line(rec: dict) -> str:
+    """One console line per record: recipe, shape, budget, outcome and, for a failure, the signature it classifies
+    as (the error page a reader would open) before the first words of the message."""
+    slug = ""
+    if rec.get("outcome") not in ("pass", "skip"):
+        slug = "[" + signatures.classify(rec.get("error_type", ""), rec.get("error_message", ""),
+                                         rec.get("stderr_tail", ""), rec.get("outcome", "fail")) + "] "
+    return (f"  {rec['recipe']:<12} {rec['shape']:<5} budget={rec.get('budget_gib') or '-':<5} {rec['outcome']:<8}"
+            f" {slug}{rec.get('error_type', '')} {str(rec.get('error_message', ''))[:100]}")
+
+
+CONSOLE_LINES = 60
+
+
+def console_digest(stderr: str, limit: int = CONSOLE_LINES) -> str:
+    """The probe's stderr for the console, without the flood: a failing cell repeats the same traceback once per
+    recipe (and transformers logs its conversion errors per weight), so a line seen before is printed once with a
+    count, and at most the last `limit` distinct lines are shown. Records keep the real head and tail."""
+    counts: dict[str, int] = {}
+    for line in stderr.splitlines():
+        counts[line] = counts.get(line, 0) + 1
+    lines = [f"{line}  [x{n}]" if n > 1 and line.strip() else line for line, n in counts.items()]
+    cut = len(lines) - limit
+    head = [f"... {cut} earlier distinct line(s) of the probe's stderr not shown (the records keep it)"] * (cut > 0)
+    text = "\n".join(head + lines[-limit:])
+    return text + "\n" if text else ""

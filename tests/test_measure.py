@@ -168,3 +168,23 @@ ERROR: No matching distribution found for torch==2.6.0"""
 ])
 def test_install_failures_are_typed(log: str, kind: str):
     assert install.install_failure_type("$ uv pip install ...\n" + log) == kind
+
+
+def test_console_digest_prints_a_repeated_traceback_once_with_its_count():
+    block = "Traceback (most recent call last):\n  File \"x.py\", line 3\nRuntimeError: conversion failed\n"
+    stderr = "Loading weights\n" + block * 300
+    out = measure.console_digest(stderr)
+    assert out.count("RuntimeError: conversion failed") == 1 and "[x300]" in out
+    assert len(out.splitlines()) == 4
+    many = "\n".join(f"line {i}" for i in range(500))
+    lines = measure.console_digest(many, limit=60).splitlines()
+    assert len(lines) == 61 and lines[0].startswith("... 440 earlier") and lines[-1] == "line 499"
+    assert measure.console_digest("") == ""
+
+
+def test_summary_line_names_the_signature_of_a_failure():
+    rec = {"recipe": "plain", "shape": "tiny", "budget_gib": None, "outcome": "fail", "error_type": "ImportError",
+           "error_message": "Using `bitsandbytes` 4-bit quantization requires bitsandbytes: "
+                            "`pip install -U bitsandbytes>=0.46.1`", "stderr_tail": ""}
+    assert "[bnb-too-old] ImportError" in measure.summary_line(rec)
+    assert "[" not in measure.summary_line({**rec, "outcome": "pass", "error_type": "", "error_message": ""})
