@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from xml.sax.saxutils import escape
 
 import matplotlib
 
@@ -56,7 +58,8 @@ def _label(row: pd.Series) -> str:
 def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
     """One cell: peak GPU memory at load and at forward per recipe x shape (CPU RSS on CPU runners), whole-card
     runs only when there are any (budgets have their own chart). Bars of runs that did not pass are hatched and
-    labelled with their outcome."""
+    labelled with their outcome. Written as SVG directly (`_bar_svg`): there is one per cell page, and matplotlib
+    took 35-100 ms a chart, most of the site build at 100,000 records."""
     rows = rows[rows["outcome"] != "skip"]
     if (rows["budget"] == "").any():
         rows = rows[rows["budget"] == ""]
@@ -68,27 +71,91 @@ def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
         return None
     names = {"mem_gpu_load_peak_mib": "GPU peak at load", "mem_gpu_forward_peak_mib": "GPU peak at forward",
              "mem_cpu_peak_rss_mib": "CPU peak RSS"}
-    fig, ax = plt.subplots()
-    # one chart per cell page, so it is drawn hundreds of times on a big site: fixed margins, no tight crop
-    _fixed_margins(fig, 0.775 * max(4.0, 1.1 * len(rows) + 1.5), 2.45, left=0.75, right=1.45, bottom=0.45,
-                   top=0.3)
-    width = 0.8 / len(series)
-    for i, column in enumerate(series):
-        values = pd.to_numeric(rows[column], errors="coerce").fillna(0).tolist()
-        xs = [x + i * width for x in range(len(rows))]
-        bars = ax.bar(xs, values, width, label=names[column])
-        for bar, outcome in zip(bars, rows["outcome"]):
-            if outcome != "pass":
-                bar.set_hatch("//")
-                bar.set_alpha(0.5)
-                ax.annotate(outcome, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                            va="bottom", fontsize=7)
-    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(rows))])
-    ax.set_xticklabels([_label(r) for _, r in rows.iterrows()], fontsize=7)
-    ax.set_ylabel("MiB")
-    ax.set_title("Peak memory by recipe")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, tight=False)
+    values = {names[c]: pd.to_numeric(rows[c], errors="coerce").fillna(0).tolist() for c in series}
+    labels = [(recipe, f"{shape} @{budget} GiB" if budget else shape)
+              for recipe, shape, budget in zip(rows["recipe"], rows["shape"], rows["budget"])]
+    return _bar_svg(labels, values, list(rows["outcome"]), "Peak memory by recipe", "MiB")
+
+
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c")  # matplotlib's first colours, as the other charts use
+_FONT = "font-family:'DejaVu Sans','Bitstream Vera Sans',Arial,sans-serif"
+
+
+def _ticks(top: float) -> list[float]:
+    """About five round tick values from 0 to at least `top` (steps of 1, 2, 2.5 or 5 x 10^k)."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / 5
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    return [i * step for i in range(int(math.ceil(top / step - 1e-9)) + 1)]
+
+
+def _bar_svg(labels: list[tuple[str, str]], series: dict[str, list[float]], outcomes: list[str], title: str,
+             unit: str) -> bytes:
+    """A grouped bar chart as SVG bytes, laid out like the matplotlib charts (fixed margins in inches at 72 pt):
+    a bar per series and label, hatched and half transparent with the outcome written above where it is not
+    'pass', two-line x labels, the y axis in `unit`, the legend outside on the right. Text is XML-escaped."""
+    n, k = len(labels), len(series)
+    width_in = 0.775 * max(4.0, 1.1 * n + 1.5)
+    left, right, bottom, top_m, height = 54.0, 1.45 * 72, 0.45 * 72, 0.3 * 72, 2.45 * 72
+    plot_w = width_in * 72
+    total_w, total_h = left + plot_w + right, top_m + height + bottom
+    bar = 0.8 / k
+    lo, hi = -bar / 2 - 0.05 * (n - 1 + 0.8), n - 1 + bar * (k - 0.5) + 0.05 * (n - 1 + 0.8)
+    peak = max((v for vs in series.values() for v in vs), default=0.0)
+    ticks = _ticks(peak * 1.05)
+    y_max = ticks[-1]
+
+    def x(value: float) -> float:
+        return left + (value - lo) / (hi - lo) * plot_w
+
+    def y(value: float) -> float:
+        return top_m + height - value / y_max * height
+
+    out = ['<?xml version="1.0" encoding="utf-8" standalone="no"?>',
+           f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.2f}pt" height="{total_h:.2f}pt" '
+           f'viewBox="0 0 {total_w:.2f} {total_h:.2f}" version="1.1">',
+           '<defs><pattern id="hatch" patternUnits="userSpaceOnUse" width="6" height="6">'
+           '<path d="M-1,1 l2,-2 M0,6 l6,-6 M5,7 l2,-2" stroke="#000" stroke-width="1"/></pattern></defs>',
+           f'<rect width="{total_w:.2f}" height="{total_h:.2f}" fill="#ffffff"/>',
+           f'<g style="{_FONT}">']
+    for tick in ticks:
+        ty = y(tick)
+        out.append(f'<line x1="{left - 3.5:.2f}" x2="{left:.2f}" y1="{ty:.2f}" y2="{ty:.2f}" stroke="#000" '
+                   f'stroke-width="0.8"/><text x="{left - 6:.2f}" y="{ty + 3:.2f}" font-size="9" '
+                   f'text-anchor="end">{tick:g}</text>')
+    for i, (name, values) in enumerate(series.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        for j, (value, outcome) in enumerate(zip(values, outcomes)):
+            x0, y0 = x(j + i * bar - bar / 2), y(value)
+            w, h = x(j + i * bar + bar / 2) - x0, y(0) - y0
+            rect = f'x="{x0:.2f}" y="{y0:.2f}" width="{w:.2f}" height="{h:.2f}"'
+            if outcome == "pass":
+                out.append(f'<rect {rect} fill="{colour}"/>')
+                continue
+            out.append(f'<g opacity="0.5"><rect {rect} fill="{colour}"/><rect {rect} fill="url(#hatch)"/></g>'
+                       f'<text x="{x0 + w / 2:.2f}" y="{y0 - 2:.2f}" font-size="7" text-anchor="middle">'
+                       f'{escape(outcome)}</text>')
+    for j, (first, second) in enumerate(labels):
+        cx = x(j + bar * (k - 1) / 2)
+        out.append(f'<line x1="{cx:.2f}" x2="{cx:.2f}" y1="{y(0):.2f}" y2="{y(0) + 3.5:.2f}" stroke="#000" '
+                   f'stroke-width="0.8"/><text x="{cx:.2f}" y="{y(0) + 12:.2f}" font-size="7" '
+                   f'text-anchor="middle">{escape(first)}<tspan x="{cx:.2f}" dy="8.5">{escape(second)}</tspan>'
+                   '</text>')
+    out.append(f'<path d="M{left:.2f},{top_m:.2f} V{y(0):.2f} H{left + plot_w:.2f}" fill="none" stroke="#000" '
+               f'stroke-width="0.8"/>')
+    out.append(f'<text x="{left + plot_w / 2:.2f}" y="{top_m - 6:.2f}" font-size="10.8" text-anchor="middle">'
+               f'{escape(title)}</text>')
+    out.append(f'<text transform="translate({left - 38:.2f},{top_m + height / 2:.2f}) rotate(-90)" '
+               f'font-size="9" text-anchor="middle">{escape(unit)}</text>')
+    for i, name in enumerate(series):
+        ly = top_m + 6 + i * 12
+        out.append(f'<rect x="{left + plot_w + 6:.2f}" y="{ly:.2f}" width="14" height="5" '
+                   f'fill="{_COLOURS[i % len(_COLOURS)]}"/><text x="{left + plot_w + 24:.2f}" y="{ly + 5:.2f}" '
+                   f'font-size="7">{escape(name)}</text>')
+    out.append("</g></svg>\n")
+    return "\n".join(out).encode("utf-8")
 
 
 def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
