@@ -100,7 +100,12 @@ def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Per cell and shape measured under emulated VRAM budgets: recipe x budget outcomes and, per recipe, the
     smallest budget it passed under (None: only on the whole card)."""
     blocks = []
-    for key, mine in latest.groupby(CELL + ["shape"], sort=True):
+    # only the cells and shapes with a budgeted run: a frame per cell and shape cost about 10 ms each
+    keys = CELL + ["shape"]
+    budgeted_keys = set(latest.loc[latest["budget_gib"].notna(), keys].itertuples(index=False, name=None))
+    latest = latest[pd.Series([k in budgeted_keys for k in latest[keys].itertuples(index=False, name=None)],
+                              index=latest.index, dtype=bool)]
+    for key, mine in latest.groupby(keys, sort=True):
         budgeted = mine[mine["budget_gib"].notna()]
         if budgeted.empty:
             continue
