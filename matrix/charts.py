@@ -12,8 +12,10 @@ import math
 import multiprocessing
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import matplotlib
@@ -125,7 +127,7 @@ def _bar_svg(labels: list[tuple[str, str]], series: dict[str, list[float]], outc
         out.append(f'<line x1="{left - 3.5:.2f}" x2="{left:.2f}" y1="{ty:.2f}" y2="{ty:.2f}" stroke="#000" '
                    f'stroke-width="0.8"/><text x="{left - 6:.2f}" y="{ty + 3:.2f}" font-size="9" '
                    f'text-anchor="end">{tick:g}</text>')
-    for i, (name, values) in enumerate(series.items()):
+    for i, values in enumerate(series.values()):
         colour = _COLOURS[i % len(_COLOURS)]
         for j, (value, outcome) in enumerate(zip(values, outcomes)):
             x0, y0 = x(j + i * bar - bar / 2), y(value)
@@ -216,21 +218,87 @@ def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:
 # ---------------------------------------------------------------------------------------- the chart cache
 _CHARTS: dict[str, bytes | None] = {}
 CHARTS_PER_WORKER = 16  # below this many charts to draw, a process pool costs more than it saves
+CACHE_DIR = Path(__file__).resolve().parent.parent / "site" / "generated" / "charts"  # kept across builds
+_CODE = hashlib.sha256(Path(__file__).read_bytes() + matplotlib.__version__.encode()).hexdigest()[:12]
+STATS: Counter[str] = Counter()  # per build: direct (drawn without matplotlib), memory, disk (hits), drawn
+_DIRECT = {memory_by_recipe}  # cheaper to draw than to hash their rows: never cached
+
+
+def _select_budget(rows: pd.DataFrame) -> pd.DataFrame | None:
+    rows = rows[(rows["budget"] != "") & (rows["outcome"] != "skip")]
+    if rows["budget_gib"].nunique() < 2:
+        return None
+    return rows[["recipe", "budget", "budget_gib", "outcome", "mem_gpu_load_peak_mib"]]
+
+
+def _select_load_time(rows: pd.DataFrame) -> pd.DataFrame | None:
+    rows = rows[(rows["outcome"] == "pass") & (rows["budget"] == "") & rows["time_load_s"].notna()]
+    if rows["bnb"].nunique() < 2:
+        return None
+    return rows[["recipe", "shape", "bnb", "budget", "outcome", "time_load_s"]]
+
+
+# The rows (and columns) a matplotlib chart draws, or None when it draws nothing: the cache key is then exactly the
+# chart's content, and hashing a few columns is cheap where the whole latest frame (about 80 columns) was not.
+_SELECT: dict[Callable[[pd.DataFrame], bytes | None], Callable[[pd.DataFrame], pd.DataFrame | None]] = {
+    memory_by_budget: _select_budget, load_time_by_bnb: _select_load_time}
 
 
 def _chart_key(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> str:
-    return hashlib.sha256((draw.__name__ + rows.to_json(orient="split", date_format="iso")).encode()).hexdigest()
+    text = _CODE + draw.__name__ + rows.to_json(orient="split", date_format="iso")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _from_disk(key: str) -> bytes | None | bool:
+    """The SVG stored under `key` (b'' stands for None), or False when there is none."""
+    try:
+        data = (CACHE_DIR / f"{key[:2]}/{key}.svg").read_bytes()
+    except OSError:
+        return False
+    return data or None
+
+
+def _to_disk(key: str, svg: bytes | None) -> None:
+    """Store a drawn chart; written to a temporary name and renamed, so a concurrent build never reads half."""
+    path = CACHE_DIR / f"{key[:2]}/{key}.svg"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_bytes(svg or b"")
+        os.replace(temp, path)
+    except OSError:
+        pass  # a read-only checkout still builds; it only draws every chart
+
+
+def _lookup(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> tuple[str, bytes | None | bool]:
+    key = _chart_key(draw, rows)
+    if key in _CHARTS:
+        STATS["memory"] += 1
+        return key, _CHARTS[key]
+    found = _from_disk(key)
+    if found is not False:
+        STATS["disk"] += 1
+        _CHARTS[key] = found  # type: ignore[assignment]
+    return key, found
 
 
 def cached(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> bytes | None:
-    """`draw(rows)`, remembered by content: drawing dominates render time, and `mkdocs serve` regenerates on every
-    edit in the same process, so unchanged data is not drawn twice."""
-    key = _chart_key(draw, rows)
-    if key not in _CHARTS:
+    """`draw(rows)`, remembered by content in memory (`mkdocs serve` regenerates in one process) and on disk under
+    CACHE_DIR (a rebuild draws only the charts whose data or drawing code changed)."""
+    if draw in _DIRECT:
+        STATS["direct"] += 1
+        return draw(rows)
+    selected = _SELECT[draw](rows) if draw in _SELECT else rows
+    if selected is None:
+        return None
+    key, svg = _lookup(draw, selected)
+    if svg is False:
         if len(_CHARTS) > 4096:
             _CHARTS.clear()
-        _CHARTS[key] = draw(rows)
-    return _CHARTS[key]
+        svg = _CHARTS[key] = draw(selected)
+        STATS["drawn"] += 1
+        _to_disk(key, svg)
+    return svg  # type: ignore[return-value]
 
 
 def _draw(job: tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]) -> bytes | None:
@@ -251,9 +319,12 @@ def draw_all(jobs: Iterable[tuple[Callable[[pd.DataFrame], bytes | None], pd.Dat
     unavailable or there is little to draw, nothing happens here and `cached` draws lazily as before."""
     todo: dict[str, tuple] = {}
     for draw, rows in jobs:
-        key = _chart_key(draw, rows)
-        if key not in _CHARTS:
-            todo.setdefault(key, (draw, rows))
+        selected = _SELECT[draw](rows) if draw in _SELECT else rows
+        if draw in _DIRECT or selected is None:
+            continue
+        key, svg = _lookup(draw, selected)
+        if svg is False:
+            todo.setdefault(key, (draw, selected))
     workers = min(_usable_cpus(), len(todo) // CHARTS_PER_WORKER)
     if workers < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
         return
@@ -263,3 +334,5 @@ def draw_all(jobs: Iterable[tuple[Callable[[pd.DataFrame], bytes | None], pd.Dat
         chunk = max(1, len(todo) // (workers * 4))
         for key, svg in zip(todo, pool.map(_draw, todo.values(), chunksize=chunk)):
             _CHARTS[key] = svg
+            STATS["drawn"] += 1
+            _to_disk(key, svg)
