@@ -1,4 +1,5 @@
-"""Charts for the site, drawn by matplotlib (Agg backend) as SVG bytes.
+"""Charts for the site as SVG bytes: the per-cell charts written directly (`matrix.svgplot`, thousands of them on a
+big site), the per-runner chart drawn by matplotlib (Agg backend) and cached by content on disk (CACHE_DIR).
 
 Each function takes rows of the tidy/latest frame and returns SVG bytes, or None when there is nothing to draw.
 The output is deterministic (fixed hash salt, no date metadata) so unchanged data leaves the file unchanged.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import multiprocessing
 import os
 import sys
@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import matplotlib
 
@@ -25,36 +24,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from matrix import svgplot  # noqa: E402
 from matrix.aggregate import version_key  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "bnb-matrix", "svg.fonttype": "none", "font.size": 9,
                      "axes.spines.top": False, "axes.spines.right": False})
-OUTCOME_MARKERS = {"pass": ("o", "#2e7d32"), "fail": ("X", "#c62828"), "crash": ("X", "#6a1b9a"),
-                   "timeout": ("X", "#ef6c00")}
+CELL_COLUMNS = ("recipe", "shape", "budget", "budget_gib", "outcome", "mem_gpu_load_peak_mib",
+                "mem_gpu_forward_peak_mib", "mem_cpu_peak_rss_mib")  # what the per-cell charts read
 
 
-def _svg(fig: plt.Figure, tight: bool = True) -> bytes:
-    """The figure as SVG bytes. `tight` crops to the drawn content, which costs a second full draw; charts laid
-    out with `_fixed_margins` skip it."""
+def _svg(fig: plt.Figure) -> bytes:
+    """The figure as SVG bytes, cropped to the drawn content."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight" if tight else None)
+    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
-
-
-def _fixed_margins(fig: plt.Figure, width: float, height: float, left: float, right: float, bottom: float,
-                   top: float) -> None:
-    """Size the figure to an axes area of width x height inches plus margins (inches) for labels, title and a
-    legend on the right: the layout bbox_inches="tight" finds, without drawing the figure twice."""
-    total_w, total_h = left + width + right, bottom + height + top
-    fig.set_size_inches(total_w, total_h)
-    fig.subplots_adjust(left=left / total_w, right=(left + width) / total_w, bottom=bottom / total_h,
-                        top=(bottom + height) / total_h)
-
-
-def _label(row: pd.Series) -> str:
-    budget = f" @{row['budget']} GiB" if row["budget"] else ""
-    return f"{row['recipe']}\n{row['shape']}{budget}"
 
 
 def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
@@ -76,115 +60,24 @@ def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
     values = {names[c]: pd.to_numeric(rows[c], errors="coerce").fillna(0).tolist() for c in series}
     labels = [(recipe, f"{shape} @{budget} GiB" if budget else shape)
               for recipe, shape, budget in zip(rows["recipe"], rows["shape"], rows["budget"])]
-    return _bar_svg(labels, values, list(rows["outcome"]), "Peak memory by recipe", "MiB")
-
-
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c")  # matplotlib's first colours, as the other charts use
-_FONT = "font-family:'DejaVu Sans','Bitstream Vera Sans',Arial,sans-serif"
-
-
-def _ticks(top: float) -> list[float]:
-    """About five round tick values from 0 to at least `top` (steps of 1, 2, 2.5 or 5 x 10^k)."""
-    if top <= 0:
-        return [0.0, 1.0]
-    raw = top / 5
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    return [i * step for i in range(int(math.ceil(top / step - 1e-9)) + 1)]
-
-
-def _bar_svg(labels: list[tuple[str, str]], series: dict[str, list[float]], outcomes: list[str], title: str,
-             unit: str) -> bytes:
-    """A grouped bar chart as SVG bytes, laid out like the matplotlib charts (fixed margins in inches at 72 pt):
-    a bar per series and label, hatched and half transparent with the outcome written above where it is not
-    'pass', two-line x labels, the y axis in `unit`, the legend outside on the right. Text is XML-escaped."""
-    n, k = len(labels), len(series)
-    width_in = 0.775 * max(4.0, 1.1 * n + 1.5)
-    left, right, bottom, top_m, height = 54.0, 1.45 * 72, 0.45 * 72, 0.3 * 72, 2.45 * 72
-    plot_w = width_in * 72
-    total_w, total_h = left + plot_w + right, top_m + height + bottom
-    bar = 0.8 / k
-    lo, hi = -bar / 2 - 0.05 * (n - 1 + 0.8), n - 1 + bar * (k - 0.5) + 0.05 * (n - 1 + 0.8)
-    peak = max((v for vs in series.values() for v in vs), default=0.0)
-    ticks = _ticks(peak * 1.05)
-    y_max = ticks[-1]
-
-    def x(value: float) -> float:
-        return left + (value - lo) / (hi - lo) * plot_w
-
-    def y(value: float) -> float:
-        return top_m + height - value / y_max * height
-
-    out = ['<?xml version="1.0" encoding="utf-8" standalone="no"?>',
-           f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.2f}pt" height="{total_h:.2f}pt" '
-           f'viewBox="0 0 {total_w:.2f} {total_h:.2f}" version="1.1">',
-           '<defs><pattern id="hatch" patternUnits="userSpaceOnUse" width="6" height="6">'
-           '<path d="M-1,1 l2,-2 M0,6 l6,-6 M5,7 l2,-2" stroke="#000" stroke-width="1"/></pattern></defs>',
-           f'<rect width="{total_w:.2f}" height="{total_h:.2f}" fill="#ffffff"/>',
-           f'<g style="{_FONT}">']
-    for tick in ticks:
-        ty = y(tick)
-        out.append(f'<line x1="{left - 3.5:.2f}" x2="{left:.2f}" y1="{ty:.2f}" y2="{ty:.2f}" stroke="#000" '
-                   f'stroke-width="0.8"/><text x="{left - 6:.2f}" y="{ty + 3:.2f}" font-size="9" '
-                   f'text-anchor="end">{tick:g}</text>')
-    for i, values in enumerate(series.values()):
-        colour = _COLOURS[i % len(_COLOURS)]
-        for j, (value, outcome) in enumerate(zip(values, outcomes)):
-            x0, y0 = x(j + i * bar - bar / 2), y(value)
-            w, h = x(j + i * bar + bar / 2) - x0, y(0) - y0
-            rect = f'x="{x0:.2f}" y="{y0:.2f}" width="{w:.2f}" height="{h:.2f}"'
-            if outcome == "pass":
-                out.append(f'<rect {rect} fill="{colour}"/>')
-                continue
-            out.append(f'<g opacity="0.5"><rect {rect} fill="{colour}"/><rect {rect} fill="url(#hatch)"/></g>'
-                       f'<text x="{x0 + w / 2:.2f}" y="{y0 - 2:.2f}" font-size="7" text-anchor="middle">'
-                       f'{escape(outcome)}</text>')
-    for j, (first, second) in enumerate(labels):
-        cx = x(j + bar * (k - 1) / 2)
-        out.append(f'<line x1="{cx:.2f}" x2="{cx:.2f}" y1="{y(0):.2f}" y2="{y(0) + 3.5:.2f}" stroke="#000" '
-                   f'stroke-width="0.8"/><text x="{cx:.2f}" y="{y(0) + 12:.2f}" font-size="7" '
-                   f'text-anchor="middle">{escape(first)}<tspan x="{cx:.2f}" dy="8.5">{escape(second)}</tspan>'
-                   '</text>')
-    out.append(f'<path d="M{left:.2f},{top_m:.2f} V{y(0):.2f} H{left + plot_w:.2f}" fill="none" stroke="#000" '
-               f'stroke-width="0.8"/>')
-    out.append(f'<text x="{left + plot_w / 2:.2f}" y="{top_m - 6:.2f}" font-size="10.8" text-anchor="middle">'
-               f'{escape(title)}</text>')
-    out.append(f'<text transform="translate({left - 38:.2f},{top_m + height / 2:.2f}) rotate(-90)" '
-               f'font-size="9" text-anchor="middle">{escape(unit)}</text>')
-    for i, name in enumerate(series):
-        ly = top_m + 6 + i * 12
-        out.append(f'<rect x="{left + plot_w + 6:.2f}" y="{ly:.2f}" width="14" height="5" '
-                   f'fill="{_COLOURS[i % len(_COLOURS)]}"/><text x="{left + plot_w + 24:.2f}" y="{ly + 5:.2f}" '
-                   f'font-size="7">{escape(name)}</text>')
-    out.append("</g></svg>\n")
-    return "\n".join(out).encode("utf-8")
+    return svgplot.bars(labels, values, list(rows["outcome"]), "Peak memory by recipe", "MiB")
 
 
 def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
     """One cell: peak GPU memory at load against the emulated VRAM budget, a line per recipe, the marker shows the
-    outcome at that budget (circle pass, cross failed). None unless at least two budgets were measured."""
+    outcome at that budget (circle pass, cross failed). None unless at least two budgets were measured. Written as
+    SVG directly (`svgplot.lines`): one per budgeted cell page, and matplotlib took about 0.4 s a chart."""
     rows = rows[(rows["budget"] != "") & (rows["outcome"] != "skip")]
     if rows["budget_gib"].nunique() < 2:  # one budget is a dot per recipe: the recipe chart says it better
         return None
-    fig, ax = plt.subplots()
-    _fixed_margins(fig, 4.25, 2.45, left=0.75, right=1.3, bottom=0.55, top=0.3)  # one per budgeted cell page
+    lines = {}
     for recipe, mine in rows.groupby("recipe", sort=True):
         mine = mine.sort_values("budget_gib")
         ys = pd.to_numeric(mine["mem_gpu_load_peak_mib"], errors="coerce")
-        (line,) = ax.plot(mine["budget_gib"], ys, label=recipe, alpha=0.6)
-        for x, y, outcome in zip(mine["budget_gib"], ys, mine["outcome"]):
-            marker, _ = OUTCOME_MARKERS.get(outcome, ("X", "black"))
-            ax.scatter([x], [0 if pd.isna(y) else y], marker=marker, color=line.get_color(), s=40, zorder=3)
-    budgets = sorted(rows["budget_gib"].unique())
-    top = pd.to_numeric(rows["mem_gpu_load_peak_mib"], errors="coerce").max()
-    ax.plot(budgets, [b * 1024 for b in budgets], linestyle=":", color="grey", label="budget")
-    if pd.notna(top) and top > 0:
-        ax.set_ylim(0, top * 1.25)  # keep the data readable; the budget line is clipped where it runs above
-    ax.set_xlabel("emulated VRAM budget (GiB); circle = pass, cross = failed")
-    ax.set_ylabel("GPU peak at load (MiB)")
-    ax.set_title("Peak GPU memory by VRAM budget")
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, tight=False)
+        lines[str(recipe)] = [(float(x), None if pd.isna(y) else float(y), str(o))
+                              for x, y, o in zip(mine["budget_gib"], ys, mine["outcome"])]
+    return svgplot.lines(lines, "Peak GPU memory by VRAM budget", "GPU peak at load (MiB)",
+                         "emulated VRAM budget (GiB); circle = pass, cross = failed")
 
 
 def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:
@@ -221,14 +114,7 @@ CHARTS_PER_WORKER = 16  # below this many charts to draw, a process pool costs m
 CACHE_DIR = Path(__file__).resolve().parent.parent / "site" / "generated" / "charts"  # kept across builds
 _CODE = hashlib.sha256(Path(__file__).read_bytes() + matplotlib.__version__.encode()).hexdigest()[:12]
 STATS: Counter[str] = Counter()  # per build: direct (drawn without matplotlib), memory, disk (hits), drawn
-_DIRECT = {memory_by_recipe}  # cheaper to draw than to hash their rows: never cached
-
-
-def _select_budget(rows: pd.DataFrame) -> pd.DataFrame | None:
-    rows = rows[(rows["budget"] != "") & (rows["outcome"] != "skip")]
-    if rows["budget_gib"].nunique() < 2:
-        return None
-    return rows[["recipe", "budget", "budget_gib", "outcome", "mem_gpu_load_peak_mib"]]
+_DIRECT = {memory_by_recipe, memory_by_budget}  # cheaper to draw than to hash their rows: never cached
 
 
 def _select_load_time(rows: pd.DataFrame) -> pd.DataFrame | None:
@@ -241,7 +127,7 @@ def _select_load_time(rows: pd.DataFrame) -> pd.DataFrame | None:
 # The rows (and columns) a matplotlib chart draws, or None when it draws nothing: the cache key is then exactly the
 # chart's content, and hashing a few columns is cheap where the whole latest frame (about 80 columns) was not.
 _SELECT: dict[Callable[[pd.DataFrame], bytes | None], Callable[[pd.DataFrame], pd.DataFrame | None]] = {
-    memory_by_budget: _select_budget, load_time_by_bnb: _select_load_time}
+    load_time_by_bnb: _select_load_time}
 
 
 def _chart_key(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> str:
