@@ -247,6 +247,7 @@ def old_tree(rev: str, work: Path) -> Path:
     shutil.copytree(ROOT / "matrix", tree / "matrix", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "site", tree / "site", ignore=shutil.ignore_patterns("generated"))
     shutil.copy(ROOT / "mkdocs.yml", tree / "mkdocs.yml")
+    shutil.copytree(ROOT / "results" / "binaries", tree / "results" / "binaries")  # the GPU pages read these
     for path in SITE_CODE:
         (tree / path).write_bytes(subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True,
                                                  check=True).stdout)

@@ -148,6 +148,18 @@ def test_cell_page_content(built_site):
     assert "works with a fix" in html and "flaky" in html
     assert "2026-11-01T10:00:00Z" in html  # the history lists the older run
     assert 'src="memory.svg"' in html and (out / HOSTILE_CELL / "memory.svg").is_file()
+
+
+def test_search_index_leaves_out_history_charts_and_stderr(built_site):
+    import json
+
+    _, out = built_site
+    docs = json.loads((out / "search" / "search_index.json").read_text(encoding="utf-8"))["docs"]
+    mine = [d for d in docs if d["location"].startswith(HOSTILE_CELL)]
+    assert mine and any("Reproduce" in d["title"] for d in mine)  # the page itself is still found
+    assert not any(d["location"].endswith(("#history", "#charts")) for d in mine)
+    assert not any("2026-11-01T10:00:00Z" in d["text"] for d in mine)  # no history row
+    assert not any("stderr (last lines)" in d["text"] for d in mine)
     assert '../../../../../errors/' in html
 
 
