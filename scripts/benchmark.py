@@ -331,8 +331,8 @@ def table(fig: dict) -> str:
         now = sites[str(base["records"])]
         add(f"site build, {base['records']:,} records, site code at {base['rev']} (before the fixes)",
             f"{base['total']:.1f} s (aggregate {base['aggregate']:.1f}, render {base['render']:.1f}, mkdocs "
-            f"{base['mkdocs']:.1f}); search index {base['search_index_mib']:.1f} MiB = "
-            f"{base['total'] / now['total']:.2f}x the time with the fixes")
+            f"{base['mkdocs']:.1f}) = {base['total'] / now['total']:.2f}x the time with the fixes; search index "
+            f"{base['search_index_mib']:.1f} MiB")
     again = fig.get("site_rebuild")
     if again:
         c = again.get("charts", {})

@@ -148,6 +148,7 @@ def test_cell_page_content(built_site):
     assert "works with a fix" in html and "flaky" in html
     assert "2026-11-01T10:00:00Z" in html  # the history lists the older run
     assert 'src="memory.svg"' in html and (out / HOSTILE_CELL / "memory.svg").is_file()
+    assert '../../../../../errors/' in html
 
 
 def test_search_index_leaves_out_history_charts_and_stderr(built_site):
@@ -160,7 +161,6 @@ def test_search_index_leaves_out_history_charts_and_stderr(built_site):
     assert not any(d["location"].endswith(("#history", "#charts")) for d in mine)
     assert not any("2026-11-01T10:00:00Z" in d["text"] for d in mine)  # no history row
     assert not any("stderr (last lines)" in d["text"] for d in mine)
-    assert '../../../../../errors/' in html
 
 
 def test_heatmap_per_runner_with_links(built_site):
