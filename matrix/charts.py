@@ -1,4 +1,5 @@
-"""Charts for the site, drawn by matplotlib (Agg backend) as SVG bytes.
+"""Charts for the site as SVG bytes: the per-cell charts written directly (`matrix.svgplot`, thousands of them on a
+big site), the per-runner chart drawn by matplotlib (Agg backend) and cached by content on disk (CACHE_DIR).
 
 Each function takes rows of the tidy/latest frame and returns SVG bytes, or None when there is nothing to draw.
 The output is deterministic (fixed hash salt, no date metadata) so unchanged data leaves the file unchanged.
@@ -11,8 +12,10 @@ import io
 import multiprocessing
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import matplotlib
 
@@ -21,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from matrix import svgplot  # noqa: E402
 from matrix.aggregate import version_key  # noqa: E402
 
 # Legible at the size the pages show them: nothing under 8 pt. text.parse_math off: labels come from records, and
@@ -34,36 +38,23 @@ LINESTYLES = ("-", "--", "-.", ":")
 SERIES_MARKERS = ("o", "s", "^", "D", "v", "P")
 OUTCOME_MARKERS = {"pass": ("o", "#2e7d32"), "fail": ("X", "#c62828"), "crash": ("X", "#6a1b9a"),
                    "timeout": ("X", "#ef6c00")}
+CELL_COLUMNS = ("recipe", "shape", "budget", "budget_gib", "outcome", "mem_gpu_load_peak_mib",
+                "mem_gpu_forward_peak_mib", "mem_cpu_peak_rss_mib")  # what the per-cell charts read
 
 
-def _svg(fig: plt.Figure, tight: bool = True) -> bytes:
-    """The figure as SVG bytes. `tight` crops to the drawn content, which costs a second full draw; charts laid
-    out with `_fixed_margins` skip it."""
+def _svg(fig: plt.Figure) -> bytes:
+    """The figure as SVG bytes, cropped to the drawn content."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight" if tight else None)
+    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
-
-
-def _fixed_margins(fig: plt.Figure, width: float, height: float, left: float, right: float, bottom: float,
-                   top: float) -> None:
-    """Size the figure to an axes area of width x height inches plus margins (inches) for labels, title and a
-    legend on the right: the layout bbox_inches="tight" finds, without drawing the figure twice."""
-    total_w, total_h = left + width + right, bottom + height + top
-    fig.set_size_inches(total_w, total_h)
-    fig.subplots_adjust(left=left / total_w, right=(left + width) / total_w, bottom=bottom / total_h,
-                        top=(bottom + height) / total_h)
-
-
-def _label(row: pd.Series) -> str:
-    budget = f" @{row['budget']} GiB" if row["budget"] else ""
-    return f"{row['recipe']}\n{row['shape']}{budget}"
 
 
 def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
     """One cell: peak GPU memory at load and at forward per recipe x shape (CPU RSS on CPU runners), whole-card
     runs only when there are any (budgets have their own chart). Bars of runs that did not pass are hatched and
-    labelled with their outcome."""
+    labelled with their outcome. Written as SVG directly (`_bar_svg`): there is one per cell page, and matplotlib
+    took 35-100 ms a chart, most of the site build at 100,000 records."""
     rows = rows[rows["outcome"] != "skip"]
     if (rows["budget"] == "").any():
         rows = rows[rows["budget"] == ""]
@@ -75,68 +66,30 @@ def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
         return None
     names = {"mem_gpu_load_peak_mib": "GPU peak at load", "mem_gpu_forward_peak_mib": "GPU peak at forward",
              "mem_cpu_peak_rss_mib": "CPU peak RSS"}
-    fig, ax = plt.subplots()
-    # one chart per cell page, so it is drawn hundreds of times on a big site: fixed margins, no tight crop
-    _fixed_margins(fig, 0.775 * max(4.0, 1.1 * len(rows) + 1.5), 2.45, left=0.75, right=1.85, bottom=0.5,
-                   top=0.3)
-    width = 0.8 / len(series)
-    for i, column in enumerate(series):
-        values = pd.to_numeric(rows[column], errors="coerce").tolist()
-        xs = [x + i * width for x in range(len(rows))]
-        # a run that measured nothing gets no bar (not a 0 MiB one): a "failed" mark stands in its place
-        bars = ax.bar(xs, [0 if pd.isna(v) else v for v in values], width, label=names[column])
-        for bar, value, outcome in zip(bars, values, rows["outcome"]):
-            centre = bar.get_x() + bar.get_width() / 2
-            if pd.isna(value):
-                ax.annotate(f"✗ {outcome}ed" if outcome == "fail" else f"✗ {outcome}", (centre, 0), ha="center",
-                            va="bottom", rotation=90, fontsize=8, color=OUTCOME_MARKERS.get(outcome, ("", "k"))[1])
-            elif outcome != "pass":
-                bar.set_hatch("//")
-                bar.set_alpha(0.5)
-                ax.annotate(outcome, (centre, bar.get_height()), ha="center", va="bottom", fontsize=8)
-    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(rows))])
-    ax.set_xticklabels([_label(r) for _, r in rows.iterrows()], fontsize=8)
-    ax.set_ylabel("MiB")
-    ax.set_title("Peak memory by recipe")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, tight=False)
+    # a run that measured nothing stays None: the chart marks it failed instead of drawing a 0 MiB bar
+    values = {names[c]: [None if pd.isna(v) else float(v) for v in pd.to_numeric(rows[c], errors="coerce")]
+              for c in series}
+    labels = [(recipe, f"{shape} @{budget} GiB" if budget else shape)
+              for recipe, shape, budget in zip(rows["recipe"], rows["shape"], rows["budget"])]
+    return svgplot.bars(labels, values, list(rows["outcome"]), "Peak memory by recipe", "MiB")
 
 
 def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
     """One cell: peak GPU memory at load against the emulated VRAM budget, a line per recipe, the marker shows the
-    outcome at that budget (circle pass, cross failed). None unless at least two budgets were measured."""
+    outcome at that budget (circle pass, cross failed). None unless at least two budgets were measured. Written as
+    SVG directly (`svgplot.lines`): one per budgeted cell page, and matplotlib took about 0.4 s a chart."""
     rows = rows[(rows["budget"] != "") & (rows["outcome"] != "skip")]
     if rows["budget_gib"].nunique() < 2:  # one budget is a dot per recipe: the recipe chart says it better
         return None
-    fig, ax = plt.subplots()
-    _fixed_margins(fig, 4.25, 2.45, left=0.8, right=1.4, bottom=0.8, top=0.3)  # one per budgeted cell page
-    # x in data units, y in axes units: where a run that measured no memory is marked failed, below the data
-    failed_row = ax.get_xaxis_transform()
-    for n, (recipe, mine) in enumerate(rows.groupby("recipe", sort=True)):
+    lines = {}
+    for recipe, mine in rows.groupby("recipe", sort=True):
         mine = mine.sort_values("budget_gib")
         ys = pd.to_numeric(mine["mem_gpu_load_peak_mib"], errors="coerce")
-        # later series thinner, drawn on top, so identical series still show both
-        (line,) = ax.plot(mine["budget_gib"], ys, label=recipe, alpha=0.8, linewidth=max(1.2, 4.0 - 1.2 * n),
-                          linestyle=LINESTYLES[n % len(LINESTYLES)], zorder=2 + n)
-        for x, y, outcome in zip(mine["budget_gib"], ys, mine["outcome"]):
-            marker, _ = OUTCOME_MARKERS.get(outcome, ("X", "black"))
-            if pd.isna(y):  # nothing measured: not 0 MiB, a cross on the failed row
-                ax.scatter([x], [0.04 + 0.05 * n], marker="X", color=line.get_color(), s=40, zorder=3,
-                           transform=failed_row, clip_on=False)
-            else:
-                ax.scatter([x], [y], marker=marker, color=line.get_color(), s=max(16, 70 - 22 * n), zorder=10 + n)
-    top = pd.to_numeric(rows["mem_gpu_load_peak_mib"], errors="coerce").max()
-    # the budget itself, across the whole axis (y = budget in MiB)
-    ax.axline((0, 0), slope=1024, linestyle=":", color="grey", label="budget")
-    budgets = sorted(rows["budget_gib"].unique())
-    ax.set_xlim(0, budgets[-1] * 1.08)
-    ax.set_ylim(0, max(top * 1.25 if pd.notna(top) else 0, budgets[0] * 1024 * 1.1))
-    ax.set_xlabel("emulated VRAM budget (GiB); circle = pass, cross = failed\n(crosses at the bottom: failed "
-                  "before any memory was measured)")
-    ax.set_ylabel("GPU peak at load (MiB)")
-    ax.set_title("Peak GPU memory by VRAM budget")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _svg(fig, tight=False)
+        lines[str(recipe)] = [(float(x), None if pd.isna(y) else float(y), str(o))
+                              for x, y, o in zip(mine["budget_gib"], ys, mine["outcome"])]
+    return svgplot.lines(lines, "Peak GPU memory by VRAM budget", "GPU peak at load (MiB)",
+                         "emulated VRAM budget (GiB); circle = pass, cross = failed\n(crosses below the axis: failed "
+                         "before any memory was measured)")
 
 
 def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:
@@ -171,21 +124,80 @@ def load_time_by_bnb(rows: pd.DataFrame) -> bytes | None:
 # ---------------------------------------------------------------------------------------- the chart cache
 _CHARTS: dict[str, bytes | None] = {}
 CHARTS_PER_WORKER = 16  # below this many charts to draw, a process pool costs more than it saves
+CACHE_DIR = Path(__file__).resolve().parent.parent / "site" / "generated" / "charts"  # kept across builds
+_CODE = hashlib.sha256(Path(__file__).read_bytes() + matplotlib.__version__.encode()).hexdigest()[:12]
+STATS: Counter[str] = Counter()  # per build: direct (drawn without matplotlib), memory, disk (hits), drawn
+_DIRECT = {memory_by_recipe, memory_by_budget}  # cheaper to draw than to hash their rows: never cached
+
+
+def _select_load_time(rows: pd.DataFrame) -> pd.DataFrame | None:
+    rows = rows[(rows["outcome"] == "pass") & (rows["budget"] == "") & rows["time_load_s"].notna()]
+    if rows["bnb"].nunique() < 2:
+        return None
+    return rows[["recipe", "shape", "bnb", "budget", "outcome", "time_load_s"]]
+
+
+# The rows (and columns) a matplotlib chart draws, or None when it draws nothing: the cache key is then exactly the
+# chart's content, and hashing a few columns is cheap where the whole latest frame (about 80 columns) was not.
+_SELECT: dict[Callable[[pd.DataFrame], bytes | None], Callable[[pd.DataFrame], pd.DataFrame | None]] = {
+    load_time_by_bnb: _select_load_time}
 
 
 def _chart_key(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> str:
-    return hashlib.sha256((draw.__name__ + rows.to_json(orient="split", date_format="iso")).encode()).hexdigest()
+    text = _CODE + draw.__name__ + rows.to_json(orient="split", date_format="iso")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _from_disk(key: str) -> bytes | None | bool:
+    """The SVG stored under `key` (b'' stands for None), or False when there is none."""
+    try:
+        data = (CACHE_DIR / f"{key[:2]}/{key}.svg").read_bytes()
+    except OSError:
+        return False
+    return data or None
+
+
+def _to_disk(key: str, svg: bytes | None) -> None:
+    """Store a drawn chart; written to a temporary name and renamed, so a concurrent build never reads half."""
+    path = CACHE_DIR / f"{key[:2]}/{key}.svg"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_bytes(svg or b"")
+        os.replace(temp, path)
+    except OSError:
+        pass  # a read-only checkout still builds; it only draws every chart
+
+
+def _lookup(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> tuple[str, bytes | None | bool]:
+    key = _chart_key(draw, rows)
+    if key in _CHARTS:
+        STATS["memory"] += 1
+        return key, _CHARTS[key]
+    found = _from_disk(key)
+    if found is not False:
+        STATS["disk"] += 1
+        _CHARTS[key] = found  # type: ignore[assignment]
+    return key, found
 
 
 def cached(draw: Callable[[pd.DataFrame], bytes | None], rows: pd.DataFrame) -> bytes | None:
-    """`draw(rows)`, remembered by content: drawing dominates render time, and `mkdocs serve` regenerates on every
-    edit in the same process, so unchanged data is not drawn twice."""
-    key = _chart_key(draw, rows)
-    if key not in _CHARTS:
+    """`draw(rows)`, remembered by content in memory (`mkdocs serve` regenerates in one process) and on disk under
+    CACHE_DIR (a rebuild draws only the charts whose data or drawing code changed)."""
+    if draw in _DIRECT:
+        STATS["direct"] += 1
+        return draw(rows)
+    selected = _SELECT[draw](rows) if draw in _SELECT else rows
+    if selected is None:
+        return None
+    key, svg = _lookup(draw, selected)
+    if svg is False:
         if len(_CHARTS) > 4096:
             _CHARTS.clear()
-        _CHARTS[key] = draw(rows)
-    return _CHARTS[key]
+        svg = _CHARTS[key] = draw(selected)
+        STATS["drawn"] += 1
+        _to_disk(key, svg)
+    return svg  # type: ignore[return-value]
 
 
 def _draw(job: tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]) -> bytes | None:
@@ -206,9 +218,12 @@ def draw_all(jobs: Iterable[tuple[Callable[[pd.DataFrame], bytes | None], pd.Dat
     unavailable or there is little to draw, nothing happens here and `cached` draws lazily as before."""
     todo: dict[str, tuple] = {}
     for draw, rows in jobs:
-        key = _chart_key(draw, rows)
-        if key not in _CHARTS:
-            todo.setdefault(key, (draw, rows))
+        selected = _SELECT[draw](rows) if draw in _SELECT else rows
+        if draw in _DIRECT or selected is None:
+            continue
+        key, svg = _lookup(draw, selected)
+        if svg is False:
+            todo.setdefault(key, (draw, selected))
     workers = min(_usable_cpus(), len(todo) // CHARTS_PER_WORKER)
     if workers < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
         return
@@ -218,3 +233,5 @@ def draw_all(jobs: Iterable[tuple[Callable[[pd.DataFrame], bytes | None], pd.Dat
         chunk = max(1, len(todo) // (workers * 4))
         for key, svg in zip(todo, pool.map(_draw, todo.values(), chunksize=chunk)):
             _CHARTS[key] = svg
+            STATS["drawn"] += 1
+            _to_disk(key, svg)

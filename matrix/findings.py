@@ -109,7 +109,12 @@ def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Per cell and shape measured under emulated VRAM budgets: recipe x budget outcomes and, per recipe, the
     smallest budget it passed under (None: only on the whole card)."""
     blocks = []
-    for key, mine in latest.groupby(CELL + ["shape"], sort=True):
+    # only the cells and shapes with a budgeted run: a frame per cell and shape cost about 10 ms each
+    keys = CELL + ["shape"]
+    budgeted_keys = set(latest.loc[latest["budget_gib"].notna(), keys].itertuples(index=False, name=None))
+    latest = latest[pd.Series([k in budgeted_keys for k in latest[keys].itertuples(index=False, name=None)],
+                              index=latest.index, dtype=bool)]
+    for key, mine in latest.groupby(keys, sort=True):
         budgeted = mine[mine["budget_gib"].notna()]
         if budgeted.empty:
             continue
@@ -167,6 +172,9 @@ def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) 
     return stats
 
 
+VERDICT_COLUMNS = ("budget", "outcome", "shape", "recipe", "stage", "error_type")  # aggregate._cell_verdict's rows
+
+
 def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Each time a run changed a cell's verdict, newest first: the cell, the verdict before and after, and the run
     (id and time). A cell's verdict after a run is the one of its latest records up to that run, by the same rule
@@ -186,7 +194,8 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
             runs.setdefault((values[0], values[1]), []).append((label, *values[2:]))
 
         def verdict(latest: dict[tuple, tuple[int, str]] = latest) -> str:
-            return _cell_verdict(ordered.loc[[label for label, _ in latest.values()]], baseline)[0]
+            chosen = ordered.loc[[label for label, _ in latest.values()], list(VERDICT_COLUMNS)]
+            return _cell_verdict(list(chosen.itertuples(index=False, name=None)), baseline)[0]
 
         before = None  # computed only when needed: most runs repeat the outcomes they replace
         for n, ((time, run_id), run) in enumerate(runs.items()):

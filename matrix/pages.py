@@ -61,7 +61,9 @@ class SiteData:
 
     def __post_init__(self) -> None:
         agg = self.agg
-        self.latest_by_cell = dict(tuple(agg.latest.groupby(CELL, sort=True))) if len(agg.latest) else {}
+        # only the columns the cell charts read: filtering all ~80 columns per cell and chart was slow at scale
+        chart_rows = agg.latest[CELL + [c for c in charts.CELL_COLUMNS if c in agg.latest]] if len(agg.latest) else None
+        self.latest_by_cell = dict(tuple(chart_rows.groupby(CELL, sort=True))) if chart_rows is not None else {}
         # Rows as dicts, made once for the whole frame and split per cell: DataFrame.to_dict costs about the same
         # for 4 rows as for 10,000 (it walks every column), so once per cell page it dominated rendering.
         history = agg.frame.sort_values(CELL + ["time", "run_id", "recipe", "shape", "budget"],

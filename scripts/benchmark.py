@@ -221,19 +221,23 @@ import json, sys, time
 from pathlib import Path
 from matrix import aggregate, render, sitebuild
 from matrix.axes import load_axes
-results, work, out = map(Path, sys.argv[1:4])
+from matrix import charts
+results, work, out, cache = map(Path, sys.argv[1:5])
+charts.CACHE_DIR = cache  # a cold build starts from an empty chart cache, a rebuild reuses it
 t = {}
 s = time.monotonic(); axes = load_axes(); agg = aggregate.load(results, recipes=axes.recipes, warn=False)
 t["aggregate"] = time.monotonic() - s
 s = time.monotonic(); written = render.render_site(agg, work / "docs", axes=axes); t["render"] = time.monotonic() - s
 s = time.monotonic(); sitebuild.run_mkdocs(sitebuild.write_config(work, work / "docs"), out)
 t["mkdocs"] = time.monotonic() - s
-t.update(records=len(agg.frame), cells=len(agg.verdicts), files=len(written.written))
+t.update(records=len(agg.frame), cells=len(agg.verdicts), files=len(written.written),
+         charts=dict(getattr(charts, "STATS", {})))
 print(json.dumps(t))
 """
 
 
-SITE_CODE = ("matrix/aggregate.py", "matrix/render.py", "matrix/charts.py", "matrix/sitebuild.py")
+SITE_CODE = ("matrix/aggregate.py", "matrix/findings.py", "matrix/pages.py", "matrix/render.py", "matrix/charts.py",
+             "matrix/sitebuild.py", "site/templates/cell.md.j2")
 
 
 def old_tree(rev: str, work: Path) -> Path:
@@ -243,24 +247,29 @@ def old_tree(rev: str, work: Path) -> Path:
     shutil.copytree(ROOT / "matrix", tree / "matrix", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "site", tree / "site", ignore=shutil.ignore_patterns("generated"))
     shutil.copy(ROOT / "mkdocs.yml", tree / "mkdocs.yml")
+    shutil.copytree(ROOT / "results" / "binaries", tree / "results" / "binaries")  # the GPU pages read these
     for path in SITE_CODE:
         (tree / path).write_bytes(subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True,
                                                  check=True).stdout)
     return tree
 
 
-def site_build(n: int, work: Path, tree: Path = ROOT) -> dict:
-    """aggregate + render + mkdocs build (--strict) of n synthetic records, in a fresh interpreter (so no chart
-    cache carries over), each phase timed; plus the size of the built site and its search index. `tree`: the
+def site_build(n: int, work: Path, tree: Path = ROOT, rebuild: bool = False) -> dict:
+    """aggregate + render + mkdocs build (--strict) of n synthetic records, in a fresh interpreter, each phase
+    timed; plus the size of the built site and its search index. The chart cache on disk starts empty, unless
+    `rebuild`: then it is the one the same build before filled (a rebuild with nothing changed). `tree`: the
     checkout whose matrix/ and site/ build it (an old_tree() for a before/after on the same records)."""
-    tag = f"{n}-{tree.name}"
+    tag = f"{n}-{tree.name}" + ("-rebuild" if rebuild else "")
+    cache = work / f"charts-{n}-{tree.name}"
+    if not rebuild:
+        shutil.rmtree(cache, ignore_errors=True)
     results, site_work, out = work / f"site-{n}-results", work / f"site-{tag}-work", work / f"site-{tag}-public"
     if not results.is_dir():
         results.mkdir()
         with open(results / "synthetic.jsonl", "w") as handle:
             handle.writelines(json.dumps(rec, sort_keys=True) + "\n" for rec in synthetic_records(n))
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", SITE_PHASES, str(results), str(site_work), str(out)], cwd=tree,
+    proc = subprocess.run([sys.executable, "-c", SITE_PHASES, *map(str, (results, site_work, out, cache))], cwd=tree,
                           capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     figures["total"] = time.monotonic() - start
@@ -312,7 +321,7 @@ def table(fig: dict) -> str:
     for n, s in sorted(sites.items(), key=lambda kv: int(kv[0])):
         per = s["total"] / s["records"] * 1000
         base = sites[smallest]["total"] / sites[smallest]["records"] * 1000
-        target, ok = ("< 60 s", s["total"] < 60) if int(n) >= 10000 else ("", None)
+        target, ok = ("< 60 s", s["total"] < 60) if int(n) >= 10000 else ("", None)  # 10k (issue 8), 100k (16)
         add(f"site build, {int(n):,} records ({s['cells']} cells)",
             f"{s['total']:.1f} s (aggregate {s['aggregate']:.1f}, render {s['render']:.1f}, mkdocs "
             f"{s['mkdocs']:.1f}); {per:.1f} ms/record = {per / base:.2f}x the {int(smallest):,}-record rate; "
@@ -322,7 +331,19 @@ def table(fig: dict) -> str:
         now = sites[str(base["records"])]
         add(f"site build, {base['records']:,} records, site code at {base['rev']} (before the fixes)",
             f"{base['total']:.1f} s (aggregate {base['aggregate']:.1f}, render {base['render']:.1f}, mkdocs "
-            f"{base['mkdocs']:.1f}) = {base['total'] / now['total']:.2f}x the time with the fixes")
+            f"{base['mkdocs']:.1f}) = {base['total'] / now['total']:.2f}x the time with the fixes; search index "
+            f"{base['search_index_mib']:.1f} MiB")
+    again = fig.get("site_rebuild")
+    if again:
+        c = again.get("charts", {})
+        add(f"site rebuild, {again['records']:,} records, nothing changed (chart cache kept)",
+            f"{again['total']:.1f} s (aggregate {again['aggregate']:.1f}, render {again['render']:.1f}, mkdocs "
+            f"{again['mkdocs']:.1f}); matplotlib charts: {c.get('disk', 0)} from the cache, {c.get('drawn', 0)} "
+            f"drawn; {c.get('direct', 0)} drawn directly as SVG")
+    for n, s in sorted(sites.items(), key=lambda kv: int(kv[0])):
+        if s.get("charts"):
+            add(f"charts, {int(n):,} records, cold cache", f"{s['charts'].get('drawn', 0)} drawn by matplotlib, "
+                f"{s['charts'].get('disk', 0)} from the cache, {s['charts'].get('direct', 0)} drawn directly as SVG")
     sizes = sorted(sites, key=int)
     if len(sizes) > 1:
         small, big = sizes[-2], sizes[-1]
@@ -344,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp work dir")
     parser.add_argument("--baseline", metavar="REV",
                         help="also build the largest site with the site-build code (SITE_CODE) of git REV")
+    parser.add_argument("--baseline-size", type=int, help="records for the baseline build (default: the largest)")
     parser.add_argument("--table", type=Path, metavar="JSON", help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
     if args.table:
@@ -379,9 +401,12 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 fig["site"][str(n)] = site_build(n, work)
                 print(f"site {n}: {fig['site'][str(n)]}", file=sys.stderr)
+            fig["site_rebuild"] = {"records": sizes[-1], **site_build(sizes[-1], work, rebuild=True)}
+            print(f"site rebuild: {fig['site_rebuild']}", file=sys.stderr)
             if args.baseline:
-                fig["site_baseline"] = {"rev": args.baseline, "records": sizes[-1],
-                                        **site_build(sizes[-1], work, old_tree(args.baseline, work))}
+                n = args.baseline_size or sizes[-1]
+                fig["site_baseline"] = {"rev": args.baseline, "records": n,
+                                        **site_build(n, work, old_tree(args.baseline, work))}
                 print(f"site baseline: {fig['site_baseline']}", file=sys.stderr)
     finally:
         fig["machine"]["load_after"] = os.getloadavg()

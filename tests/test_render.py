@@ -153,6 +153,18 @@ def test_cell_page_content(built_site):
     assert '../../../../../errors/' in html
 
 
+def test_search_index_leaves_out_history_charts_and_stderr(built_site):
+    import json
+
+    _, out = built_site
+    docs = json.loads((out / "search" / "search_index.json").read_text(encoding="utf-8"))["docs"]
+    mine = [d for d in docs if d["location"].startswith(HOSTILE_CELL)]
+    assert mine and any("Reproduce" in d["title"] for d in mine)  # the page itself is still found
+    assert not any(d["location"].endswith(("#history", "#charts")) for d in mine)
+    assert not any("2026-11-01T10:00:00Z" in d["text"] for d in mine)  # no history row
+    assert not any("stderr (last lines)" in d["text"] for d in mine)
+
+
 def test_heatmap_per_runner_with_links(built_site):
     _, out = built_site
     html = page(out, "")
@@ -249,6 +261,36 @@ def test_charts_are_deterministic_svg(agg):
     assert charts.load_time_by_bnb(gpu) is None  # only 0.50.2 passed here
     two = gpu.assign(bnb=["0.49.2" if i % 2 else "0.50.2" for i in range(len(gpu))], outcome="pass")
     assert b"load time (s), passing runs" in charts.load_time_by_bnb(two)
+
+
+def test_memory_chart_svg_escapes_record_text(agg):
+    import xml.etree.ElementTree as ET
+
+    from matrix import charts
+
+    gpu = agg.latest[agg.latest["runner"] == "h100-sm90"].copy()
+    gpu["recipe"] = "<script>alert(1)</script>&"
+    svg = charts.memory_by_recipe(gpu)
+    assert b"<script>" not in svg and b"&lt;script&gt;" in svg
+    root = ET.fromstring(svg)  # well-formed XML
+    assert len([e for e in root.iter() if e.tag.endswith("rect")]) >= len(gpu)  # a bar per row at least
+
+
+def test_charts_are_cached_on_disk_by_content(agg, tmp_path, monkeypatch):
+    from matrix import charts
+
+    monkeypatch.setattr(charts, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(charts, "_CHARTS", {})
+    charts.STATS.clear()
+    gpu = agg.latest[agg.latest["runner"] == "h100-sm90"]
+    two = gpu.assign(bnb=["0.49.2" if i % 2 else "0.50.2" for i in range(len(gpu))], outcome="pass")
+    first = charts.cached(charts.load_time_by_bnb, two)
+    assert charts.STATS["drawn"] == 1 and len(list(tmp_path.rglob("*.svg"))) == 1
+    charts._CHARTS.clear()  # a new build: only the disk remembers
+    assert charts.cached(charts.load_time_by_bnb, two) == first == charts.load_time_by_bnb(two)
+    assert (charts.STATS["drawn"], charts.STATS["disk"]) == (1, 1)
+    changed = two.assign(time_load_s=two["time_load_s"] * 2)
+    assert charts.cached(charts.load_time_by_bnb, changed) != first and charts.STATS["drawn"] == 2
 
 
 def test_empty_results_build_a_clean_site(tmp_path):
