@@ -108,7 +108,7 @@ def lines(series: dict[str, list[tuple[float, float | None, str]]], title: str, 
     """A line per series through (x, y, outcome) points, a circle where the outcome is 'pass' and a cross where it
     is not (a missing y sits on 0), and a dotted grey 'budget' line y = x * 1024 clipped at the top; the y axis
     ends at 1.25x the highest point, the legend sits outside on the right."""
-    left, right, bottom, top_m, plot_w, height = 54.0, 1.3 * 72, 0.75 * 72, 0.3 * 72, 4.25 * 72, 2.45 * 72
+    left, right, bottom, top_m, plot_w, height = 54.0, 1.3 * 72, 1.0 * 72, 0.3 * 72, 4.25 * 72, 2.45 * 72
     total_w, total_h = left + plot_w + right, top_m + height + bottom
     xs = sorted({x for points in series.values() for x, _, _ in points})
     peak = max((y for points in series.values() for _, y, _ in points if y), default=0.0)
@@ -143,7 +143,7 @@ def lines(series: dict[str, list[tuple[float, float | None, str]]], title: str, 
                    f'opacity="0.8"{dash}/>')
         for px, py, outcome in points:
             # a run that measured nothing is not 0 MiB: its cross sits on a row of its own below the axis
-            cx, cy = x(px), (y(0) + 9 + 4 * i) if py is None else y(py)
+            cx, cy = x(px), (y(0) + 22 + 5 * i) if py is None else y(py)
             if outcome == "pass":
                 out.append(f'<circle cx="{cx:.2f}" cy="{cy:.2f}" r="{radius:.1f}" fill="{colour}"/>')
             else:
@@ -159,7 +159,7 @@ def lines(series: dict[str, list[tuple[float, float | None, str]]], title: str, 
                f'{escape(title)}</text>')
     first, *more = x_label.split("\n")  # a second line explains the marks
     rest = "".join(f'<tspan x="{left + plot_w / 2:.2f}" dy="10">{escape(line)}</tspan>' for line in more)
-    out.append(f'<text x="{left + plot_w / 2:.2f}" y="{y(0) + 30:.2f}" font-size="9" text-anchor="middle">'
+    out.append(f'<text x="{left + plot_w / 2:.2f}" y="{y(0) + 48:.2f}" font-size="9" text-anchor="middle">'
                f'{escape(first)}{rest}</text>')
     out.append(f'<text transform="translate({left - 38:.2f},{top_m + height / 2:.2f}) rotate(-90)" '
                f'font-size="9" text-anchor="middle">{escape(y_label)}</text>')
