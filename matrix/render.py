@@ -23,7 +23,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from markupsafe import Markup
 
-from matrix import aggregate, charts, findings, pages, signatures, urls
+from matrix import charts, exports, findings, pages, signatures, urls
 from matrix.aggregate import Aggregate
 from matrix.pages import num, plural
 
@@ -176,7 +176,7 @@ class Site:
 
     def files(self) -> dict[str, bytes]:
         out = self.hand_written()
-        exported = {**aggregate.exports(self.data.agg), **findings.exports(self.data.found),
+        exported = {**exports.exports(self.data.agg), **findings.exports(self.data.found),
                     **self.data.gpu_exports()}
         out.update({f"data/{name}": data for name, data in exported.items()})
         charts.draw_all(self.data.chart_jobs())

@@ -25,14 +25,14 @@ MEASURE = """
 import json, resource, sys, time
 from pathlib import Path
 import matrix
-from matrix import aggregate, findings
+from matrix import aggregate, exports, findings
 from matrix.axes import load_axes
 from matrix.signatures import load_catalogue
 start = time.monotonic()
 axes = load_axes()
 agg = aggregate.load(Path(sys.argv[1]), recipes=axes.recipes, warn=False, baseline=axes.baseline)
 read_s = time.monotonic() - start
-files = dict(aggregate.exports(agg))
+files = dict(exports.exports(agg))
 found = findings.compute(agg, axes.recipes, axes.baseline, dict(load_catalogue()))
 files.update(findings.exports(found))
 print(json.dumps({"code": str(Path(matrix.__file__).parent.parent), "records": len(agg.frame),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from matrix import aggregate
+from matrix import aggregate, exports
 from matrix.errors import ResultsError
 from matrix.records import Record, from_dict
 
@@ -103,7 +103,7 @@ def test_signatures_classified(agg):
 
 
 def test_exports(agg):
-    files = aggregate.exports(agg)
+    files = exports.exports(agg)
     csv = pd.read_csv(__import__("io").BytesIO(files["results.csv"]))
     assert len(csv) == 25 and "time" not in csv.columns
     records = json.loads(files["results.json"])
@@ -129,7 +129,7 @@ def test_order_independent_and_idempotent(tmp_path):
     two = aggregate.load(original, warn=False)
     for name in ("frame", "latest", "verdicts", "pairs", "effects"):
         pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name))
-    assert aggregate.exports(one) == aggregate.exports(two) == aggregate.exports(aggregate.load(original, warn=False))
+    assert exports.exports(one) == exports.exports(two) == exports.exports(aggregate.load(original, warn=False))
 
 
 def test_malformed_lines_reported_with_file_and_line(tmp_path, capsys):
@@ -153,7 +153,7 @@ def test_missing_results_dir_is_a_results_error(tmp_path):
 def test_empty_results_give_empty_aggregates(tmp_path):
     agg = aggregate.load(tmp_path, warn=False)
     assert agg.frame.empty and agg.verdicts.empty and agg.pairs.empty
-    assert json.loads(aggregate.exports(agg)["matrix.json"])["cells"] == []
+    assert json.loads(exports.exports(agg)["matrix.json"])["cells"] == []
 
 
 def test_duplicate_records_count_once():
@@ -216,5 +216,5 @@ def test_bad_timestamp_is_reported_not_fatal():
 def test_data_page_documents_every_column(agg):
     text = (Path(__file__).parent.parent / "site" / "data.md").read_text(encoding="utf-8")
     prefixes = ("runner_", "time_", "mem_", "check_", "requested_", "version_")
-    for column in aggregate.export_frame(agg.frame).columns:
+    for column in exports.export_frame(agg.frame).columns:
         assert f"`{column}`" in text or column.startswith(prefixes), column

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import charts, records, render, urls
+from matrix import charts, exports, records, render, urls
 from matrix.records import Record, RecordProblem
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -248,11 +248,11 @@ def test_a_50_mb_message_reaches_the_exports_capped(tmp_path):
     message = "ROOT " + "m" * 50_000_000 + " END"
     write_lines(tmp_path / "r.jsonl", [good(), hostile(error_message=message, run_id="huge")])
     agg = aggregate.load(tmp_path, warn=False)
-    files = aggregate.exports(agg)
+    files = exports.exports(agg)
     rows = json.loads(files["results.json"])
     assert len(rows) == 2 and len(files["results.json"]) + len(files["results.csv"]) < 100_000
     for row in rows:
-        assert len(row["error_message"]) <= aggregate.EXPORT_TEXT_LIMIT + 100
+        assert len(row["error_message"]) <= exports.EXPORT_TEXT_LIMIT + 100
     assert any(r["error_message"].startswith("ROOT") and r["error_message"].endswith("END") for r in rows)
 
 

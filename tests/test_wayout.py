@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import aggregate, discover, findings, records, render, urls, wayout
+from matrix import aggregate, discover, exports, findings, records, render, urls, wayout
 from matrix.axes import load_axes
 from matrix.render import load_catalogue
 
@@ -124,7 +124,7 @@ def test_install_failures_are_verdicts_of_their_own_and_network_errors_decide_no
     # a recipe cannot mend an install: install failures are never paired as a recipe's "both fail"
     old_torch = wide.pairs[wide.pairs["torch"] == "2.6.0"]
     assert list(old_torch["bnb"]) == ["0.47.0"] and list(old_torch["change"]) == ["both-pass"]
-    matrix = json.loads(aggregate.exports(wide)["matrix.json"])
+    matrix = json.loads(exports.exports(wide)["matrix.json"])
     assert {"not-installable", "not-available"} <= set(matrix["verdicts"])
 
 
