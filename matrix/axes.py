@@ -18,6 +18,7 @@ import tomllib
 from packaging.version import InvalidVersion, Version
 
 from matrix import runner
+from matrix.records import IDENTIFIER
 from matrix.errors import AxesError
 
 DEFAULT_AXES = Path(__file__).with_name("axes.toml")
@@ -140,6 +141,14 @@ class _Reader:
     def fail(self, key: str, what: str, allowed: str) -> AxesError:
         return AxesError(f"{self.path}: {key}", what, f"allowed: {allowed}")
 
+    def name(self, name: str, key: str) -> str:
+        """A torch build, recipe or shape name: it lands in every record, and the site skips records whose names
+        are not identifiers (matrix.records.IDENTIFIER), so such a name would be measured and then never shown."""
+        if not IDENTIFIER.fullmatch(name):
+            raise self.fail(key, f"name {name!r} is not allowed (it becomes a path, a slug and a label)",
+                            "letters, digits and . _ + - (at most 64, starting with a letter or digit)")
+        return name
+
     def table(self, data: Any, key: str) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise self.fail(key, f"must be a table, got {type(data).__name__}", f"a [{key}] table")
@@ -237,7 +246,7 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
     builds = {}
     for name, t in r.table(data["torch_builds"], "torch_builds").items():
         key = f"torch_builds.{name}"
-        t = r.table(t, key)
+        t = r.table(t, r.name(name, key))
         r.keys(t, key, ("version", "variant"), ("index_url", "find_links", "pypi"))
         version = r.string(t, key, "version")
         try:
@@ -255,7 +264,7 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
     recipes = {}
     for name, t in r.table(data["recipes"], "recipes").items():
         key = f"recipes.{name}"
-        t = r.table(t, key)
+        t = r.table(t, r.name(name, key))
         r.keys(t, key, ("title", "description", "bnb_config"), ("claim", "from_pretrained", "env", "requires"))
         env = r.table(t.get("env", {}), f"{key}.env")
         if not all(isinstance(v, str) for v in env.values()):
@@ -270,7 +279,7 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
     shapes = {}
     for name, t in r.table(data["shapes"], "shapes").items():
         key = f"shapes.{name}"
-        t = r.table(t, key)
+        t = r.table(t, r.name(name, key))
         r.keys(t, key, _SHAPE_KEYS, ("description",))
         for k in _SHAPE_KEYS:
             if isinstance(t[k], bool) or not isinstance(t[k], int) or t[k] <= 0:

@@ -124,3 +124,18 @@ def test_nox_install_posarg_is_checked_in_one_line(tmp_path):
                                "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--install 'ftp': allowed: online, offline, system" in proc.stderr
+
+
+@pytest.mark.parametrize("table", ["recipes", "shapes", "torch_builds"])
+def test_names_that_records_would_refuse_are_refused_here(tmp_path, table):
+    """A name lands in every record; a record whose names are not identifiers is skipped on read, so the axes
+    refuse the name first instead of measuring something the site would never show."""
+    import tomllib
+
+    from matrix.axes import parse_axes
+
+    data = tomllib.loads(DEFAULT_AXES.read_text())
+    first = next(iter(data[table]))
+    data[table]["my fix</b>"] = data[table][first]
+    with pytest.raises(AxesError, match=r"my fix</b>.*not allowed"):
+        parse_axes(data, tmp_path / "axes.toml")
