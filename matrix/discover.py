@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -50,18 +50,22 @@ def fetch_json(url: str, timeout: float = 30) -> dict[str, Any]:
         raise UserError(url, f"cannot read PyPI ({exc})", "check the network, or run discover later") from None
 
 
-def releases(package: str, data: dict[str, Any]) -> list[Release]:
-    """Final releases (no pre-releases, at least one file) from PyPI's JSON, oldest first."""
-    found = []
+def final_releases(data: dict[str, Any]) -> Iterator[tuple[Version, str, list[dict[str, Any]]]]:
+    """(version, its text, its files) for each final release in PyPI's JSON that has files (no pre-releases,
+    no dev releases, no unparseable versions). Shared with `matrix.wheels`."""
     for text, files in data.get("releases", {}).items():
         try:
             version = Version(text)
         except InvalidVersion:
             continue
-        if version.is_prerelease or version.is_devrelease or not files:
-            continue
-        uploaded = min(str(f.get("upload_time", "")) for f in files)[:10]
-        found.append(Release(package, text, uploaded, all(bool(f.get("yanked")) for f in files)))
+        if not (version.is_prerelease or version.is_devrelease) and files:
+            yield version, text, files
+
+
+def releases(package: str, data: dict[str, Any]) -> list[Release]:
+    """Final releases (no pre-releases, at least one file) from PyPI's JSON, oldest first."""
+    found = [Release(package, text, min(str(f.get("upload_time", "")) for f in files)[:10],
+                     all(bool(f.get("yanked")) for f in files)) for _, text, files in final_releases(data)]
     return sorted(found, key=lambda r: Version(r.version))
 
 

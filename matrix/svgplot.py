@@ -83,10 +83,7 @@ def bars(labels: list[tuple[str, str]], series: dict[str, list[float | None]], o
                    '</text>')
     out.append(f'<path d="M{left:.2f},{top_m:.2f} V{y(0):.2f} H{left + plot_w:.2f}" fill="none" stroke="#000" '
                f'stroke-width="0.8"/>')
-    out.append(f'<text x="{left + plot_w / 2:.2f}" y="{top_m - 6:.2f}" font-size="10.8" text-anchor="middle">'
-               f'{escape(title)}</text>')
-    out.append(f'<text transform="translate({left - 38:.2f},{top_m + height / 2:.2f}) rotate(-90)" '
-               f'font-size="9" text-anchor="middle">{escape(unit)}</text>')
+    out += _titles(left, top_m, plot_w, height, title, unit)
     for i, name in enumerate(series):
         ly = top_m + 6 + i * 12
         out.append(f'<rect x="{left + plot_w + 6:.2f}" y="{ly:.2f}" width="14" height="5" '
@@ -94,6 +91,14 @@ def bars(labels: list[tuple[str, str]], series: dict[str, list[float | None]], o
                    f'font-size="8">{escape(name)}</text>')
     out.append("</g></svg>\n")
     return "\n".join(out).encode("utf-8")
+
+
+def _titles(left: float, top_m: float, plot_w: float, height: float, title: str, y_label: str) -> list[str]:
+    """The chart's title above the plot and its y label turned along the axis (both escaped)."""
+    return [f'<text x="{left + plot_w / 2:.2f}" y="{top_m - 6:.2f}" font-size="10.8" text-anchor="middle">'
+            f'{escape(title)}</text>',
+            f'<text transform="translate({left - 38:.2f},{top_m + height / 2:.2f}) rotate(-90)" '
+            f'font-size="9" text-anchor="middle">{escape(y_label)}</text>']
 
 
 def _head(total_w: float, total_h: float) -> list[str]:
@@ -155,14 +160,11 @@ def lines(series: dict[str, list[tuple[float, float | None, str]]], title: str, 
                f'y2="{y(x_end * 1024):.2f}" stroke="grey" stroke-width="1.5" stroke-dasharray="1.5,2.5"/>')
     out.append(f'<path d="M{left:.2f},{top_m:.2f} V{y(0):.2f} H{left + plot_w:.2f}" fill="none" stroke="#000" '
                'stroke-width="0.8"/>')
-    out.append(f'<text x="{left + plot_w / 2:.2f}" y="{top_m - 6:.2f}" font-size="10.8" text-anchor="middle">'
-               f'{escape(title)}</text>')
+    out += _titles(left, top_m, plot_w, height, title, y_label)
     first, *more = x_label.split("\n")  # a second line explains the marks
     rest = "".join(f'<tspan x="{left + plot_w / 2:.2f}" dy="10">{escape(line)}</tspan>' for line in more)
     out.append(f'<text x="{left + plot_w / 2:.2f}" y="{y(0) + 48:.2f}" font-size="9" text-anchor="middle">'
                f'{escape(first)}{rest}</text>')
-    out.append(f'<text transform="translate({left - 38:.2f},{top_m + height / 2:.2f}) rotate(-90)" '
-               f'font-size="9" text-anchor="middle">{escape(y_label)}</text>')
     names = [(name, COLOURS[i % len(COLOURS)], DASHES[i % len(DASHES)]) for i, name in enumerate(series)]
     for i, (name, colour, dash) in enumerate(names + [("budget", "grey", ' stroke-dasharray="1.5,2.5"')]):
         ly = top_m + 8 + i * 12

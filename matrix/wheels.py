@@ -23,7 +23,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from matrix import binaries, loader_rules
+from matrix import binaries, discover, loader_rules
 
 PYPI_JSON = "https://pypi.org/pypi/bitsandbytes/json"
 FIRST_RELEASE = Version("0.43.0")
@@ -46,12 +46,8 @@ def platform_of(filename: str) -> str | None:
 def list_wheels(index: dict[str, Any]) -> list[dict[str, Any]]:
     """The wheels to read from PyPI's JSON for bitsandbytes: release, filename, platform, url, sha256, size."""
     wheels = []
-    for release, files in index.get("releases", {}).items():
-        try:
-            version = Version(release)
-        except ValueError:
-            continue
-        if version < FIRST_RELEASE or version.is_prerelease:
+    for version, release, files in discover.final_releases(index):
+        if version < FIRST_RELEASE:
             continue
         for f in files:
             platform = platform_of(f["filename"]) if f.get("packagetype") == "bdist_wheel" else None
@@ -63,8 +59,8 @@ def list_wheels(index: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def fetch_index(url: str = PYPI_JSON) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        return json.load(resp)
+    """bitsandbytes' PyPI JSON (one clear line when PyPI cannot be read)."""
+    return discover.fetch_json(url, timeout=60)
 
 
 def download(url: str, sha256: str, dest: Path) -> None:
