@@ -613,8 +613,10 @@ RECORD_PHASES = ("start", "imports_recipe", "cuda_init", "imports_bnb", "budget"
 
 
 def unaccounted(timings: dict) -> float:
-    """Seconds of `process` that no phase covers (the parent's own bookkeeping, and a failed recipe's rest)."""
-    return round(timings.get("process", 0.0) - sum(timings.get(k, 0.0) for k in RECORD_PHASES), 3)
+    """Seconds of `process` that no phase covers (the parent's own bookkeeping, and a failed recipe's rest).
+    Never below 0: each phase is rounded to the millisecond, so their sum can pass `process` by a few of them,
+    and a record with a negative time is refused on read."""
+    return max(0.0, round(timings.get("process", 0.0) - sum(timings.get(k, 0.0) for k in RECORD_PHASES), 3))
 
 
 def probe_cell(spec: dict, out: Path) -> int:

@@ -188,3 +188,14 @@ def test_summary_line_names_the_signature_of_a_failure():
                             "`pip install -U bitsandbytes>=0.46.1`", "stderr_tail": ""}
     assert "[bnb-too-old] ImportError" in measure.summary_line(rec)
     assert "[" not in measure.summary_line({**rec, "outcome": "pass", "error_type": "", "error_message": ""})
+
+
+def test_unaccounted_time_is_never_negative_from_rounding():
+    from matrix import probe
+
+    phases = {name: 0.3337 for name in probe.RECORD_PHASES}
+    rounded = {name: round(value, 3) for name, value in phases.items()}
+    process = round(sum(phases.values()), 3)  # the phases, each rounded up, sum past the process time
+    assert sum(rounded.values()) > process
+    assert probe.unaccounted({**rounded, "process": process}) == 0.0
+    assert probe.unaccounted({"process": 2.0, **{name: 0.1 for name in probe.RECORD_PHASES}}) > 0
