@@ -22,7 +22,9 @@ MEASURED = {
     "native-library-missing": "no-library", "compiled-without-gpu": "no-library", "cuda-setup-failed": "no-library",
     "no-kernel-image": "no-kernel", "invalid-device-function": "no-kernel",
     "bnb-too-old": None, "bnb-not-installed": None, "accelerate-missing": None, "no-gpu": None,
+    "frozenset-device-check": None,
 }
+BEFORE_LOADING = ("install", "import")  # stages where a failure says nothing about the native library
 AGREES = {"loads": {"loads", "loads-ptx-jit"}, "no-library": {"no-library"},
           "no-kernel": {"no-kernel", "torch-unsupported"}}
 
@@ -105,7 +107,10 @@ def agreement(latest: pd.DataFrame, preds: pd.DataFrame) -> list[dict[str, Any]]
         passed = (rows["outcome"] == "pass").any()
         slugs = sorted({s for s in rows["signature"].fillna("") if s})
         measured = "loads" if passed else next((MEASURED[s] for s in slugs if MEASURED.get(s)), None)
-        stopped = not passed and any(s in MEASURED and MEASURED[s] is None for s in slugs)
+        # stopped before the library could show anything: a signature that says so, or every failure at install
+        # or import with no library signature (a failure found later, out of memory say, means it loaded)
+        stopped = not passed and (any(s in MEASURED and MEASURED[s] is None for s in slugs) or (
+            measured is None and rows["stage"].isin(BEFORE_LOADING).all()))
         if measured is None and not passed and not stopped:
             measured = "loads"  # failed later (out of memory, dispatch): the library loaded and ran kernels
         pred = index.get((gpu, torch, bnb))
@@ -176,9 +181,9 @@ def binaries_csv(readings: list[dict[str, Any]]) -> bytes:
 
 
 def gpus_context(readings: list[dict[str, Any]], builds: list[dict[str, Any]], latest: pd.DataFrame | None = None,
-                 axes_names: list[str] | None = None) -> dict[str, Any]:
-    """Everything `site/templates/gpus.md.j2` needs."""
-    preds = predict.predictions(readings, builds)
+                 axes_names: list[str] | None = None, preds: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Everything `site/templates/gpus.md.j2` needs; `preds` when the caller has made the predictions already."""
+    preds = predict.predictions(readings, builds) if preds is None else preds
     shown = grid_builds(builds, axes_names)
     agree = agreement(latest if latest is not None else pd.DataFrame(), preds)
     libs = libraries_frame(readings)

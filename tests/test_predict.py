@@ -86,16 +86,19 @@ def test_agreement_with_measured_cells(readings: list[dict], builds: list[dict])
     preds = predict.predictions(readings, builds)
     base = {"runner": "h100-sm90", "runner_compute_capability": "9.0", "torch": "2.11.0+cu130"}
     latest = pd.DataFrame([
-        {**base, "bnb": "0.50.2", "outcome": "pass", "signature": ""},
-        {**base, "bnb": "0.50.2", "outcome": "fail", "signature": "cuda-oom"},
-        {**base, "bnb": "0.47.0", "outcome": "fail", "signature": "native-library-missing"},
-        {**base, "bnb": "0.45.5", "outcome": "fail", "signature": "bnb-too-old"},
-        {**base, "bnb": "0.48.2", "outcome": "fail", "signature": "no-kernel-image"},
+        {**base, "bnb": "0.50.2", "outcome": "pass", "signature": "", "stage": ""},
+        {**base, "bnb": "0.50.2", "outcome": "fail", "signature": "cuda-oom", "stage": "load"},
+        {**base, "bnb": "0.47.0", "outcome": "fail", "signature": "native-library-missing", "stage": "load"},
+        {**base, "bnb": "0.45.5", "outcome": "fail", "signature": "bnb-too-old", "stage": "load"},
+        {**base, "bnb": "0.48.2", "outcome": "fail", "signature": "no-kernel-image", "stage": "load"},
+        # an import that failed before any library was loaded (triton) says nothing about the library
+        {**base, "bnb": "0.44.1", "outcome": "fail", "signature": "triton-ops-missing", "stage": "import"},
         {"runner": "cpu", "runner_compute_capability": None, "torch": "2.13.0+cpu", "bnb": "0.50.2",
-         "outcome": "pass", "signature": ""},
+         "outcome": "pass", "signature": "", "stage": ""},
     ])
     rows = {r["bnb"]: r for r in gpus_page.agreement(latest, preds)}
-    assert set(rows) == {"0.50.2", "0.47.0", "0.45.5", "0.48.2"}
+    assert set(rows) == {"0.50.2", "0.47.0", "0.45.5", "0.48.2", "0.44.1"}
+    assert rows["0.44.1"]["measured"] == "stopped before loading" and rows["0.44.1"]["agrees"] == "not comparable"
     assert rows["0.50.2"]["agrees"] == "yes"
     assert rows["0.47.0"]["agrees"] == "yes" and rows["0.47.0"]["predicted"] == "no-library"
     assert rows["0.45.5"]["agrees"] == "not comparable" and "bnb-too-old" in rows["0.45.5"]["why"]
