@@ -208,7 +208,10 @@ def latest_with_history(frame: pd.DataFrame) -> pd.DataFrame:
     return latest.sort_values(KEY, kind="mergesort").reset_index(drop=True)
 
 
-def _cell_verdict(rows: list[tuple], baseline: str) -> tuple[str, list[str], list[str]]:
+VERDICT_COLUMNS = ("budget", "outcome", "shape", "recipe", "stage", "error_type")  # a row of cell_verdict
+
+
+def cell_verdict(rows: list[tuple], baseline: str) -> tuple[str, list[str], list[str]]:
     """Verdict, fixing recipes and the shapes it rests on, from one cell's latest rows as (budget, outcome, shape,
     recipe, stage, error_type); only whole-card (un-budgeted) rows that were not skipped count. Plain tuples, not a
     frame: this runs once per cell, and pandas' filtering cost about 9 ms a cell (a minute at 100,000 records)."""
@@ -251,15 +254,15 @@ def cell_verdicts(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
     columns = CELL + ["verdict", "fixes", "shapes", "records", "runs", "first_seen", "last_measured",
                       "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
     # one pass over plain lists (a groupby with a frame per cell cost about 10 ms a cell)
-    names = CELL + ["budget", "outcome", "shape", "recipe", "stage", "error_type", "runs", "first_seen", "last_seen",
-                    "runner_kind", "runner_gpu_name", "runner_cpu_model", "cell_path"]
+    names = CELL + [*VERDICT_COLUMNS, "runs", "first_seen", "last_seen", "runner_kind", "runner_gpu_name",
+                    "runner_cpu_model", "cell_path"]
     rows_of: dict[tuple, list[tuple]] = {}
     for row in zip(*(latest[c].tolist() for c in names)):
         rows_of.setdefault(row[:len(CELL)], []).append(row[len(CELL):])
     out = []
     for cell in sorted(rows_of):
         rows = rows_of[cell]
-        verdict, fixes, shapes = _cell_verdict([r[:6] for r in rows], baseline)
+        verdict, fixes, shapes = cell_verdict([r[:len(VERDICT_COLUMNS)] for r in rows], baseline)
         first = rows[0]
         out.append(dict(zip(CELL, cell), verdict=verdict, fixes=" ".join(fixes),
                         shapes=" ".join(shapes), records=len(rows),

@@ -17,7 +17,7 @@ import pandas as pd
 from matrix import runner as runners_mod
 from matrix import wayout
 from matrix.aggregate import CELL, FAILED, Aggregate, is_result, version_key
-from matrix.aggregate import _cell_verdict  # the site's verdict rule, applied per run here
+from matrix.aggregate import VERDICT_COLUMNS, cell_verdict  # the site's verdict rule, applied per run here
 
 WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
 CHANGES = ("fail->pass", "pass->fail", "both-pass", "both-fail")
@@ -172,9 +172,6 @@ def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) 
     return stats
 
 
-VERDICT_COLUMNS = ("budget", "outcome", "shape", "recipe", "stage", "error_type")  # aggregate._cell_verdict's rows
-
-
 def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Each time a run changed a cell's verdict, newest first: the cell, the verdict before and after, and the run
     (id and time). A cell's verdict after a run is the one of its latest records up to that run, by the same rule
@@ -195,7 +192,7 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
 
         def verdict(latest: dict[tuple, tuple[int, str]] = latest) -> str:
             chosen = ordered.loc[[label for label, _ in latest.values()], list(VERDICT_COLUMNS)]
-            return _cell_verdict(list(chosen.itertuples(index=False, name=None)), baseline)[0]
+            return cell_verdict(list(chosen.itertuples(index=False, name=None)), baseline)[0]
 
         before = None  # computed only when needed: most runs repeat the outcomes they replace
         for n, ((time, run_id), run) in enumerate(runs.items()):

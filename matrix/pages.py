@@ -88,7 +88,8 @@ class SiteData:
         every (GPU arch, torch build, bitsandbytes release) and the GPUs page's context."""
         readings, builds = gpus_page.load_inputs(self.axes.path)
         preds = predict.predictions(readings, builds)
-        context = gpus_page.gpus_context(readings, builds, self.agg.latest, axes_names=list(self.axes.torch_builds))
+        context = gpus_page.gpus_context(readings, builds, self.agg.latest, axes_names=list(self.axes.torch_builds),
+                                         preds=preds)
         return {"readings": readings, "preds": preds, "context": context}
 
     def gpu_exports(self) -> dict[str, bytes]:

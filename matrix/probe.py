@@ -146,11 +146,6 @@ class CheckpointMaker:
         return self.target, time.monotonic() - self.started
 
 
-def ensure_checkpoint(shape: dict, cache: Path, timeout: float) -> tuple[Path, float]:
-    """Path of the cached checkpoint, making it in a child process if needed (no CUDA in this parent)."""
-    return CheckpointMaker(shape, cache, timeout).start().wait()
-
-
 # ----------------------------------------------------------------------------------------------------------
 # One recipe, in its own process
 
