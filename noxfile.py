@@ -25,10 +25,11 @@ import nox
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
 
-from matrix import measure, settings  # noqa: E402
-from matrix.axes import INSTALL_MODES, load_axes, pick_profile  # noqa: E402
+from matrix.measure import jobs as measure, settings# noqa: E402
+from matrix.diagnose.signatures import summary_line  # noqa: E402
+from matrix.measure.axes import INSTALL_MODES, load_axes, pick_profile  # noqa: E402
 from matrix.errors import UserError  # noqa: E402
-from matrix.runner import runner_facts  # noqa: E402
+from matrix.measure.runner import runner_facts  # noqa: E402
 
 # One results file per nox invocation: every session of this run appends to it (set before reading the settings,
 # so sessions nox runs in child processes see the same id).
@@ -77,10 +78,12 @@ def probe(session: nox.Session, torch: str, bnb: str) -> None:
     installer = "uv" if session.venv_backend == "uv" else "pip"
     session.log(f"profile {PROFILE.name}, install {install} with {installer}, results -> {RESULTS}")
     try:
-        measure.measure_pair(python, AXES, PROFILE, torch, bnb, RESULTS, SETTINGS.run_id,
-                             installer=installer, install=install, force=force, log=session.log, settings=SETTINGS)
+        new = measure.measure_pair(python, AXES, PROFILE, torch, bnb, RESULTS, SETTINGS.run_id, installer=installer,
+                                   install=install, force=force, log=session.log, settings=SETTINGS)
     except UserError as exc:
         session.error(exc.line())
+    for rec in new:  # one line per record, naming the error page a failure classifies as
+        session.log(summary_line(rec))
 
 
 def sigterm_stops_children() -> None:
@@ -125,4 +128,4 @@ def clean(session: nox.Session) -> None:
 def binaries(session: nox.Session) -> None:
     """Read every bitsandbytes wheel and torch build not yet in results/binaries/ (CPU only, cached by sha256)."""
     session.install("-e", ".[binaries]")
-    session.run("python", "-m", "matrix.wheels", *session.posargs)
+    session.run("python", "-m", "matrix.predict.wheels", *session.posargs)

@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 
 from matrix.errors import UserError
-from matrix.settings import from_env
+from matrix.measure.settings import from_env
 
 
 def _site(args: argparse.Namespace) -> int:
-    from matrix.sitebuild import build_site
+    from matrix.publish.sitebuild import build_site
 
     if args.serve:
-        from matrix.sitebuild import serve_site
+        from matrix.publish.sitebuild import serve_site
 
         serve_site(Path(args.results), dev_addr=args.dev_addr, axes_path=args.settings.axes)
         return 0
@@ -30,7 +30,7 @@ def _site(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from matrix.explain import run_explain
+    from matrix.diagnose.explain import run_explain
 
     if args.text:
         text = " ".join(args.text)
@@ -42,14 +42,14 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from matrix.doctor import run_doctor
+    from matrix.diagnose.doctor import run_doctor
 
     return run_doctor(shape=args.shape, recipes=args.recipe, as_json=args.json, timeout_s=args.timeout,
                       settings=args.settings)
 
 
 def _axes(args: argparse.Namespace) -> int:
-    from matrix.axes import load_axes, pick_profile
+    from matrix.measure.axes import load_axes, pick_profile
 
     axes = load_axes(args.path or args.settings.axes)
     profile = pick_profile(axes, args.profile or args.settings.profile)
@@ -64,9 +64,9 @@ def _axes(args: argparse.Namespace) -> int:
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from matrix import discover
-    from matrix.axes import load_axes
-    from matrix.install import uv_binary
+    from matrix.measure import discover
+    from matrix.measure.axes import load_axes
+    from matrix.measure.install import uv_binary
 
     axes = load_axes(args.axes or args.settings.axes)
     data = discover.snapshot(axes)

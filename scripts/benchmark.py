@@ -30,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from matrix import install, measure  # noqa: E402
-from matrix.records import base as record_base  # noqa: E402
-from matrix.axes import load_axes, pick_profile  # noqa: E402
+from matrix.measure import install, jobs as measure  # noqa: E402
+from matrix.measure.records import base as record_base  # noqa: E402
+from matrix.measure.axes import load_axes, pick_profile  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TORCH = "2.13.0+cpu"
@@ -88,7 +88,7 @@ def bare_import(python: Path, repeats: int = 3) -> dict:
     return {"runs": runs, "best": min(runs)}
 
 
-# What-if for the probe (matrix/probe.py is not changed here): the parent also imports what the first
+# What-if for the probe (matrix/measure/probe.py is not changed here): the parent also imports what the first
 # from_pretrained pulls in lazily (torch._dynamo, sympy, the bnb quantizer, the Llama model), before forking,
 # so the forked recipes no longer each pay it. Runs probe.py's own main() after those imports.
 PREIMPORT_WRAPPER = """import sys, time
@@ -97,7 +97,7 @@ import torch, transformers, accelerate, bitsandbytes, torch._dynamo
 import transformers.models.llama.modeling_llama, transformers.quantizers.auto, transformers.generation
 import transformers.integrations.bitsandbytes, transformers.quantizers.quantizer_bnb_4bit
 sys.stderr.write(f"preimport {{time.monotonic() - t:.2f}} s\\n")
-from matrix import probe
+from matrix.measure import probe
 sys.exit(probe.main())
 """
 
@@ -219,9 +219,9 @@ def synthetic_records(n: int, per_cell: int = 16, seed: int = 0) -> list[dict]:
 SITE_PHASES = """
 import json, sys, time
 from pathlib import Path
-from matrix import aggregate, render, sitebuild
-from matrix.axes import load_axes
-from matrix import charts
+from matrix.publish import aggregate, render, sitebuild
+from matrix.measure.axes import load_axes
+from matrix.publish import charts
 results, work, out, cache = map(Path, sys.argv[1:5])
 charts.CACHE_DIR = cache  # a cold build starts from an empty chart cache, a rebuild reuses it
 t = {}
@@ -236,8 +236,9 @@ print(json.dumps(t))
 """
 
 
-SITE_CODE = ("matrix/aggregate.py", "matrix/findings.py", "matrix/pages.py", "matrix/render.py", "matrix/charts.py",
-             "matrix/sitebuild.py", "site/templates/cell.md.j2")
+SITE_CODE = ("matrix/publish/aggregate.py", "matrix/publish/findings.py", "matrix/publish/pages.py",
+             "matrix/publish/render.py", "matrix/publish/charts.py",
+             "matrix/publish/sitebuild.py", "site/templates/cell.md.j2")
 
 
 def old_tree(rev: str, work: Path) -> Path:

@@ -25,9 +25,9 @@ MEASURE = """
 import json, resource, sys, time
 from pathlib import Path
 import matrix
-from matrix import aggregate, exports, findings
-from matrix.axes import load_axes
-from matrix.signatures import load_catalogue
+from matrix.publish import aggregate, exports, findings
+from matrix.measure.axes import load_axes
+from matrix.diagnose.signatures import load_catalogue
 start = time.monotonic()
 axes = load_axes()
 agg = aggregate.load(Path(sys.argv[1]), recipes=axes.recipes, warn=False, baseline=axes.baseline)

@@ -3,7 +3,7 @@
     python scripts/slice_fatbin.py LIB.so OUT.fatbin sm_90 sm_120
 
 The kept entries are copied byte for byte; only the container header's size field is rewritten to match.
-Used for tests/fixtures/binaries/ (both readers, cuobjdump and matrix.fatbin, are tested on it).
+Used for tests/fixtures/binaries/ (both readers, cuobjdump and matrix.predict.fatbin, are tested on it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
-from matrix.fatbin import ENTRY, HEADER, MAGIC
+from matrix.predict.fatbin import ENTRY, HEADER, MAGIC
 
 
 def slice_fatbin(section: bytes, keep: set[int]) -> bytes:

@@ -1,7 +1,7 @@
 """Non-blocking check: do the same generated docs also build with Zensical, mkdocs-material's successor?
 
 mkdocs-material is in maintenance mode (end of life 2026-11-05) and MkDocs 2 drops plugins and themes, so we keep
-the engine swappable. This script generates the docs once (matrix.sitebuild), builds them with mkdocs and with
+the engine swappable. This script generates the docs once (matrix.publish.sitebuild), builds them with mkdocs and with
 `zensical build` from the same generated mkdocs.yml, and lists what the Zensical build drops: pages and files
 mkdocs writes that it does not, and features of ours it ignores (the offline search index, the vendored
 iframe-worker shim, the feed link of our theme override, no third-party requests). It never fails: a missing or
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print("zensical: not installed here (pip install zensical); check skipped")
         return 0
-    from matrix.sitebuild import build_site
+    from matrix.publish.sitebuild import build_site
 
     with tempfile.TemporaryDirectory(prefix="bnb-zensical-") as tmp:
         work = Path(tmp) / "work"

@@ -13,6 +13,6 @@ def on_pre_build(config: Any, **kwargs: Any) -> None:
     results = os.environ.get("BNB_MATRIX_RESULTS")
     if not results:
         return
-    from matrix.sitebuild import generate
+    from matrix.publish.sitebuild import generate
 
     generate(Path(results), Path(config["docs_dir"]), quiet=True)

@@ -21,8 +21,8 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def agg(results_dir: Path):
-    from matrix import aggregate
-    from matrix.axes import load_axes
+    from matrix.publish import aggregate
+    from matrix.measure.axes import load_axes
 
     return aggregate.load(results_dir, recipes=load_axes().recipes, warn=False)
 
@@ -30,7 +30,7 @@ def agg(results_dir: Path):
 @pytest.fixture(scope="session")
 def built_site(results_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """(BuildReport, out dir) of a real `mkdocs build --strict` of the fixture records."""
-    from matrix.sitebuild import build_site
+    from matrix.publish.sitebuild import build_site
 
     base = tmp_path_factory.mktemp("site")
     report = build_site(results_dir, base / "public", strict=True, work_dir=base / "work", quiet=True)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from matrix import aggregate, exports
+from matrix.publish import aggregate, exports
 from matrix.errors import ResultsError
-from matrix.records import Record, from_dict
+from matrix.measure.records import Record, from_dict
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 LINES = FIXTURE.read_text(encoding="utf-8").splitlines()
@@ -94,7 +94,7 @@ def test_fix_pairs_deltas_only_where_both_passed(agg):
 
 
 def test_signatures_classified(agg):
-    pytest.importorskip("matrix.signatures")
+    pytest.importorskip("matrix.diagnose.signatures")
     failed = agg.frame[agg.frame["outcome"].isin(aggregate.FAILED)]
     assert (failed["signature"] != "").all()
     row = failed[(failed["bnb"] == "0.45.5") & (failed["runner"] == "cpu-x86_64")].iloc[0]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix.axes import DEFAULT_AXES, load_axes, parse_axes, pick_profile
-from matrix.settings import from_env
+from matrix.measure.axes import DEFAULT_AXES, load_axes, parse_axes, pick_profile
+from matrix.measure.settings import from_env
 from matrix.errors import AxesError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,9 +83,9 @@ def test_profile_is_picked_by_name_env_or_gpu(monkeypatch):
     axes = load_axes()
     assert pick_profile(axes, "cuda").name == "cuda"
     assert pick_profile(axes, from_env({"BNB_MATRIX_PROFILE": "cuda-budgets"}).profile).name == "cuda-budgets"
-    monkeypatch.setattr("matrix.axes.gpu_present", lambda: True)
+    monkeypatch.setattr("matrix.measure.axes.gpu_present", lambda: True)
     assert pick_profile(axes).name == "cuda"
-    monkeypatch.setattr("matrix.axes.gpu_present", lambda: False)
+    monkeypatch.setattr("matrix.measure.axes.gpu_present", lambda: False)
     assert pick_profile(axes).name == "cpu"
     with pytest.raises(AxesError, match="unknown profile|profiles"):
         pick_profile(axes, "nope")
@@ -132,7 +132,7 @@ def test_names_that_records_would_refuse_are_refused_here(tmp_path, table):
     refuse the name first instead of measuring something the site would never show."""
     import tomllib
 
-    from matrix.axes import parse_axes
+    from matrix.measure.axes import parse_axes
 
     data = tomllib.loads(DEFAULT_AXES.read_text())
     first = next(iter(data[table]))

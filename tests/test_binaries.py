@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix import binaries, loader_rules, wheels
-from matrix.fatbin import HEADER, FatbinError, read_fatbin
+from matrix.predict import binaries, loader_rules, wheels
+from matrix.predict.fatbin import HEADER, FatbinError, read_fatbin
 
 # .nv_fatbin of libbitsandbytes_cuda130.so (bitsandbytes 0.50.2, aarch64), cut to its sm_90 and sm_120 entries
 # by scripts/slice_fatbin.py (entries byte for byte, only the container's size rewritten).
@@ -120,7 +120,7 @@ def test_refresh_downloads_nothing_already_read(tmp_path: Path) -> None:
 
 
 def test_torch_arch_string() -> None:
-    from matrix.torch_builds import arch_list
+    from matrix.predict.torch_builds import arch_list
 
     blob = b"\0junk sm_5\0sm_75 sm_80 sm_86 sm_90 sm_100 sm_120\0more"
     assert arch_list(blob) == ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix import discover
-from matrix.axes import DEFAULT_AXES, load_axes
+from matrix.measure import discover
+from matrix.measure.axes import DEFAULT_AXES, load_axes
 from matrix.errors import UserError
 
 

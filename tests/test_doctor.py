@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from matrix import doctor, records, urls
-from matrix.records import Record
-from matrix.signatures import default_catalogue
+from matrix import urls
+from matrix.diagnose import doctor
+from matrix.measure import records
+from matrix.measure.records import Record
+from matrix.diagnose.signatures import default_catalogue
 
 ROOT = Path(__file__).parent.parent
 SITE = urls.DEFAULT_SITE_URL
@@ -36,7 +38,7 @@ def rec(recipe: str, outcome: str, **kw) -> Record:
                   requested={"torch": "installed", "bnb": "installed", "transformers": "installed"},
                   versions=VERSIONS, recipe=recipe, shape="tiny", outcome=outcome)
     fields.update(kw)
-    return Record(**fields)
+    return Record(**fields)  # type: ignore[arg-type]
 
 
 PASS = rec("nf4-bf16", "pass", timings_s={"load": 1.234}, checks={"rel_error": 0.00557})
@@ -140,7 +142,7 @@ def test_plan_makes_one_job_per_recipe_without_the_axes_torch_builds() -> None:
 
 def test_doctor_needs_neither_pandas_nor_jinja() -> None:
     code = ("import sys; sys.modules['pandas'] = None; sys.modules['jinja2'] = None\n"
-            "import matrix.doctor, matrix.measure, matrix.cli\nprint('ok')")
+            "import matrix.diagnose.doctor, matrix.measure.jobs, matrix.cli\nprint('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert proc.stdout.strip() == "ok", proc.stderr
@@ -185,7 +187,7 @@ def test_doctor_without_torch_says_so_in_one_line() -> None:
 
 def test_doctor_skips_gpu_recipes_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """cpu-offload needs a GPU: on a CPU runner the doctor reports it skipped, even when the imports fail."""
-    from matrix import install, measure
+    from matrix.measure import install, jobs as measure
 
     seen = {}
 

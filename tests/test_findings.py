@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from matrix import findings, pages, records, runner
-from matrix.aggregate import CELL
-from matrix.axes import load_axes
-from matrix.render import load_catalogue
+from matrix.publish import findings, pages
+from matrix.measure import records, runner
+from matrix.publish.aggregate import CELL
+from matrix.measure.axes import load_axes
+from matrix.publish.render import load_catalogue
 
 
 def compute(agg):

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from matrix import charts, exports, records, render, urls
-from matrix.records import Record, RecordProblem
+from matrix import urls
+from matrix.publish import charts, exports, render
+from matrix.measure import records
+from matrix.measure.records import Record, RecordProblem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCRIPT = "<script>window.__evil17=1;alert(1)</script>"
@@ -120,7 +122,7 @@ def test_heading_filter_leaves_no_angle_bracket_for_the_title():
 
 
 def test_build_reports_each_hostile_line_and_goes_on(tmp_path):
-    from matrix.sitebuild import build_site
+    from matrix.publish.sitebuild import build_site
 
     results = tmp_path / "results"
     results.mkdir()
@@ -143,7 +145,7 @@ def test_build_reports_each_hostile_line_and_goes_on(tmp_path):
 def unvalidated_site(tmp_path_factory):
     """A site built from XSS and build-breaking records with validation switched off: what the templates, the
     filters, urls.slug and the charts do on their own."""
-    from matrix.sitebuild import build_site
+    from matrix.publish.sitebuild import build_site
 
     base = tmp_path_factory.mktemp("hostile")
     results = base / "results"
@@ -243,7 +245,7 @@ def test_no_hostile_page_runs_script_in_a_browser(unvalidated_site):
 
 
 def test_a_50_mb_message_reaches_the_exports_capped(tmp_path):
-    from matrix import aggregate
+    from matrix.publish import aggregate
 
     message = "ROOT " + "m" * 50_000_000 + " END"
     write_lines(tmp_path / "r.jsonl", [good(), hostile(error_message=message, run_id="huge")])
@@ -257,7 +259,7 @@ def test_a_50_mb_message_reaches_the_exports_capped(tmp_path):
 
 
 def test_our_own_runner_slugs_pass_the_read_check():
-    from matrix import runner
+    from matrix.measure import runner
 
     for names in (["NVIDIA H100 80GB HBM3"], ["NVIDIA A100-SXM4-40GB"] * 2, ["Quadro (ES)/X <b>"], ["é" * 100]):
         assert records.RUNNER_SLUG.fullmatch(runner.slug(names, "8.6")), names

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from matrix import install, measure
-from matrix.axes import load_axes
+from matrix.diagnose import signatures
+from matrix.measure import install, jobs as measure
+from matrix.measure.axes import load_axes
 from matrix.errors import ResultsError, UserError
-from matrix.settings import Settings, from_env
+from matrix.measure.settings import Settings, from_env
 
 AXES = load_axes()
 PY = Path("/venv/bin/python")
@@ -67,7 +68,8 @@ def test_system_install_resolves_dependencies_but_pins_the_images_torch(tmp_path
 def _fake_dist(site: Path, name: str, version: str, *requires: str) -> None:
     info = site / f"{name}-{version}.dist-info"
     info.mkdir()
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", *[f"Requires-Dist: {r}" for r in requires]]
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+             *[f"Requires-Dist: {r}" for r in requires]]
     (info / "METADATA").write_text("\n".join(lines) + "\n")
 
 
@@ -86,7 +88,8 @@ def test_check_environment_fails_on_the_load_paths_conflicts_in_pips_words(tmp_p
     _fake_dist(site, "unrelated", "1.0", "missing-thing>=1")
     ok, words = install.check_environment(python, names=("fake-transformers",))
     assert not ok
-    assert "fake-transformers 4.57.6 has requirement fake-tokenizers<=0.23.0,>=0.22.0" in words.lower().replace("_", "-")
+    wanted = "fake-transformers 4.57.6 has requirement fake-tokenizers<=0.23.0,>=0.22.0"
+    assert wanted in words.lower().replace("_", "-")
     assert "unrelated" not in words
     assert "has requirement" in install.install_reason(words)
     ok, words = install.check_environment(python, names=("fake-tokenizers",))
@@ -144,20 +147,20 @@ def test_the_probe_gets_our_package_alone_on_its_path(monkeypatch):
 # Real installer output (uv 0.9 and pip 24), trimmed to the lines install_reason keeps.
 UV_CONFLICT = """error: No solution found when resolving dependencies
   cause: Because bitsandbytes==0.50.2 depends on torch>=2.4,<3 and you require bitsandbytes==0.50.2, we can conclude that you require torch>=2.4,<3.
-         And because you require torch==2.1.2, we can conclude that your requirements are unsatisfiable."""
+         And because you require torch==2.1.2, we can conclude that your requirements are unsatisfiable."""  # noqa: E501 - verbatim installer output
 UV_MISSING = """error: No solution found when resolving dependencies
-  cause: Because there is no version of bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9, we can conclude that your requirements are unsatisfiable."""
+  cause: Because there is no version of bitsandbytes==9.9.9 and you require bitsandbytes==9.9.9, we can conclude that your requirements are unsatisfiable."""  # noqa: E501 - verbatim installer output
 PIP_CONFLICT = """ERROR: Cannot install bitsandbytes==0.50.2 and torch==2.1.2 because these package versions have conflicting dependencies.
-ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/#dealing-with-dependency-conflicts"""
+ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/#dealing-with-dependency-conflicts"""  # noqa: E501 - verbatim installer output
 PIP_MISSING = """ERROR: Could not find a version that satisfies the requirement bitsandbytes==9.9.9 (from versions: 0.31.8, 0.50.2)
-ERROR: No matching distribution found for bitsandbytes==9.9.9"""
+ERROR: No matching distribution found for bitsandbytes==9.9.9"""  # noqa: E501 - verbatim installer output
 UV_NETWORK = """error: Failed to fetch: `https://pypi.org/simple/bitsandbytes/`
   Caused by: Request failed after 3 retries
   Caused by: error sending request for url (https://pypi.org/simple/bitsandbytes/)
   Caused by: dns error: failed to lookup address information: Temporary failure in name resolution"""
 PIP_NETWORK = """WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(...: Failed to establish a new connection: [Errno 111] Connection refused')': /simple/torch/
 ERROR: Could not find a version that satisfies the requirement torch==2.6.0 (from versions: none)
-ERROR: No matching distribution found for torch==2.6.0"""
+ERROR: No matching distribution found for torch==2.6.0"""  # noqa: E501 - verbatim installer output
 
 
 @pytest.mark.parametrize(("log", "kind"), [
@@ -186,12 +189,12 @@ def test_summary_line_names_the_signature_of_a_failure():
     rec = {"recipe": "plain", "shape": "tiny", "budget_gib": None, "outcome": "fail", "error_type": "ImportError",
            "error_message": "Using `bitsandbytes` 4-bit quantization requires bitsandbytes: "
                             "`pip install -U bitsandbytes>=0.46.1`", "stderr_tail": ""}
-    assert "[bnb-too-old] ImportError" in measure.summary_line(rec)
-    assert "[" not in measure.summary_line({**rec, "outcome": "pass", "error_type": "", "error_message": ""})
+    assert "[bnb-too-old] ImportError" in signatures.summary_line(rec)
+    assert "[" not in signatures.summary_line({**rec, "outcome": "pass", "error_type": "", "error_message": ""})
 
 
 def test_unaccounted_time_is_never_negative_from_rounding():
-    from matrix import probe
+    from matrix.measure import probe
 
     phases = {name: 0.3337 for name in probe.RECORD_PHASES}
     rounded = {name: round(value, 3) for name, value in phases.items()}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from matrix import gpus_page, predict, render, torch_builds, wheels
+from matrix.publish import gpus as gpus_page, render
+from matrix.predict import predict, torch_builds, wheels
 
 AXES_BUILDS = {"2.11.0+cu130": {"variant": "cu130"}, "2.11.0+cu128": {"variant": "cu128"},
                "2.13.0+cpu": {"variant": "cpu"}}
@@ -68,7 +70,7 @@ def test_unknown_torch_arch_list_never_claims_a_load(readings: list[dict], build
 
 
 def test_no_kernel_when_the_library_stops_before_the_gpu() -> None:
-    lib = {"name": "libbitsandbytes_cuda124.so", "cuda": "12.4", "nocublaslt": False,
+    lib: dict[str, Any] = {"name": "libbitsandbytes_cuda124.so", "cuda": "12.4", "nocublaslt": False,
            "fatbin": {"sass": ["sm_80", "sm_90"], "ptx": [], "error": None},
            "cuobjdump": {"sass": ["sm_80", "sm_90"], "ptx": [], "error": None}}
     rule_lines = wheels.load_cache()[0]["loader"]

@@ -9,8 +9,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from matrix import aggregate, records, render, signatures
-from matrix.records import Record, RecordProblem
+from matrix.publish import aggregate, render
+from matrix.measure import records
+from matrix.diagnose import signatures
+from matrix.measure.records import Record, RecordProblem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = [records.from_dict(json.loads(line)) for line in (FIXTURES / "records.jsonl").read_text().splitlines()]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from matrix import badge, findings, urls
-from matrix.axes import load_axes
-from matrix.sitebuild import write_config
+from matrix import urls
+from matrix.publish import badge, findings
+from matrix.measure.axes import load_axes
+from matrix.publish.sitebuild import write_config
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CHANGED = urls.cell_path("cpu-x86_64", "2.13.0+cpu", "0.47.0", "5.24.0")  # fixture: seed-fix failed, then a fix
@@ -50,11 +51,11 @@ def test_atom_feed_is_valid_and_escaped(built_site):
 
 
 def test_feed_escapes_untrusted_text():
-    from matrix.render import environment
+    from matrix.publish.render import environment
 
     hostile = {"runner": "cpu</title><x>&", "torch": "2\x01", "bnb": "<b>", "transformers": "5", "before": "fails",
                "after": "works", "run_id": "r&d", "time": "2026-01-01T00:00:00+00:00", "cell_path": "cells/x/"}
-    from matrix.render import VERDICT_LABELS
+    from matrix.publish.render import VERDICT_LABELS
 
     text = environment().get_template("feed.xml.j2").render(
         here="feed.xml", changes=[{k: v.replace("\x01", "") for k, v in hostile.items()}], updated=hostile["time"],
@@ -97,7 +98,7 @@ def test_copy_as_markdown_snippet(built_site):
 
 
 def test_generated_config_uses_relative_paths(tmp_path: Path):
-    from matrix.sitebuild import OVERRIDES, ROOT_CONFIG
+    from matrix.publish.sitebuild import OVERRIDES, ROOT_CONFIG
 
     path = write_config(tmp_path / "work", tmp_path / "work" / "docs")
     values = dict(re.findall(r'^\s*(INHERIT|docs_dir|custom_dir): "([^"]*)"$', path.read_text(), re.M))
@@ -135,7 +136,7 @@ def _budget_rows() -> pd.DataFrame:
 def test_charts_mark_failures_instead_of_plotting_zero():
     import xml.etree.ElementTree as ET
 
-    from matrix import charts
+    from matrix.publish import charts
 
     ns = "{http://www.w3.org/2000/svg}"
     whole = _budget_rows().assign(budget="")

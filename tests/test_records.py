@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix import records
-from matrix.records import RecordProblem, Record
+from matrix.measure import records
+from matrix.measure.records import RecordProblem, Record
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

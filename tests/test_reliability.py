@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix import records
-from matrix.axes import DEFAULT_AXES
+from matrix.measure import records
+from matrix.measure.axes import DEFAULT_AXES
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,11 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 import pytest
 
-from matrix import findings, pages, render, urls
-from matrix.axes import load_axes
+from matrix import urls
+from matrix.publish import findings, pages, render
+from matrix.measure.axes import load_axes
 from matrix.errors import ResultsError, UserError
-from matrix.sitebuild import build_site, check_out_dir
+from matrix.publish.sitebuild import build_site, check_out_dir
 
 HOSTILE_CELL = urls.cell_path("cpu-x86_64", "2.13.0+cpu", "0.47.0", "5.24.0")
 
@@ -146,7 +147,8 @@ def test_hostile_text_is_inert_and_readable(built_site):
 def test_cell_page_content(built_site):
     _, out = built_site
     html = page(out, HOSTILE_CELL)
-    assert "BNB_MATRIX_PROFILE=cpu .venv/bin/nox -s \"probe(torch='2.13.0+cpu', bnb='0.47.0')\" -- --force" in text(html)
+    reproduce = "BNB_MATRIX_PROFILE=cpu .venv/bin/nox -s \"probe(torch='2.13.0+cpu', bnb='0.47.0')\" -- --force"
+    assert reproduce in text(html)
     assert "works with a fix" in html and "flaky" in html
     assert "2026-11-01T10:00:00Z" in html  # the history lists the older run
     assert 'src="memory.svg"' in html and (out / HOSTILE_CELL / "memory.svg").is_file()
@@ -182,7 +184,7 @@ def test_seed_fix_page_says_what_it_changed(built_site):
 
 
 def test_error_page_lists_messages_and_evidence(built_site):
-    pytest.importorskip("matrix.signatures")
+    pytest.importorskip("matrix.diagnose.signatures")
     _, out = built_site
     html = page(out, urls.error_path("bnb-too-old"))
     assert "4-bit quantization requires bitsandbytes" in html
@@ -248,7 +250,7 @@ def test_unusable_out_dir(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- charts
 def test_charts_are_deterministic_svg(agg):
-    from matrix import charts
+    from matrix.publish import charts
 
     gpu = agg.latest[agg.latest["runner"] == "h100-sm90"]
     budgets = gpu[gpu["budget"] != ""].copy()
@@ -266,7 +268,7 @@ def test_charts_are_deterministic_svg(agg):
 def test_memory_chart_svg_escapes_record_text(agg):
     import xml.etree.ElementTree as ET
 
-    from matrix import charts
+    from matrix.publish import charts
 
     gpu = agg.latest[agg.latest["runner"] == "h100-sm90"].copy()
     gpu["recipe"] = "<script>alert(1)</script>&"
@@ -277,7 +279,7 @@ def test_memory_chart_svg_escapes_record_text(agg):
 
 
 def test_charts_are_cached_on_disk_by_content(agg, tmp_path, monkeypatch):
-    from matrix import charts
+    from matrix.publish import charts
 
     monkeypatch.setattr(charts, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(charts, "_CHARTS", {})
@@ -329,7 +331,7 @@ def test_seed_fix_page_has_a_multi_gpu_section(built_site):
 
 def test_the_committed_results_build_strict_with_a_page_for_everything(tmp_path):
     """The published data, not fixtures: every cell, recipe, runner and error has its page; exports are there."""
-    from matrix import aggregate
+    from matrix.publish import aggregate
 
     results = Path(__file__).resolve().parent.parent / "results"
     report = build_site(results, tmp_path / "public", strict=True, work_dir=tmp_path / "work", quiet=True)

@@ -27,8 +27,9 @@ CELL = urls.cell_path("cpu-x86_64", "2.13.0+cpu", "0.50.2", "5.24.0")
 def printed_command(html: str) -> str:
     """The text of the code block under the Reproduce heading, as a reader would copy it."""
     section = html.split('id="reproduce"', 1)[1]
-    code = re.search(r"<code>(.*?)</code>", section, re.S).group(1)
-    return unescape(re.sub(r"<[^>]+>", "", code)).strip()
+    code = re.search(r"<code>(.*?)</code>", section, re.S)
+    assert code, "no code block under Reproduce"
+    return unescape(re.sub(r"<[^>]+>", "", code.group(1))).strip()
 
 
 def test_printed_reproduce_command_runs(built_site, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix import measure, sitebuild
+from matrix.measure import jobs as measure
+from matrix.publish import sitebuild
 from matrix.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +204,7 @@ def test_nox_refuses_a_run_id_leading_out_of_results(tmp_path):
 
 
 def test_measure_pair_refuses_a_bad_run_id_before_writing(tmp_path):
-    from matrix.axes import load_axes
+    from matrix.measure.axes import load_axes
 
     axes = load_axes()
     profile = axes.profile("cpu")
@@ -218,7 +219,7 @@ def test_axes_on_a_folder_or_unreadable_file_is_one_line(tmp_path):
     proc = matrix("axes", str(tmp_path))
     assert proc.returncode == 3 and "Traceback" not in proc.stderr and "cannot be read (Is a directory)" in proc.stderr
     locked = tmp_path / "axes.toml"
-    locked.write_text((ROOT / "matrix" / "axes.toml").read_text())
+    locked.write_text((ROOT / "matrix" / "measure" / "axes.toml").read_text())
     locked.chmod(0)
     proc = subprocess.run([*NO_DAC, sys.executable, "-m", "matrix", "axes", str(locked)], cwd=ROOT,
                           capture_output=True, text=True)
@@ -227,7 +228,8 @@ def test_axes_on_a_folder_or_unreadable_file_is_one_line(tmp_path):
 
 def test_explain_on_non_utf8_stdin_and_empty_input():
     proc = subprocess.run([sys.executable, "-m", "matrix", "explain"], cwd=ROOT, capture_output=True,
-                          input=b"\xff\xfe\x80 torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+                          input=b"\xff\xfe\x80 torch.OutOfMemoryError: CUDA out of memory. "
+                                b"Tried to allocate 2.00 GiB\n")
     assert proc.returncode == 0 and b"Traceback" not in proc.stderr and b"cuda-oom" in proc.stdout
     empty = subprocess.run([sys.executable, "-m", "matrix", "explain"], cwd=ROOT, capture_output=True, input=b"  \n")
     assert empty.returncode == 2 and b"no input" in empty.stderr and b"Traceback" not in empty.stderr
@@ -322,7 +324,7 @@ def test_nox_serve_stopped_with_sigterm_leaves_no_mkdocs_on_the_port(results):
     ("[shapes.tiny]\n", "[shapes.tiny]\ndescripton = 'x'\n", "unknown key (did you mean 'description'?)"),
 ])
 def test_axes_values_are_checked_in_one_line(tmp_path, old, new, message):
-    text = (ROOT / "matrix" / "axes.toml").read_text()
+    text = (ROOT / "matrix" / "measure" / "axes.toml").read_text()
     assert old in text, old
     path = tmp_path / "axes.toml"
     path.write_text(text.replace(old, new, 1))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from matrix.errors import UserError
-from matrix.records import iter_file, read_results
-from matrix.signatures import (CRASH, DEFAULT_CATALOGUE, TIMEOUT, UNCLASSIFIED, Fix, Signature, classify,
+from matrix.measure.records import Record, iter_file, read_results
+from matrix.diagnose.signatures import (CRASH, DEFAULT_CATALOGUE, TIMEOUT, UNCLASSIFIED, Fix, Signature, classify,
                                classify_record, default_catalogue, find_warnings, load_catalogue, normalise)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,7 +24,8 @@ BNB = "https://github.com/bitsandbytes-foundation/bitsandbytes/blob"
 # them (trimmed); the classifier gets them as the exception message with no stderr.
 SAMPLES: dict[str, list[tuple[str, str]]] = {
     "native-library-missing": [
-        ("RuntimeError: Configured CUDA binary not found at /home/ubuntu/src/bnb/bitsandbytes/libbitsandbytes_cuda118.so",
+        ("RuntimeError: Configured CUDA binary not found at "
+         "/home/ubuntu/src/bnb/bitsandbytes/libbitsandbytes_cuda118.so",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/pull/1615"),
         ("Could not find the bitsandbytes CUDA binary at PosixPath('/usr/local/lib/python3.10/dist-packages/"
          "bitsandbytes-0.43.2.dev0-py3.10-linux-x86_64.egg/bitsandbytes/libbitsandbytes_cuda121.so')",
@@ -94,7 +95,8 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
     "named-symbol-not-found": [
         ("Error named symbol not found at line 116 in file bitsandbytes/csrc/ops.cu",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/382"),
-        ("Error named symbol not found at line 74 in file /mmfs1/gscratch/zlab/timdettmers/git/bitsandbytes/csrc/ops.cu",
+        ("Error named symbol not found at line 74 in file "
+         "/mmfs1/gscratch/zlab/timdettmers/git/bitsandbytes/csrc/ops.cu",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/791"),
     ],
     "cuda-oom": [
@@ -133,7 +135,8 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1213"),
         ("AttributeError: module 'bitsandbytes.nn' has no attribute 'Linear4bit'",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/416"),
-        ("ImportError: Using `load_in_8bit=True` requires Accelerate: `pip install accelerate` and the latest version of "
+        ("ImportError: Using `load_in_8bit=True` requires Accelerate: `pip install accelerate` and "
+         "the latest version of "
          "bitsandbytes `pip install -i https://test.pypi.org/simple/ bitsandbytes` or pip install bitsandbytes` ",
          "https://github.com/huggingface/transformers/blob/v4.26.0/src/transformers/modeling_utils.py"),
         ("ImportError: Using `bitsandbytes` 8-bit quantization requires the latest version of bitsandbytes: "
@@ -171,7 +174,8 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
     "illegal-memory-access": [
         ("Error an illegal memory access was encountered at line 57 in file /src/csrc/ops.cu",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1782"),
-        ("RuntimeError: CUDA error: an illegal memory access was encountered CUDA kernel errors might be asynchronously "
+        ("RuntimeError: CUDA error: an illegal memory access was encountered CUDA kernel errors "
+         "might be asynchronously "
          "reported at some other API call", "https://github.com/RiseInRose/MiniGPT-4-ZH/issues/6"),
     ],
     "triton-needs-setuptools": [
@@ -215,7 +219,8 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
          "https://github.com/oobabooga/textgen/issues/379"),
     ],
     "windows-unsupported": [
-        ("CUDA SETUP: Loading binary C:\\Users\\hp\\anaconda3\\lib\\site-packages\\bitsandbytes\\libbitsandbytes_cpu.so...\n"
+        ("CUDA SETUP: Loading binary "
+         "C:\\Users\\hp\\anaconda3\\lib\\site-packages\\bitsandbytes\\libbitsandbytes_cpu.so...\n"
          "argument of type 'WindowsPath' is not iterable", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/305"),
         ("argument of type 'WindowsPath' is not iterable\nCUDA SETUP: Probl",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1641"),
@@ -226,14 +231,16 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
          "https://github.com/bitsandbytes-foundation/bitsandbytes/blob/main/bitsandbytes/backends/cpu/ops.py"),
         # as the committed CPU records of bnb 0.46.1 print it: a torch._check deep in the conversion, stderr only
         ("  File \".../bitsandbytes/backends/cpu/ops.py\", line 98, in _\n    torch._check(quant_type == \"nf4\", "
-         "lambda: f\"quant_type must be nf4 on CPU, got {quant_type}\")\n...\nRuntimeError: quant_type must be nf4 on CPU, "
+         "lambda: f\"quant_type must be nf4 on CPU, got {quant_type}\")\n...\nRuntimeError: "
+         "quant_type must be nf4 on CPU, "
          "got fp4\nquant_type must be nf4 on CPU, got fp4\nError: Bnb4bitQuantize on tensors destined for "
          "model.layers.1.self_attn.v_proj.weight. Ckpt contains: 1", f"{BNB}/0.46.1/bitsandbytes/backends/cpu/ops.py"),
         # the Gaudi (HPU) backend of 0.48-0.49 has the same limit, worded without the device
         ("RuntimeError: quant_type must be nf4, got fp4", f"{BNB}/0.48.2/bitsandbytes/backends/hpu/ops.py"),
     ],
     "to-not-supported": [
-        ("ValueError: `.to` is not supported for `4-bit` or `8-bit` bitsandbytes models. Please use the model as it is, "
+        ("ValueError: `.to` is not supported for `4-bit` or `8-bit` bitsandbytes models. Please use "
+         "the model as it is, "
          "since the model has already been set to the correct devices and casted to the correct `dtype`.",
          "https://github.com/zai-org/GLM-4-Voice/issues/152"),
         ("`.to` is not supported for `4-bit` or `8-bit` models.", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/547"),
@@ -266,7 +273,8 @@ WARNING_SAMPLES: dict[str, list[tuple[str, str]]] = {
         ("WARNING: BNB_CUDA_VERSION=124 environment variable detected; loading libbitsandbytes_cuda124.so.\n"
          "This can be used to load a bitsandbytes version that is different from the PyTorch CUDA version.",
          "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1559"),
-        ("WARNING: BNB_CUDA_VERSION=121 environment variable detected; loading libbitsandbytes_cuda121_nocublaslt121.so.",
+        ("WARNING: BNB_CUDA_VERSION=121 environment variable detected; loading "
+         "libbitsandbytes_cuda121_nocublaslt121.so.",
          "https://github.com/unslothai/unsloth/issues/412"),
         # bnb 0.50: also BNB_ROCM_VERSION, and a new second line
         ("WARNING: BNB_ROCM_VERSION=72 environment variable detected; loading libbitsandbytes_rocm72.so.\n"
@@ -284,7 +292,8 @@ NEAR_MISSES = [
     ("Out of memory: Killed process 4242 (python) total-vm:81234567kB", "cuda-oom", "the kernel's OOM killer"),
     ("CUDA SETUP: Loading binary /usr/local/lib/python3.10/dist-packages/bitsandbytes/libbitsandbytes_cuda118.so...",
      "native-library-missing", "a passing log naming the library path"),
-    ("Loading bitsandbytes native library from: /venv/lib/python3.12/site-packages/bitsandbytes/libbitsandbytes_cuda126.so",
+    ("Loading bitsandbytes native library from: "
+     "/venv/lib/python3.12/site-packages/bitsandbytes/libbitsandbytes_cuda126.so",
      "native-library-missing", "bitsandbytes' debug line on a good load"),
     ("CUDA_SETUP: WARNING! libcudart.so not found in any environmental path. Searching in backup paths...",
      "cuda-runtime-missing", "a search step that usually succeeds later"),
@@ -293,7 +302,8 @@ NEAR_MISSES = [
     ("warning: one possible reason is that llama.cpp was compiled without GPU support", "compiled-without-gpu",
      "llama.cpp, not bitsandbytes"),
     ("RuntimeError: Not compiled with GPU support", "compiled-without-gpu", "a detectron2/pytorch3d extension"),
-    ("CUDA SETUP: Required library version not found: libsbitsandbytes_cpu.so. Maybe you need to compile it from source?",
+    ("CUDA SETUP: Required library version not found: libsbitsandbytes_cpu.so. Maybe you need to "
+     "compile it from source?",
      "native-library-missing", "legacy Windows: a CPU-only torch, not a missing CUDA binary"),
     ("AttributeError: 'NoneType' object has no attribute 'cuda'", "cuda-setup-failed", "ordinary user-code bug"),
     ("Input type into Linear4bit is torch.bfloat16, compute dtype torch.bfloat16", "slow-fp32-compute",
@@ -342,7 +352,7 @@ def test_slugs_are_kebab_case_and_unique() -> None:
 def test_fix_recipes_name_measured_recipes() -> None:
     named = [f.recipe for s in catalogue().values() for f in s.fixes if f.recipe]
     assert named, "some fixes are measured recipes"
-    from matrix.axes import load_axes
+    from matrix.measure.axes import load_axes
     assert set(named) <= set(load_axes().recipes)  # the recipes come from the axes file, balanced included
     with pytest.raises(UserError, match="names"):
         load_catalogue(DEFAULT_CATALOGUE, recipes=("plain",))
@@ -394,7 +404,8 @@ def test_real_warning_sample_found(slug: str, text: str, url: str) -> None:
     assert classify("", text) == UNCLASSIFIED  # a warning alone is not an error
 
 
-@pytest.mark.parametrize("text,forbidden,why", NEAR_MISSES, ids=[f"not-{f}-{i}" for i, (_, f, _) in enumerate(NEAR_MISSES)])
+@pytest.mark.parametrize("text,forbidden,why", NEAR_MISSES,
+                         ids=[f"not-{f}-{i}" for i, (_, f, _) in enumerate(NEAR_MISSES)])
 def test_near_miss(text: str, forbidden: str, why: str) -> None:
     assert classify("", text) != forbidden, why
     assert forbidden not in find_warnings(text), why
@@ -438,7 +449,8 @@ def test_specific_cause_beats_the_umbrella_error() -> None:
     umbrella = "CUDA Setup failed despite GPU being available. Please run the following command to get more information"
     assert classify("RuntimeError", umbrella) == "cuda-setup-failed"
     assert classify("RuntimeError", umbrella,
-                    "libcusparse.so.11: cannot open shared object file: No such file or directory") == "cuda-runtime-missing"
+                    "libcusparse.so.11: cannot open shared object file: No such file or "
+                    "directory") == "cuda-runtime-missing"
     assert classify("AttributeError", "'NoneType' object has no attribute 'cquantize_blockwise_fp16_nf4'",
                     ROOT_CAUSE_STDERR) == "native-library-missing"
 
@@ -464,7 +476,8 @@ def test_exception_breaks_priority_ties() -> None:
 
 def test_outcome_rules() -> None:
     assert classify("", "", outcome="timeout") == TIMEOUT
-    assert classify("RuntimeError", "CUDA out of memory.", outcome="timeout") == TIMEOUT  # killed: the timeout is the fact
+    # killed: the timeout is the fact
+    assert classify("RuntimeError", "CUDA out of memory.", outcome="timeout") == TIMEOUT
     assert classify("Signal", "recipe process died with SIGKILL", outcome="crash") == CRASH
     assert classify("Signal", "died", "torch.OutOfMemoryError: CUDA out of memory.", outcome="crash") == "cuda-oom"
     assert classify("RuntimeError", "boom") == UNCLASSIFIED
@@ -472,8 +485,9 @@ def test_outcome_rules() -> None:
 
 
 def test_fixture_records() -> None:
-    records = [r for r in iter_file(FIXTURES / "records.jsonl")]
-    assert all(not isinstance(r, Exception) for r in records)
+    read = list(iter_file(FIXTURES / "records.jsonl"))
+    records = [r for r in read if isinstance(r, Record)]
+    assert len(records) == len(read)  # no problem lines
     by_outcome: dict[str, set] = {}
     for r in records:
         by_outcome.setdefault(r.outcome, set()).add(classify_record(r))
@@ -490,7 +504,8 @@ def test_fixture_records() -> None:
 
 # What a person reading the records' exception and stderr judged each known failure in results/ to be.
 # (runner slug, installed bitsandbytes) -> slug. Records added later are checked by the next test only.
-RESULTS_JUDGED: dict[tuple[str, str, str], str | set[str]] = {  # (runner, bitsandbytes, transformers major) -> the root cause a maintainer gives every failure
+# (runner, bitsandbytes, transformers major) -> the root cause a maintainer gives every failure
+RESULTS_JUDGED: dict[tuple[str, str, str], str | set[str]] = {
     # transformers 5.17/5.24 refuse bnb < 0.46.1 in validate_environment (the CPU one also warns about the CPU lib);
     # on the cu130 torch 0.45.5 also has no library: probe v3 imports bitsandbytes first, so its warning is in stderr
     # too and both causes are present (either is right; upgrading bitsandbytes to >= 0.48.2 mends both)
@@ -531,7 +546,8 @@ def test_every_failed_record_in_results_has_a_signature() -> None:
 def test_known_failures_in_results_keep_their_judged_signature() -> None:
     wrong = []
     for r in _failed_results():
-        key = (r.runner.get("slug"), r.versions.get("bitsandbytes"), str(r.requested.get("transformers", "")).split(".")[0])
+        major = str(r.requested.get("transformers", "")).split(".")[0]
+        key = (r.runner.get("slug"), r.versions.get("bitsandbytes"), major)
         judged = RESULTS_JUDGED.get(key)
         if judged is not None and classify_record(r) not in ({judged} if isinstance(judged, str) else judged):
             wrong.append(f"{r.run_id} {key} {r.recipe}/{r.shape}: {classify_record(r)} != {RESULTS_JUDGED[key]}")
@@ -643,14 +659,19 @@ def test_minimal_catalogue_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("edit,key", [
-    (lambda t: t.replace('patterns = ["segmentation fault"]', 'patterns = ["(unclosed"]'), "signatures.crash.patterns[0]"),
-    (lambda t: t.replace('patterns = ["segmentation fault"]', r'patterns = ["(\\w+)+x"]'), "signatures.crash.patterns[0]"),
+    (lambda t: t.replace('patterns = ["segmentation fault"]', 'patterns = ["(unclosed"]'),
+     "signatures.crash.patterns[0]"),
+    (lambda t: t.replace('patterns = ["segmentation fault"]', r'patterns = ["(\\w+)+x"]'),
+     "signatures.crash.patterns[0]"),
     (lambda t: t.replace('kind = "error"', 'kind = "fatal"'), "signatures.crash.kind"),
     (lambda t: t.replace('[[signatures.crash.fixes]]\ntitle = "f"',
-                         '[[signatures.crash.fixes]]\ntitle = "f"\nrecipe = "magic"'), "signatures.crash.fixes[0].recipe"),
-    (lambda t: t.replace('[signatures.crash]\ntitle = "t"', '[signatures.crash]\ntitle = ""'), "signatures.crash.title"),
+                         '[[signatures.crash.fixes]]\ntitle = "f"\nrecipe = "magic"'),
+     "signatures.crash.fixes[0].recipe"),
+    (lambda t: t.replace('[signatures.crash]\ntitle = "t"', '[signatures.crash]\ntitle = ""'),
+     "signatures.crash.title"),
     (lambda t: t + '[signatures.Bad_Slug]\ntitle = "t"\n', "signatures.Bad_Slug"),
-    (lambda t: t + '[signatures.no-patterns]\ntitle = "t"\ncause = "c."\n[[signatures.no-patterns.fixes]]\ntitle = "f"\n',
+    (lambda t: t + '[signatures.no-patterns]\ntitle = "t"\ncause = "c."\n'
+                   '[[signatures.no-patterns.fixes]]\ntitle = "f"\n',
      "signatures.no-patterns.patterns"),
     (lambda t: t.replace('cause = "c."\n[[signatures.crash', 'cause = "c."\nmessages = ["hello"]\n[[signatures.crash'),
      "signatures.crash.messages[0]"),

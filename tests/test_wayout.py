@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from matrix import aggregate, discover, exports, findings, records, render, urls, wayout
-from matrix.axes import load_axes
-from matrix.render import load_catalogue
+from matrix import urls
+from matrix.publish import aggregate, exports, findings, render, wayout
+from matrix.measure import discover, records
+from matrix.measure.axes import load_axes
+from matrix.publish.render import load_catalogue
 
 RUNNER = {"slug": "cpu-x86_64", "kind": "cpu", "cpu_model": "AMD EPYC", "gpu_count": 0}
 TOO_OLD = "Using `bitsandbytes` 4-bit quantization requires bitsandbytes: `pip install -U bitsandbytes>=0.46.1`"
@@ -89,7 +91,7 @@ def found(wide: aggregate.Aggregate) -> findings.Findings:
 
 @pytest.fixture(scope="module")
 def wide_site(wide_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from matrix.sitebuild import build_site
+    from matrix.publish.sitebuild import build_site
 
     base = tmp_path_factory.mktemp("wide-site")
     build_site(wide_dir, base / "public", strict=True, work_dir=base / "work", quiet=True)

@@ -219,13 +219,13 @@ def _pairs(sessions: list[str]) -> list[tuple[str, str]]:
     for name in sessions:
         match = pattern.fullmatch(name)
         assert match, f"not a probe session name: {name!r}"
-        pairs.append(match.groups())
+        pairs.append((match.group(1), match.group(2)))
     return pairs
 
 
 def test_probe_sessions_for_cuda_profile():
     """The plan job's listing, end to end: nox -l --json for the cuda profile, filtered by the workflow's script."""
-    from matrix.axes import load_axes
+    from matrix.measure.axes import load_axes
 
     env = {**os.environ, "BNB_MATRIX_PROFILE": "cuda"}
     env.pop("BNB_MATRIX_AXES", None)
@@ -255,7 +255,7 @@ def test_probe_sessions_fails_loudly_on_unknown_profile():
 
 
 def test_plan_sessions_step_writes_output(tmp_path: Path):
-    from matrix.axes import load_axes
+    from matrix.measure.axes import load_axes
 
     plan = _load("gpu-matrix.yml")["jobs"]["plan"]
     proc, out = _run_step(_step(plan, "sessions"), {"BNB_MATRIX_PROFILE": "cuda",
@@ -308,7 +308,7 @@ def test_scheduled_plan_discovers_new_releases_before_listing_sessions():
                  and "name" in s.get("with", {})]
         assert names == ["discovered"], job
     commit = next(s["run"] for s in jobs["publish"]["steps"] if "git commit" in s.get("run", ""))
-    assert "matrix/axes.toml" in commit
+    assert "matrix/measure/axes.toml" in commit
 
 
 def test_publish_refreshes_the_predicted_layer_before_building():

@@ -1,0 +1,132 @@
+"""torch builds: the CUDA version and the GPU architectures each was built for, read from its wheel.
+
+Without downloading 500-900 MB wheels: HTTP range requests read the wheel's zip directory, then only
+`torch/version.py` (`cuda = '13.0'`) and `torch/lib/libtorch_python.so` (~10 MB compressed), which holds the
+string `torch.cuda.get_arch_list()` returns (`sm_75 sm_80 ... sm_120`, built from TORCH_CUDA_ARCH_LIST).
+Cached by wheel sha256 in `results/binaries/torch/`. Builds that cannot be read from here (a PyTorch index
+that is not reachable) are "unknown", never guessed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+from matrix.predict.store import TORCH_CACHE
+
+TORCH_JSON = "https://pypi.org/pypi/torch/json"
+FIRST_TORCH = Version("2.6.0")
+WHEEL_TAG = "cp312-cp312-manylinux"  # the default Linux x86_64 wheel of each release, for one Python
+ARCH_STRING = re.compile(rb"(?:sm_\d+[a-z]? ){2,}(?:sm_\d+[a-z]?|compute_\d+)(?: compute_\d+)*")
+CUDA_LINE = re.compile(r"^cuda(?:: Optional\[str\])? = '([^']+)'", re.MULTILINE)
+VERSION_LINE = re.compile(r"^__version__ = '([^']+)'", re.MULTILINE)
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable view of a remote file through HTTP range requests (for `zipfile`)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url, self.pos, self.fetched = url, 0, 0
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as resp:
+            self.size = int(resp.headers["Content-Length"])
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.size - self.pos)
+        if count <= 0:
+            return 0
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.pos}-{self.pos + count - 1}"})
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            data = resp.read()
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        self.fetched += len(data)
+        return len(data)
+
+
+def arch_list(library: bytes) -> list[str] | None:
+    """The arch string compiled into libtorch_python.so (one distinct match), else None (unknown)."""
+    found = {m.group(0).decode() for m in ARCH_STRING.finditer(library)}
+    return found.pop().split() if len(found) == 1 else None
+
+
+def read_torch_wheel(url: str) -> dict[str, Any]:
+    """version, CUDA version and arch list of one torch wheel, reading only two members of it."""
+    remote = RangeFile(url)
+    with zipfile.ZipFile(io.BufferedReader(remote, buffer_size=1 << 16)) as zf:
+        names = zf.namelist()
+        version_py = zf.read("torch/version.py").decode()
+        python_lib = next((n for n in names if n.endswith("torch/lib/libtorch_python.so")), None)
+        archs = arch_list(zf.read(python_lib)) if python_lib else None
+    cuda = CUDA_LINE.search(version_py)
+    version = VERSION_LINE.search(version_py)
+    return {"version": version.group(1) if version else None, "cuda": cuda.group(1) if cuda else None,
+            "archs": archs, "fetched_bytes": remote.fetched,
+            "source": "torch/version.py and the arch string in torch/lib/libtorch_python.so"}
+
+
+def list_torch_wheels(index: dict[str, Any]) -> list[dict[str, Any]]:
+    """The default Linux x86_64 wheel (cp312) of every torch release from FIRST_TORCH on, from PyPI's JSON."""
+    wheels = []
+    for release, files in index.get("releases", {}).items():
+        try:
+            if Version(release) < FIRST_TORCH or Version(release).is_prerelease:
+                continue
+        except ValueError:
+            continue
+        picks = sorted((f for f in files if WHEEL_TAG in f["filename"] and f["filename"].endswith("x86_64.whl")
+                        and not f.get("yanked")), key=lambda f: f["filename"])
+        if picks:  # a re-uploaded build (torch-2.10.0-3-...) sorts after the first: take the newest upload
+            f = picks[-1]
+            wheels.append({"release": release, "filename": f["filename"], "sha256": f["digests"]["sha256"],
+                           "url": urllib.parse.urljoin(TORCH_JSON, f["url"]), "size": f["size"]})
+    return sorted(wheels, key=lambda w: Version(w["release"]))
+
+
+def refresh(cache_dir: Path = TORCH_CACHE, index: dict[str, Any] | None = None, log: Any = print) -> int:
+    """Read every torch wheel not yet cached; returns how many were read."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if index is None:
+        with urllib.request.urlopen(TORCH_JSON, timeout=120) as resp:
+            index = json.load(resp)
+    read = 0
+    for wheel in list_torch_wheels(index):
+        target = cache_dir / f"{wheel['sha256']}.json"
+        if target.exists():
+            continue
+        try:
+            facts = read_torch_wheel(wheel["url"])
+        except Exception as exc:  # noqa: BLE001 - recorded as unknown, the refresh goes on
+            facts = {"version": None, "cuda": None, "archs": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        record = {"schema": 1, **{k: wheel[k] for k in ("release", "filename", "sha256", "size")}, **facts}
+        target.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        read += 1
+        log(f"{wheel['filename']}: torch {facts.get('version')}, CUDA {facts.get('cuda')}, {facts.get('archs')}")
+    return read
+
+
+def load_builds(cache_dir: Path = TORCH_CACHE) -> list[dict[str, Any]]:
+    """Every cached torch build reading, by release."""
+    records = [json.loads(p.read_text()) for p in sorted(cache_dir.glob("*.json"))]
+    return sorted(records, key=lambda r: Version(r["release"]))

@@ -1,0 +1,49 @@
+"""The data exports under /data/: the tidy records as CSV and JSON (texts capped), and the cell verdicts.
+
+Pure over an `Aggregate`; the site writes the bytes. Findings' own exports are `findings.exports`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+
+from matrix.measure import records as records_io
+from matrix import urls
+from matrix.publish.aggregate import VERDICTS, Aggregate
+
+EXPORT_TEXT_LIMIT = 2000  # characters of an error message or stderr tail in the exports (the records keep 8,000)
+
+
+def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The tidy frame as published: no internal columns, timestamps as recorded, texts cut (head and tail)."""
+    out = frame.drop(columns=["time"], errors="ignore")
+    for column in ("error_message", "stderr_tail"):
+        out[column] = [records_io.head_and_tail(t, EXPORT_TEXT_LIMIT) if isinstance(t, str) else t
+                       for t in out[column]]
+    return out
+
+
+def _json_rows(frame: pd.DataFrame, chunk: int = 1000) -> bytes:
+    """The frame as a JSON array, a record per line, a chunk of rows at a time into one buffer (no copy at the end)."""
+    out = io.BytesIO()
+    out.write(b"[")
+    for start in range(0, len(frame), chunk):
+        text = frame.iloc[start:start + chunk].to_json(orient="records", lines=True, double_precision=10)
+        out.write((("," if start else "") + "\n" + text.rstrip("\n").replace("\n", ",\n")).encode())
+    out.write(b"\n]\n")
+    return out.getvalue()
+
+
+def exports(agg: Aggregate) -> dict[str, bytes]:
+    """The files under /data/: results.csv, results.json (a tidy record per line), matrix.json (cell verdicts)."""
+    tidy_frame = export_frame(agg.frame)
+    csv = io.BytesIO()  # written in chunks of rows, no whole-file string
+    tidy_frame.to_csv(csv, index=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
+    cells = [dict(row, fixes=row["fixes"].split(), shapes=row["shapes"].split(), url=urls.absolute(row["cell_path"]))
+             for row in agg.verdicts.to_dict(orient="records")]
+    matrix = {"schema": 1, "cells": cells, "verdicts": list(VERDICTS)}
+    matrix_json = json.dumps(matrix, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n"
+    return {"results.csv": csv.getvalue(), "results.json": _json_rows(tidy_frame), "matrix.json": matrix_json.encode()}

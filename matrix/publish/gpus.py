@@ -1,0 +1,202 @@
+"""The GPUs page's data: coverage of each wheel, predictions, and the prediction beside every measured GPU cell.
+
+Pure functions from the cached readings (and the aggregate's `latest` frame) to DataFrames, lists of dicts,
+the template context (`gpus_context`) and the two exports (`binaries_csv`, `predictions_csv`). No I/O except
+`load_inputs`, which reads the committed caches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import tomllib
+from packaging.version import Version
+
+from matrix.predict import binaries, loader_rules, predict, torch_builds, wheels
+from matrix.measure.axes import DEFAULT_AXES
+from matrix.predict.fatbin import arch_number
+
+# Measured signature -> what it says about the native library (None: the run never reached it).
+MEASURED = {
+    "native-library-missing": "no-library", "compiled-without-gpu": "no-library", "cuda-setup-failed": "no-library",
+    "no-kernel-image": "no-kernel", "invalid-device-function": "no-kernel",
+    "bnb-too-old": None, "bnb-not-installed": None, "accelerate-missing": None, "no-gpu": None,
+    "frozenset-device-check": None,
+}
+BEFORE_LOADING = ("install", "import")  # stages where a failure says nothing about the native library
+AGREES = {"loads": {"loads", "loads-ptx-jit"}, "no-library": {"no-library"},
+          "no-kernel": {"no-kernel", "torch-unsupported"}}
+
+
+def load_inputs(axes_path: Path | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(wheel readings, torch builds to predict for) from the committed caches and the axes file."""
+    axes_path = axes_path or DEFAULT_AXES
+    axes_builds = tomllib.loads(axes_path.read_text()).get("torch_builds", {})
+    return wheels.load_cache(), predict.torch_build_list(torch_builds.load_builds(), axes_builds)
+
+
+def binaries_frame(readings: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (release, platform, library, kind, arch): status compiled or unknown. PTX arch as sm_XX."""
+    rows = []
+    for wheel in readings:
+        for lib in wheel["libraries"]:
+            base = {"release": wheel["release"], "platform": wheel["platform"], "library": lib["name"],
+                    "backend": lib["backend"], "cuda": lib.get("cuda", "")}
+            cov = binaries.coverage(lib)
+            for kind in ("sass", "ptx"):
+                for arch, status in sorted(cov[kind].items(), key=lambda kv: arch_number(kv[0])):
+                    rows.append({**base, "kind": kind, "arch": f"sm_{arch_number(arch)}", "status": status})
+            if not binaries.readers_agree(lib) and not any(cov.values()):
+                rows.append({**base, "kind": "unknown", "arch": "", "status": "unknown"})
+    return pd.DataFrame(rows, columns=["release", "platform", "library", "backend", "cuda", "kind", "arch", "status"])
+
+
+def libraries_frame(readings: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (release, platform, library): what it needs and whether both readers agreed on it."""
+    rows = [{"release": w["release"], "platform": w["platform"], "library": lib["name"], "backend": lib["backend"],
+             "cuda": lib.get("cuda", ""), "size": lib["size"], "needed": " ".join(lib["needed"]),
+             "readers_agree": binaries.readers_agree(lib),
+             "problem": lib["cuobjdump"].get("error") or lib["fatbin"].get("error") or ""}
+            for w in readings for lib in w["libraries"]]
+    return pd.DataFrame(rows)
+
+
+def release_rules(readings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The loading rule of each release (from its Linux x86_64 wheel's source), newest first."""
+    seen: dict[str, dict[str, Any]] = {}
+    for wheel in readings:
+        if wheel["platform"] == predict.PLATFORM:
+            seen[wheel["release"]] = {"release": wheel["release"], **loader_rules.rule(wheel["loader"])}
+    return sorted(seen.values(), key=lambda r: Version(r["release"]), reverse=True)
+
+
+def coverage_rows(readings: list[dict[str, Any]], platform: str = predict.PLATFORM) -> list[dict[str, Any]]:
+    """Per release and CUDA library of one platform: SASS and PTX archs, unknown ones marked with '?'."""
+    rows = []
+    for wheel in readings:
+        if wheel["platform"] != platform:
+            continue
+        for lib in wheel["libraries"]:
+            if lib["backend"] != "cuda":
+                continue
+            cov = binaries.coverage(lib)
+            rows.append({"release": wheel["release"], "library": lib["name"], "cuda": lib.get("cuda", ""),
+                         "agree": binaries.readers_agree(lib),
+                         **{kind: " ".join(a + ("" if s == "compiled" else "?") for a, s in
+                                           sorted(cov[kind].items(), key=lambda kv: arch_number(kv[0])))
+                            for kind in ("sass", "ptx")},
+                         "needed": " ".join(n for n in lib["needed"] if "cu" in n.lower())})
+    return sorted(rows, key=lambda r: (Version(r["release"]), r["cuda"]), reverse=True)
+
+
+def agreement(latest: pd.DataFrame, preds: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every measured GPU cell (latest rows on a runner with a compute capability) beside its prediction.
+
+    `agrees` is "yes", "no", "not comparable" (the run stopped before bitsandbytes loaded its library) or
+    "unknown" (the prediction is); `why` explains every answer that is not a plain yes.
+    """
+    if latest.empty or "runner_compute_capability" not in latest:
+        return []
+    gpu_rows = latest[latest["runner_compute_capability"].fillna("").astype(str) != ""]
+    cells = gpu_rows.groupby(["runner", "runner_compute_capability", "torch", "bnb"], sort=True)
+    index = {(r.gpu_arch, r.torch, r.bnb): r for r in preds.itertuples()} if not preds.empty else {}
+    out = []
+    for (runner, cc, torch, bnb), rows in cells:
+        gpu = "sm_" + str(cc).replace(".", "")
+        passed = (rows["outcome"] == "pass").any()
+        slugs = sorted({s for s in rows["signature"].fillna("") if s})
+        measured = "loads" if passed else next((MEASURED[s] for s in slugs if MEASURED.get(s)), None)
+        # stopped before the library could show anything: a signature that says so, or every failure at install
+        # or import with no library signature (a failure found later, out of memory say, means it loaded)
+        stopped = not passed and (any(s in MEASURED and MEASURED[s] is None for s in slugs) or (
+            measured is None and rows["stage"].isin(BEFORE_LOADING).all()))
+        if measured is None and not passed and not stopped:
+            measured = "loads"  # failed later (out of memory, dispatch): the library loaded and ran kernels
+        pred = index.get((gpu, torch, bnb))
+        row = {"runner": runner, "gpu_arch": gpu, "torch": torch, "bnb": bnb,
+               "measured": "stopped before loading" if stopped else measured, "signatures": " ".join(slugs),
+               "predicted": pred.verdict if pred is not None else "not predicted",
+               "reason": pred.reason if pred is not None else ""}
+        if pred is None or pred.verdict == "unknown":
+            row |= {"agrees": "unknown", "why": "no prediction could be made for this cell" if pred is None
+                    else f"the prediction is unknown: {pred.reason}"}
+        elif stopped:
+            row |= {"agrees": "not comparable",
+                    "why": f"the run stopped before bitsandbytes loaded a library ({', '.join(slugs)})"}
+        elif pred.verdict in AGREES.get(measured or "", set()):
+            row |= {"agrees": "yes", "why": ""}
+        else:
+            seen = ", ".join(slugs) or "pass"
+            row |= {"agrees": "no", "why": f"predicted {pred.label}, measured {measured} ({seen})"}
+        out.append(row)
+    return out
+
+
+def cell_prediction(preds: pd.DataFrame, compute_capability: str, torch: str, bnb: str) -> dict[str, Any] | None:
+    """The prediction to show beside one measured GPU cell (compute capability "9.0"), or None if there is none."""
+    if preds.empty or not compute_capability:
+        return None
+    gpu = "sm_" + str(compute_capability).replace(".", "")
+    hit = preds[(preds.gpu_arch == gpu) & (preds.torch == torch) & (preds.bnb == bnb)]
+    return hit.iloc[0].to_dict() if len(hit) else None
+
+
+def grid(preds: pd.DataFrame, builds: list[str]) -> list[dict[str, Any]]:
+    """Per GPU arch: rows of (release, cells for each torch build in `builds`), newest release first."""
+    out = []
+    for gpu, names in predict.GPUS.items():
+        sub = preds[(preds.gpu_arch == gpu) & preds.torch.isin(builds)]
+        rows = []
+        for bnb in sorted(sub.bnb.unique(), key=Version, reverse=True):
+            cells = {r.torch: {"verdict": r.verdict, "label": r.label, "reason": r.reason,
+                               "signature": r.signature if isinstance(r.signature, str) else None}  # NaN: none
+                     for r in sub[sub.bnb == bnb].itertuples()}
+            rows.append({"bnb": bnb, "cells": [cells.get(b) for b in builds]})
+        counts = preds[preds.gpu_arch == gpu]["verdict"].value_counts().to_dict() if not preds.empty else {}
+        out.append({"arch": gpu, "gpus": names, "rows": rows, "counts": counts})
+    return out
+
+
+def grid_builds(builds: list[dict[str, Any]], axes_names: list[str] | None = None) -> list[str]:
+    """The torch builds the grid shows: the newest build of each CUDA version, plus the axes' CUDA builds."""
+    newest: dict[str, str] = {}
+    for b in builds:
+        if b.get("cuda"):
+            newest[b["cuda"]] = b["build"]  # builds come oldest first
+    chosen = set(newest.values()) | {n for n in (axes_names or []) if any(b["build"] == n for b in builds)}
+    return [b["build"] for b in builds if b["build"] in chosen]
+
+
+def predictions_csv(preds: pd.DataFrame) -> bytes:
+    """data/predictions.csv: one row per (GPU arch, torch build, bitsandbytes release)."""
+    cols = ["gpu_arch", "gpus", "torch", "torch_cuda", "bnb", "platform", "library", "verdict", "signature",
+            "reason", "torch_supports_gpu", "rule_at"]
+    return preds.reindex(columns=cols).to_csv(index=False).encode()
+
+
+def binaries_csv(readings: list[dict[str, Any]]) -> bytes:
+    """data/binaries.csv: one row per (release, platform, library, kind, arch)."""
+    return binaries_frame(readings).to_csv(index=False).encode()
+
+
+def gpus_context(readings: list[dict[str, Any]], builds: list[dict[str, Any]], latest: pd.DataFrame | None = None,
+                 axes_names: list[str] | None = None, preds: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Everything `site/templates/gpus.md.j2` needs; `preds` when the caller has made the predictions already."""
+    preds = predict.predictions(readings, builds) if preds is None else preds
+    shown = grid_builds(builds, axes_names)
+    agree = agreement(latest if latest is not None else pd.DataFrame(), preds)
+    libs = libraries_frame(readings)
+    releases = sorted({w["release"] for w in readings}, key=Version)
+    return {
+        "gpus": [{"arch": a, "names": n} for a, n in predict.GPUS.items()],
+        "builds": [b for b in builds if b["build"] in shown], "all_builds": builds,
+        "grid": grid(preds, shown), "verdicts": predict.VERDICTS,
+        "coverage": coverage_rows(readings), "rules": release_rules(readings), "agreement": agree,
+        "disagreements": [a for a in agree if a["agrees"] == "no"],
+        "releases": releases, "platforms": sorted({w["platform"] for w in readings}),
+        "unknown_libraries": libs[~libs.readers_agree & (libs.backend == "cuda")].to_dict("records")
+        if not libs.empty else [],
+        "counts": preds.verdict.value_counts().to_dict() if not preds.empty else {},
+    }
