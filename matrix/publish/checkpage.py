@@ -53,4 +53,7 @@ def check_page(site: Any) -> Iterator[Any]:
     examples = [("T4, torch 2.6, bitsandbytes 0.45.5", "gpu=T4&torch=2.6.0&bnb=0.45.5"),
                 ("RTX 5090, torch 2.15: which bitsandbytes?", "gpu=RTX+5090&torch=2.15.0"),
                 ("V100, a cu128 torch, bitsandbytes 0.46.1", "gpu=V100&torch=2.8.0%2Bcu128&bnb=0.46.1")]
-    yield Page("check/", {"examples": examples, "data_bytes": len(data)}, files={"data.js": data})
+    from matrix import urls
+
+    yield Page("check/", {"examples": examples, "data_bytes": len(data), "site_url": urls.site_url()},
+               files={"data.js": data})

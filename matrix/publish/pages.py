@@ -19,7 +19,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from matrix import urls
-from matrix.publish import badge, charts, findings, gpus as gpus_page, wayout
+from matrix.publish import badge, charts, checkpage, findings, gpus as gpus_page, wayout
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
 from matrix.predict import predict
@@ -204,7 +204,7 @@ def home(site: SiteData) -> Iterator[Page]:
         extra = site.axes.profiles[profile].bitsandbytes if profile in site.axes.profiles else ()
         grids.append({"runner": found[slug], "grid": findings.grid(mine, extra, site.found.causes),
                       "last": mine["last_measured"].max() if len(mine) else ""})
-    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(),
+    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(), "site_url": urls.site_url(),
                     "releases": site.found.releases})
 
 
@@ -348,6 +348,7 @@ class PageKind:
 
 PAGES = (
     PageKind(home, "home.md.j2", ("Home", "index.md")),
+    PageKind(checkpage.check_page, "check.md.j2", ("Check my setup", "check/index.md")),
     PageKind(all_cells, "cells.md.j2", ("All cells", "cells/index.md")),
     PageKind(cell, "cell.md.j2"),
     PageKind(fixes, "fixes.md.j2", ("Fixes", "fixes/index.md")),
