@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from matrix.check.facts import normalise
+from matrix.check.facts import normalise, vkey
 from matrix.check.setup import Setup, arch_of
 
 VERDICTS = ("works", "works-with-fix", "fails", "unknown")
@@ -45,13 +45,6 @@ class Verdict:
                 "setup": self.setup, "resolved": self.resolved}
 
 
-def vkey(text: str) -> Version:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return Version("0")
-
-
 def arch_num(arch: str) -> int:
     return int(re.sub(r"\D", "", arch) or 0)
 
@@ -72,9 +65,11 @@ def find_gpu(text: str, facts: dict[str, Any]) -> list[Any] | None:
     """[name, arch, jetson] for a GPU name or an arch ("T4", "NVIDIA GeForce RTX 5090", "sm_86", "8.6")."""
     arch = arch_of(text)
     if arch:
-        return [arch, arch, False]
+        return [arch, arch, arch in facts["jetson_archs"]]
     key = normalise(text)
     table = facts["gpus"]
+    if not key:
+        return None
     if key in table:
         return table[key]
     starts = [k for k in table if key.startswith(k) and not key[len(k):][:1].isdigit()]
@@ -98,7 +93,7 @@ def resolve(setup: Setup, facts: dict[str, Any]) -> tuple[dict[str, Any], list[s
         if hit:
             ctx.update(gpu=hit[0], arch=cc_arch or hit[1], jetson=bool(hit[2]))
         elif cc_arch:
-            ctx.update(gpu=setup.gpu or cc_arch, arch=cc_arch)
+            ctx.update(gpu=setup.gpu or cc_arch, arch=cc_arch, jetson=cc_arch in facts["jetson_archs"])
         else:
             notes.append(f"GPU '{setup.gpu}' is not one this site knows; give its architecture (--gpu sm_86)")
     torch = setup.torch
@@ -113,22 +108,31 @@ def resolve(setup: Setup, facts: dict[str, Any]) -> tuple[dict[str, Any], list[s
         if not setup.os and not ctx["jetson"]:
             assumed.append("OS not given: assumed Linux" + ("" if machine else " x86_64"))
     if torch:
+        table = facts["torch"].get(ctx["platform"], {})
+        defaults = facts["torch_default"].get(ctx["platform"], {})
         base = torch.partition("+")[0]
-        release = next((r for r in facts["torch_default"] if vkey(r) == vkey(base)), base)
+        release = next((r for r in defaults if vkey(r) == vkey(base)), base)
         named = f"{release}+{local}" if local else release
-        if named in facts["torch"]:
+        twin = defaults.get(release)
+        if named in table:
             build = named
-        elif not local and release in facts["torch_default"]:
-            build = facts["torch_default"][release]
-            assumed.append(f"torch {torch} from PyPI is the build {build} (its wheel's torch/version.py says so)")
+        elif local and twin and table[twin].get("cuda") == _cuda_of_variant(local):
+            build = twin  # "2.6.0+cu124" is PyPI's 2.6.0
+        elif not local and twin:
+            build = twin
+            if ctx["platform"] == "windows-x86_64" and not table[twin].get("cuda"):
+                build = named
         else:
             build = named
+        if build != torch and not local:
+            assumed.append(f"torch {torch}: PyPI's default wheel for {ctx['platform']} (CUDA "
+                           f"{table.get(build, {}).get('cuda') or 'unknown'})")
         ctx["torch"] = build
-        known = facts["torch"].get(build)
-        ctx["cuda"] = setup.torch_cuda or (known or {}).get("cuda") or (
-            _cuda_of_variant(local) if local.startswith("cu") else "")
+        known = table.get(build) or {}
+        ctx["cuda"] = setup.torch_cuda or known.get("cuda") or (_cuda_of_variant(local) if local.startswith("cu")
+                                                                  else "")
         ctx["cpu_torch"] = local == "cpu"
-        ctx["torch_archs"] = list(setup.torch_archs) or (known or {}).get("archs")
+        ctx["torch_archs"] = list(setup.torch_archs) or known.get("archs")
     return ctx, assumed, notes
 
 
@@ -139,14 +143,65 @@ def _torch_support(ctx: dict[str, Any], facts: dict[str, Any], chain: list[str],
         chain.append(f"torch {build} is built for {' '.join(ctx['torch_archs'])}: "
                      + ("it runs on " if support == "yes" else "no kernel for ") + arch)
         return support
-    same = [b for b, t in facts["torch"].items() if t.get("cuda") == ctx["cuda"] and t.get("archs")]
-    answers = {torch_runs_on(facts["torch"][b]["archs"], arch) for b in same}
+    table = facts["torch"].get(ctx["platform"], {})
+    same = [b for b, t in table.items() if t.get("cuda") == ctx["cuda"] and t.get("archs")]
+    answers = {torch_runs_on(table[b]["archs"], arch) for b in same}
     if len(answers) == 1:
         support = answers.pop()
-        assumed.append(f"torch {build}'s arch list was not read: assumed like the CUDA {ctx['cuda']} builds read "
-                       f"({', '.join(same)}), which {'all run' if support == 'yes' else 'none runs'} on {arch}")
+        assumed.append(f"torch {build}'s arch list is not known: assumed like the CUDA {ctx['cuda']} builds known "
+                       f"({', '.join(same[:3])}{', ...' if len(same) > 3 else ''}), which "
+                       f"{'all run' if support == 'yes' else 'none runs'} on {arch}")
         return support
     return "unknown"
+
+
+def driver_floor(facts: dict[str, Any], cuda: str, platform: str, ptx: bool = False) -> str:
+    """The lowest driver for code built with CUDA `cuda` (`matrix.predict.drivers.minimum`); "" when none known."""
+    column = 1 if platform.startswith("windows") else 0
+    floor = facts["driver"]["major"].get(cuda.split(".")[0])
+    shipped = facts["driver"]["toolkit"].get(".".join(cuda.split(".")[:2])) if ptx else None
+    return (shipped and shipped[column]) or (floor[column] if floor else "")
+
+
+def driver_below(driver: str, floor: str) -> bool:
+    have = [int(x) for x in driver.split(".") if x.isdigit()]
+    need = [int(x) for x in floor.split(".") if x.isdigit()]
+    return have[: len(need)] < need
+
+
+def library_stem(entry: dict[str, Any], cuda: str, arch: str, override: str) -> tuple[str | None, str]:
+    """(library stem, note) the release loads (`matrix.predict.loader_rules.library_name`); None: not known."""
+    rule = entry["rule"]
+    if rule.get("template") == "unknown" or rule.get("version_from") == "unknown":
+        return None, "the release's loader rule could not be read from its source"
+    if rule.get("version_from") == "system libcudart":
+        return None, ("this release picks its library by the CUDA runtime (libcudart.so) it finds on the system, "
+                      "not by torch: which one is not known from here")
+    want = tuple(int(x) for x in cuda.split(".")[:2])
+    have = {tuple(int(x) for x in v.split(".")[:2]) for v in entry["shipped"]}
+    note = ""
+    if rule.get("selection") == "nearest-same-major" and not override and want not in have:
+        lower = [v for v in have if v[0] == want[0] and v < want]
+        higher = [v for v in have if v[0] == want[0] and v > want]
+        picked = max(lower) if lower else min(higher) if higher else want
+        note = f"no CUDA {want[0]}.{want[1]} library: it takes the nearest of the same major" if picked != want else ""
+        want = picked
+    stem = f"libbitsandbytes_cuda{want[0]}{want[1]}"
+    if rule.get("nocublaslt") and arch_num(arch) < 75:
+        stem += "_nocublaslt"
+    style = rule.get("override")
+    if override:
+        if style == "slice":
+            return f"{stem}.so"[:-6] + override, "BNB_CUDA_VERSION: the last 6 characters of the name are cut"
+        if style == "rstrip":
+            return stem.rstrip("0123456789") + override, "BNB_CUDA_VERSION replaces the trailing digits"
+        if style == "re.sub":
+            return re.sub(r"cuda\d+", f"cuda{override}", stem, count=1), "BNB_CUDA_VERSION replaces cudaXYZ"
+        if style == "replace":
+            if not override.isdigit():
+                return None, f"BNB_CUDA_VERSION={override} is refused (digits only)"
+            return f"libbitsandbytes_cuda{override}", "BNB_CUDA_VERSION names the library"
+    return stem, note
 
 
 def evaluate(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[str, Any]:
@@ -163,8 +218,8 @@ def evaluate(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[s
     if ctx.get("cpu_torch"):
         chain.append(f"torch {ctx['torch']} is a CPU-only build: bitsandbytes cannot use the GPU through it")
         return done("fails")
-    wheel = facts["wheels"].get(platform, {}).get(bnb)
-    if wheel is None:
+    entry = facts["wheels"].get(platform, {}).get(bnb)
+    if entry is None:
         if bnb in facts["releases"]:
             chain.append(f"bitsandbytes {bnb} has no wheel for {platform} on PyPI (pip finds no matching "
                          "distribution)")
@@ -172,7 +227,11 @@ def evaluate(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[s
         chain.append(f"bitsandbytes {bnb} was not read here (the predicted layer reads releases "
                      f"{facts['releases'][0]} to {facts['releases'][-1]})")
         return out
-    if ctx["jetson"]:
+    if entry.get("foreign"):
+        chain.append(f"bitsandbytes {bnb}'s only wheel is py3-none-any with Linux x86-64 libraries: pip installs it "
+                     f"on {platform}, where they cannot load (CUDA setup fails at import)")
+        return done("fails")
+    if ctx["jetson"] and platform == "linux-aarch64" and arch != "sm_110":
         chain.append(f"PyPI's {platform} wheels are built for server Arm (SBSA), not for Jetson's L4T: the first "
                      f"CUDA kernel fails with 'named symbol not found' (reported: {JETSON_REPORT})")
         return done("fails", "reported")
@@ -183,23 +242,11 @@ def evaluate(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[s
         chain.append(f"torch {ctx['torch']}'s CUDA version is not known here (give the build, like "
                      f"{ctx['torch'].partition('+')[0]}+cu124)")
         return out
-    override = setup.env_value("BNB_CUDA_VERSION")
-    cuda = ctx["cuda"]
-    if override and wheel["override"]:
-        cuda = _cuda_of_variant("cu" + override)
-        chain.append(f"BNB_CUDA_VERSION={override} makes bitsandbytes {bnb} load the CUDA {cuda} library instead "
-                     f"of torch's CUDA {ctx['cuda']}")
-    libs = wheel["libs"].get(cuda)
-    if not arch:
+    if not arch or arch not in facts["archs"]:
         return out
-    if libs is None or arch not in facts["archs"]:
-        chain.append(f"no prediction for {arch} with CUDA {cuda}")
-        return out
-    support = _torch_support(ctx, facts, chain, assumed)
-    code = libs[1][facts["archs"].index(arch)]
-    out["library"] = libs[0] or ""
-    key = f"{arch}|{ctx['torch']}|{bnb}"
-    measured = facts["measured"].get(key)
+    names = [ctx["torch"]] + ([f"{ctx['torch']}+cu{ctx['cuda'].replace('.', '')}"] if "+" not in ctx["torch"] else [])
+    measured = next((facts["measured"][k] for k in (f"{arch}|{n}|{bnb}" for n in names) if k in facts["measured"]),
+                    None)
     if measured:
         rows = [r for r in measured if r[0] == ctx["transformers"]] or measured
         if not ctx["transformers"] or rows is measured:
@@ -209,54 +256,74 @@ def evaluate(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[s
                      f"{rows[0][1]}")
         return {**done(MEASURED_VERDICT.get(rows[0][1], "unknown"), "measured",
                        "the fix on the cell page" if rows[0][1] == "works-with-fix" else ""), "cell": rows[0][2]}
+    support = _torch_support(ctx, facts, chain, assumed)
     if support == "no":
         chain.append(f"CUDA work fails before bitsandbytes runs: torch has no kernel for {arch}")
         return done("fails")
-    lib = libs[0] or "its CUDA library"
-    floor = facts["driver_floor"].get(cuda.split(".")[0])
-    if setup.driver and floor and vkey(setup.driver) < vkey(floor):
-        chain.append(f"driver {setup.driver} is below {floor}, the lowest that runs CUDA {cuda.split('.')[0]}.x")
+    floor = driver_floor(facts, ctx["cuda"], platform)
+    if setup.driver and floor and driver_below(setup.driver, floor):
+        chain.append(f"driver {setup.driver} is below {floor}, the lowest for torch's CUDA {ctx['cuda']}")
         return done("fails")
-    if code in "LJ":
-        chain.append(f"bitsandbytes {bnb} loads {lib} (CUDA {cuda}), which carries "
-                     + ("SASS for " + arch if code == "L" else f"no SASS for {arch} but PTX the driver JIT-compiles "
-                        "on first use (slow the first time)"))
-        if support == "unknown":
-            chain.append(f"torch {ctx['torch']}'s arch list is not known")
-            return out
-        if override and override != ctx["cuda"].replace(".", ""):
-            assumed.append(f"the CUDA {cuda} runtime libraries are on the library path (BNB_CUDA_VERSION)")
-        return done("works")
-    if code == "N":
-        chain.append(f"bitsandbytes {bnb} looks for {lib} (CUDA {cuda}); its wheel does not ship it"
-                     + (" (it falls back to the CPU library: GPU 4-bit fails)" if wheel["missing"] == "cpu-fallback"
-                        else ""))
+    override = setup.env_value("BNB_CUDA_VERSION")
+    stem, note = library_stem(entry, ctx["cuda"], arch, override)
+    if stem is None:
+        chain.append(note)
+        return out
+    out["library"] = stem
+    chain.append(f"bitsandbytes {bnb} loads {stem} (torch's CUDA {ctx['cuda']}{'; ' + note if note else ''})")
+    lib = entry["libs"].get(stem)
+    if lib is None:
+        missing = entry["rule"].get("missing")
+        chain.append(f"the {platform} wheel does not ship {stem} (its CUDA libraries: "
+                     f"{', '.join(entry['shipped']) or 'none'}): " +
+                     ("it falls back to the CPU library and GPU 4-bit fails" if missing == "cpu-fallback" else
+                      "the CUDA setup fails at import" if missing in ("setup-failed", "import-error") else
+                      "the first native call fails"))
         if override:
-            return done("works-with-fix", fix="unset BNB_CUDA_VERSION") if _plain_code(
-                wheel, ctx["cuda"], arch, facts) in "LJ" else done("fails")
-        alt = _override_fix(wheel, cuda, arch, facts) if wheel["override"] else ""
+            plain, _ = library_stem(entry, ctx["cuda"], arch, "")
+            good = plain in entry["libs"] and entry["libs"][plain][2][facts["archs"].index(arch)] in "LJ"
+            return done("works-with-fix", fix="unset BNB_CUDA_VERSION") if good else done("fails")
+        alt = _override_fix(entry, ctx["cuda"], arch, facts) if entry["rule"].get("override") == "replace" else ""
         return done("works-with-fix", fix=alt) if alt else done("fails")
-    if code == "K":
-        chain.append(f"{lib} in bitsandbytes {bnb} has no kernel for {arch} (neither SASS nor PTX it can JIT)")
+    cuda, glibc, codes = lib
+    if glibc and setup.glibc and vkey(setup.glibc) < vkey(glibc):
+        chain.append(f"{stem} needs GLIBC_{glibc}; glibc {setup.glibc} cannot load it (version `GLIBC_{glibc}' "
+                     "not found)")
         return done("fails")
-    chain.append(f"{lib}: the wheel reading is unknown for {arch}")
-    return out
+    if glibc and not setup.glibc and vkey(glibc) > vkey("2.28"):
+        assumed.append(f"glibc not given: assumed at least {glibc}, which {stem} needs (Ubuntu 20.04 has 2.31)")
+    code = codes[facts["archs"].index(arch)]
+    if code == "K":
+        chain.append(f"{stem} has no kernel for {arch} (neither SASS nor PTX it can JIT)")
+        return done("fails")
+    if code == "?":
+        chain.append(f"{stem}: part of its code could not be confirmed for {arch}")
+        return out
+    chain.append(f"{stem} carries " + ("SASS for " + arch if code == "L" else
+                                       f"no SASS for {arch} but PTX JIT-compiled at the first launch (slow once)"))
+    floor = driver_floor(facts, cuda, platform, ptx=code == "J")
+    if setup.driver and floor and driver_below(setup.driver, floor):
+        chain.append(f"driver {setup.driver} is below {floor}, the lowest for {stem} (CUDA {cuda})")
+        return done("fails")
+    if support == "unknown":
+        chain.append(f"torch {ctx['torch']}'s arch list is not known")
+        return out
+    if override and override != ctx["cuda"].replace(".", ""):
+        assumed.append(f"the CUDA {cuda} runtime libraries are on the library path (BNB_CUDA_VERSION)")
+    return done("works")
 
 
-def _plain_code(wheel: dict[str, Any], cuda: str, arch: str, facts: dict[str, Any]) -> str:
-    libs = wheel["libs"].get(cuda)
-    return libs[1][facts["archs"].index(arch)] if libs else "?"
-
-
-def _override_fix(wheel: dict[str, Any], cuda: str, arch: str, facts: dict[str, Any]) -> str:
-    """`BNB_CUDA_VERSION=XYZ` naming a shipped library of torch's CUDA major that runs on the GPU, nearest below."""
-    major = cuda.split(".")[0]
-    options = [c for c in wheel["libs"] if c.split(".")[0] == major and vkey(c) < vkey(cuda)
-               and _plain_code(wheel, c, arch, facts) == "L" and wheel["libs"][c][0]]
+def _override_fix(entry: dict[str, Any], cuda: str, arch: str, facts: dict[str, Any]) -> str:
+    """`BNB_CUDA_VERSION=XYZ` naming a shipped library of torch's CUDA major, below it, whose SASS runs on the GPU."""
+    major, index = cuda.split(".")[0], facts["archs"].index(arch)
+    options = [c for c in entry["shipped"] if c.split(".")[0] == major and vkey(c) < vkey(cuda)
+               and entry["libs"].get(f"libbitsandbytes_cuda{c.replace('.', '')}", ["", "", "?" * (index + 1)])[2][
+                   index] == "L"]
     if not options:
         return ""
     best = max(options, key=vkey)
-    return f"set BNB_CUDA_VERSION={best.replace('.', '')} (loads {wheel['libs'][best][0]}, built for CUDA {best})"
+    return f"set BNB_CUDA_VERSION={best.replace('.', '')} (loads libbitsandbytes_cuda{best.replace('.', '')}, " \
+           f"built for CUDA {best})"
 
 
 def _closeness(current: str, candidates: list[str]) -> list[str]:
@@ -277,9 +344,10 @@ def way_out(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> list[di
             found.append({"change": "bitsandbytes", "to": bnb, "command": f"pip install bitsandbytes=={bnb}",
                           "uv": f"uv pip install bitsandbytes=={bnb}"})
             break
-    builds = [b for b, t in facts["torch"].items() if t.get("archs") and b != ctx["torch"]]
+    table = facts["torch"].get(ctx["platform"], {})
+    builds = [b for b, t in table.items() if t.get("archs") and t.get("cuda") and b != ctx["torch"]]
     for build in _closeness(ctx["torch"], builds) if ctx["bnb"] else []:
-        known = facts["torch"][build]
+        known = table[build]
         alt = {**ctx, "torch": build, "cuda": known["cuda"], "torch_archs": known["archs"], "cpu_torch": False}
         if evaluate(alt, setup, facts)["verdict"] == "works":
             version, variant = build.partition("+")[0], build.partition("+")[2] or "cu" + alt["cuda"].replace(".", "")

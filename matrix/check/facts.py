@@ -1,111 +1,123 @@
 """The facts `check` answers from, as one compact JSON-able dict: the same dict the CLI reads and the check page's
-data file (check/data.js) carries, so the command and the page answer alike.
+data file (check/data.js) carries, so the command and the page answer alike. Everything comes from the predicted
+layer (`matrix.predict`): its GPU table, torch builds, wheel readings, loader rules and driver floors.
 
-- `archs`: the GPU architectures predicted for, in the order of every code string below;
-- `gpus`: normalised GPU spelling -> [name, arch, jetson] (`matrix.predict` owns the table);
-- `torch`: torch build -> {"cuda", "archs"} as read from its wheel (archs null: not read);
-- `wheels`: platform -> release -> {"override", "libs": {CUDA version the loader uses -> [library, codes]}}, the
-  codes one letter per arch: L loads (SASS), J loads via PTX JIT, N the library is not in the wheel, K no kernel
-  for the GPU, ? unknown. Made by `matrix.predict.predict.predict_cell` for a torch that runs on every GPU, so
-  the letter says what bitsandbytes does; whether torch itself runs on the GPU is the `torch` table's part;
+- `archs`: the GPU architectures, in the order of every code string below;
+- `gpus`: normalised GPU spelling -> [name, arch, jetson] (from `matrix.predict.gpus`);
+- `torch`: platform -> torch build -> {"cuda", "archs"} (archs null: not known), `torch_default`: platform ->
+  PyPI release -> the build name of its default wheel;
+- `wheels`: platform -> release -> {"rule": loader rule (version_from, override, missing, nocublaslt, selection),
+  "shipped": the CUDA versions of its libraries, "libs": {library stem: [CUDA, glibc floor, codes]},
+  "any": a py3-none-any wheel of another platform pip would install here}. The codes, one letter per arch, say
+  what the library's code does on that GPU: L SASS, J PTX the driver JIT-compiles, K nothing it can run, ? unknown
+  (`matrix.predict.predict.kernel_for`);
 - `measured`: "arch|torch|bnb" -> [[transformers, verdict, cell path], ...] from measured GPU cells;
-- `driver_floor`: CUDA major -> the lowest driver that runs it (NVIDIA's minor-version compatibility table).
+- `driver`: {"major": CUDA major -> [Linux, Windows] floor, "toolkit": CUDA X.Y -> [Linux, Windows] driver}.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from matrix.predict import loader_rules, predict
+from matrix.predict import drivers, gpus, predict, torch_builds, wheels
+from matrix.predict.gpus import normalise
 
-SCHEMA = 1
-CODES = {"loads": "L", "loads-ptx-jit": "J", "no-library": "N", "no-kernel": "K", "torch-unsupported": "K",
-         "unknown": "?"}
-# Linux drivers from NVIDIA's CUDA minor-version compatibility table (CUDA Toolkit release notes, table 3).
-DRIVER_FLOOR = {"11": "450.80.02", "12": "525.60.13", "13": "580.65.06"}
-# Stop-gap until matrix.predict carries the GPU names (issue 21): the few names the check page's examples use.
-_NAMES = {"T4": "sm_75", "V100": "sm_70", "P100": "sm_60", "P40": "sm_61", "GTX 1080 Ti": "sm_61",
-          "A100": "sm_80", "A10": "sm_86", "A6000": "sm_86", "RTX 3090": "sm_86", "L4": "sm_89", "RTX 4090": "sm_89",
-          "H100": "sm_90", "H200": "sm_90", "B200": "sm_100", "RTX 5090": "sm_120", "Jetson AGX Orin": "sm_87",
-          "Jetson Orin Nano": "sm_87", "Jetson TX2": "sm_62"}
-NOISE = ("nvidia", "geforce", "tesla", "quadro")
+SCHEMA = 2
+CODES = {"loads": "L", "loads-ptx-jit": "J", "no-kernel": "K", "unknown": "?"}
 
 
-def normalise(text: str) -> str:
-    """Lower case, the words NVIDIA/GeForce/Tesla/Quadro and memory sizes dropped, non-alphanumerics removed."""
-    words = re.split(r"[^a-z0-9]+", text.lower())
-    return "".join(w for w in words if w and w not in NOISE and not re.fullmatch(r"\d+gb", w))
-
-
-def gpu_table() -> dict[str, list[Any]]:
-    """Normalised spelling -> [name, arch, jetson], also without a leading rtx/gtx where that is unambiguous."""
-    names = [(name, arch, name.startswith("Jetson")) for name, arch in _NAMES.items()]
-    table = {normalise(n): [n, a, j] for n, a, j in names}
-    short: dict[str, list[list[Any]]] = {}
-    for key, entry in list(table.items()):
-        short.setdefault(re.sub(r"^(rtx|gtx)", "", key), []).append(entry)
-    table.update({k: v[0] for k, v in short.items() if len(v) == 1 and k not in table and len(k) >= 3})
-    return table
-
-
-def _vkey(text: str) -> Any:
+def vkey(text: str) -> Version:
     try:
         return Version(text)
     except InvalidVersion:
         return Version("0")
 
 
-def wheel_table(readings: list[dict[str, Any]], archs: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """platform -> release -> {"override", "libs"} (see the module docstring), and the CUDA versions tabulated."""
-    cudas = sorted({lib["cuda"] for w in readings for lib in w["libraries"] if lib.get("cuda")} |
-                   {"11.8", "12.1", "12.4", "12.6", "12.8", "12.9", "13.0"}, key=_vkey)
-    everything = {"build": "any", "archs": [f"sm_{n}" for n in range(30, 200)]}
+def archs() -> list[str]:
+    """Every architecture of the GPU table and of the predicted platforms, oldest first."""
+    found = set(gpus.archs()) | {a for values in predict.PLATFORM_ARCHS.values() for a in values}
+    return sorted(found, key=lambda a: int(a[3:]))
+
+
+def gpu_table() -> dict[str, list[Any]]:
+    """Normalised spelling -> [name, arch, jetson] for every name and alias, and each without a leading rtx/gtx
+    where that short key is not shared (as `matrix.predict.gpus.find_gpu` matches)."""
+    table: dict[str, list[Any]] = {}
+    short: dict[str, list[list[Any]]] = {}
+    for g in gpus.load_gpus():
+        for spelling in (g.name, *g.aliases):
+            table.setdefault(normalise(spelling), [g.name, g.sm, g.jetson])
+    for g in gpus.load_gpus():
+        for spelling in (g.name, *g.aliases):
+            key = normalise(spelling)
+            for prefix in ("rtx", "gtx"):
+                key = key.removeprefix(prefix)
+            short.setdefault(key, []).append([g.name, g.sm, g.jetson])
+    for key, found in short.items():
+        names = {f[0] for f in found}
+        if len(names) == 1 and key not in table and len(key) >= 3:
+            table[key] = found[0]
+    return table
+
+
+def library_entry(library: dict[str, Any], order: list[str]) -> list[Any]:
+    codes = "".join(CODES.get(predict.kernel_for(library, a)[0], "?") for a in order)
+    return [library.get("cuda") or "", predict.glibc_floor(library) or "", codes]
+
+
+def wheel_table(readings: list[dict[str, Any]], order: list[str]) -> dict[str, Any]:
+    """platform -> release -> {"rule", "shipped", "libs", "any"} (see the module docstring)."""
     out: dict[str, Any] = {}
-    for wheel in sorted(readings, key=lambda w: _vkey(w["release"])):
-        rule = loader_rules.rule(wheel["loader"])
-        libs = {}
-        for cuda in cudas:
-            rows = [predict.predict_cell(arch, {**everything, "cuda": cuda}, wheel) for arch in archs]
-            library = next((r["library"] for r in rows if r.get("library")), None)
-            libs[cuda] = [library, "".join(CODES.get(r["verdict"], "?") for r in rows)]
-        out.setdefault(wheel["platform"], {})[wheel["release"]] = {
-            "override": rule.get("override") == "BNB_CUDA_VERSION", "missing": rule.get("missing", "unknown"),
-            "libs": libs}
-    return out, cudas
+    for wheel in sorted(readings, key=lambda w: vkey(w["release"])):
+        rule = predict.release_rule(wheel)
+        libs = {lib["name"].split(".")[0]: library_entry(lib, order) for lib in wheel["libraries"]
+                if lib.get("backend") == "cuda"}
+        shipped = sorted({lib["cuda"] for lib in wheel["libraries"] if lib.get("cuda") and not lib["nocublaslt"]},
+                         key=vkey)
+        entry = {"rule": {k: rule.get(k) for k in ("version_from", "override", "missing", "nocublaslt", "selection",
+                                                      "template")},
+                 "shipped": shipped, "libs": libs, "any": str(wheel.get("filename", "")).endswith("-any.whl")}
+        out.setdefault(wheel["platform"], {})[wheel["release"]] = entry
+    any_wheels = {r: e for p in out.values() for r, e in p.items() if e["any"]}
+    for platform in ("linux-x86_64", "linux-aarch64", "windows-x86_64"):  # pip installs a py3-none-any wheel anywhere
+        for release, entry in any_wheels.items():
+            if release not in out.setdefault(platform, {}):
+                out[platform][release] = {**entry, "libs": {}, "foreign": True}
+    return out
 
 
-def torch_table(builds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(torch build -> {"cuda", "archs"} (archs None where the wheel was not read), PyPI release -> the build its
-    default wheel is: "2.6.0" -> "2.6.0+cu124", as the wheel's own torch/version.py says)."""
-    table = {b["build"]: {"cuda": b.get("cuda"), "archs": b.get("archs")} for b in builds if b.get("build")}
-    defaults = {b["release"]: b["build"] for b in builds if b.get("release") and b.get("build")}
+def torch_table(builds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(platform -> build -> {"cuda", "archs"}, platform -> PyPI release -> build name)."""
+    table: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    for b in builds:
+        platform = b.get("platform", "linux-x86_64")
+        table.setdefault(platform, {})[b["build"]] = {"cuda": b.get("cuda"), "archs": b.get("archs")}
+        if b.get("index") == "pypi":
+            defaults.setdefault(platform, {})[b["release"]] = b["build"]
     return table, defaults
 
 
 def build_facts(readings: list[dict[str, Any]], builds: list[dict[str, Any]],
                 measured: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
     """The whole facts dict from the predicted layer's readings and the measured cells (see the module docstring)."""
-    archs = list(predict.GPUS)
-    wheels, cudas = wheel_table(readings, archs)
+    order = archs()
     torch, defaults = torch_table(builds)
-    return {"schema": SCHEMA, "archs": archs, "gpus": gpu_table(), "torch": torch, "torch_default": defaults,
-            "wheels": wheels,
-            "cudas": cudas, "measured": measured or {}, "driver_floor": DRIVER_FLOOR,
-            "releases": sorted({w["release"] for w in readings}, key=_vkey)}
+    jetson = sorted({g.sm for g in gpus.load_gpus()} - {g.sm for g in gpus.load_gpus() if not g.jetson})
+    return {"schema": SCHEMA, "archs": order, "gpus": gpu_table(), "noise": sorted(gpus.NOISE), "jetson_archs": jetson,
+            "torch": torch, "torch_default": defaults,
+            "wheels": wheel_table(readings, order), "measured": measured or {},
+            "driver": {"major": {str(k): list(v) for k, v in drivers.MAJOR_FLOOR.items()},
+                       "toolkit": {k: list(v) for k, v in drivers.TOOLKIT_DRIVER.items()}},
+            "releases": sorted({w["release"] for w in readings}, key=vkey)}
 
 
 def load_facts(measured: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
     """The facts from the committed caches (no network)."""
-    from matrix.predict import torch_builds, wheels
-
-    read = torch_builds.load_builds()
-    builds = [{**b, "release": next((r["release"] for r in read if r.get("version") == b["build"]), None)}
-              for b in predict.torch_build_list(read)]
-    return build_facts(wheels.load_cache(), builds, measured)
+    return build_facts(wheels.load_cache(), torch_builds.all_builds(torch_builds.load_builds()), measured)
 
 
 def to_js(facts: dict[str, Any]) -> bytes:
