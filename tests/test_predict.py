@@ -31,6 +31,12 @@ def preds(readings: list[dict], builds: list[dict]) -> pd.DataFrame:
     return predict.predictions(readings, builds)
 
 
+def card(name: str) -> gpus.Gpu:
+    found = gpus.find_gpu(name)
+    assert found is not None, name
+    return found
+
+
 def build(builds: list[dict], name: str, platform: str = "linux-x86_64") -> dict:
     return next(b for b in builds if b["build"] == name and b["platform"] == platform)
 
@@ -81,14 +87,14 @@ def test_release_without_the_cuda_library(readings: list[dict], builds: list[dic
 
 
 def test_release_that_loads_on_h100(readings: list[dict], builds: list[dict]) -> None:
-    cell = predict.predict_cell(gpus.find_gpu("NVIDIA H100 80GB HBM3"), build(builds, "2.11.0+cu130"),
+    cell = predict.predict_cell(card("NVIDIA H100 80GB HBM3"), build(builds, "2.11.0+cu130"),
                                 wheel(readings, "0.50.2"))
     assert cell["verdict"] == "loads" and "sm_90" in cell["reason"] and cell["signature"] is None
     assert any(step["step"] == "driver" and "580" in step["fact"] for step in cell["chain"])
 
 
 def test_the_loader_in_full(readings: list[dict], builds: list[dict]) -> None:
-    v100 = gpus.find_gpu("Tesla V100")
+    v100 = card("Tesla V100")
     cell = predict.predict_cell(v100, build(builds, "2.4.0+cu124"), wheel(readings, "0.43.3"), bnb_cuda_version="124")
     assert cell["library"] == "libbitsandbytes_cuda124_nocublaslt124" and cell["verdict"] == "no-library"
     plain = predict.predict_cell(v100, build(builds, "2.4.0+cu124"), wheel(readings, "0.43.3"))
@@ -116,9 +122,9 @@ def test_driver_and_jetson(readings: list[dict], builds: list[dict]) -> None:
     assert old["verdict"] == "driver-too-old" and "580" in old["reason"]
     orin = [w for w in readings if w["release"] == "0.50.2" and w["platform"] == "linux-aarch64"][0]
     arm = next(b for b in builds if b["platform"] == "linux-aarch64" and b.get("archs"))
-    cell = predict.predict_cell(gpus.find_gpu("Jetson AGX Orin"), arm, orin)
+    cell = predict.predict_cell(card("Jetson AGX Orin"), arm, orin)
     assert cell["verdict"] == "l4t-abi" and "named symbol not found" in cell["reason"]
-    spark = predict.predict_cell(gpus.find_gpu("DGX Spark"), arm, orin)
+    spark = predict.predict_cell(card("DGX Spark"), arm, orin)
     assert spark["verdict"] != "l4t-abi"
 
 
