@@ -107,12 +107,12 @@ def test_committed_readings_cover_every_release_and_read_the_cuda_libraries() ->
 
 def test_loader_rules_read_from_each_release_source() -> None:
     old, new = loader_rules.rule(cached("0.45.5")["loader"]), loader_rules.rule(cached("0.50.2")["loader"])
-    assert (old["missing"], old["selection"], old["override"]) == ("cpu-fallback", "exact", "BNB_CUDA_VERSION")
+    assert (old["missing"], old["selection"], old["override"]) == ("cpu-fallback", "exact", "re.sub")
     assert old["missing_at"].startswith("bitsandbytes/cextension.py:")
     assert (new["missing"], new["selection"]) == ("error-on-use", "nearest-same-major")
-    assert loader_rules.library_name(old, "13.0", ["12.8"]) == "libbitsandbytes_cuda130"
-    assert loader_rules.library_name(new, "12.9", ["12.8", "13.0"]) == "libbitsandbytes_cuda128"
-    assert loader_rules.library_name(new, "14.0", ["12.8", "13.0"]) == "libbitsandbytes_cuda140"
+    assert loader_rules.library_name(old, "13.0", ["12.8"])[0] == "libbitsandbytes_cuda130"
+    assert loader_rules.library_name(new, "12.9", ["12.8", "13.0"])[0] == "libbitsandbytes_cuda128"
+    assert loader_rules.library_name(new, "14.0", ["12.8", "13.0"])[0] == "libbitsandbytes_cuda140"
 
 
 def test_refresh_downloads_nothing_already_read(tmp_path: Path) -> None:
@@ -207,6 +207,8 @@ def test_cuda121_cubin_cuobjdump_refuses_is_read_by_the_payload_reader(tmp_path:
 def test_tool_reasons_never_carry_the_tools_words_or_paths() -> None:
     text = "cuobjdump fatal   : Invalid ELF in '/tmp/bnb-lib-x/bitsandbytes/libbitsandbytes_cuda121.so'"
     assert binaries.tool_reason(255, text) == "cuobjdump: invalid ELF"
+    assert binaries.tool_reason(1, "cuobjdump fatal : Support for 'sm_35' has been removed. Please use CUDA toolkit "
+                                   "11.8 or earlier.") == "cuobjdump: architecture no longer supported"
     assert binaries.tool_reason(3, "something new at /tmp/x") == "cuobjdump: exit 3"
 
 
@@ -232,8 +234,13 @@ def test_committed_readings_find_relocatable_ptx_and_no_unknown_library() -> Non
     relocatable = [lib for lib in cuda if binaries.coverage_by_section(lib)["relfatbin"]["ptx"]]
     assert len(relocatable) > len(cuda) / 2
     assert not any(binaries.coverage_by_section(lib)["nv_fatbin"]["ptx"] for lib in cuda)
-    refused = [lib for lib in cuda if lib["cuobjdump"].get("error")]
-    assert refused and all(lib["cuobjdump"]["error"] == "cuobjdump: invalid ELF" for lib in refused)
+    refused: dict[str, set[str]] = {lib["cuobjdump"]["error"]: set() for lib in cuda if lib["cuobjdump"].get("error")}
+    for lib in cuda:
+        if lib["cuobjdump"].get("error"):
+            refused[lib["cuobjdump"]["error"]].add(lib["cuda"])
+    # cuobjdump 13.x: "Invalid ELF" on CUDA 12.0-12.2 linked cubins, "support removed" for 0.39.0's sm_35/sm_37
+    assert refused == {"cuobjdump: invalid ELF": {"12.0", "12.1", "12.2"},
+                       "cuobjdump: architecture no longer supported": {"11.1", "11.2", "11.3", "11.5", "11.6", "11.7"}}
 
 
 def test_exports_tag_sections_and_name_glibc_without_tool_text() -> None:

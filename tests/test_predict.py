@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from packaging.version import Version
 
 from matrix.publish import gpus as gpus_page, render
 from matrix.predict import gpus, predict, torch_builds, wheels
@@ -23,6 +24,17 @@ def readings() -> list[dict]:
 @pytest.fixture(scope="module")
 def builds() -> list[dict]:
     return torch_builds.all_builds(torch_builds.load_builds(), AXES_BUILDS)
+
+
+@pytest.fixture(scope="module")
+def preds(readings: list[dict], builds: list[dict]) -> pd.DataFrame:
+    return predict.predictions(readings, builds)
+
+
+def card(name: str) -> gpus.Gpu:
+    found = gpus.find_gpu(name)
+    assert found is not None, name
+    return found
 
 
 def build(builds: list[dict], name: str, platform: str = "linux-x86_64") -> dict:
@@ -55,10 +67,13 @@ def test_torch_builds_read_scripted_and_reported(builds: list[dict]) -> None:
     assert any(b["platform"] == "linux-aarch64" and b["index"] == "pypi" for b in builds)
 
 
-def test_pypi_defaults_and_linux_unknown_share(readings: list[dict], builds: list[dict]) -> None:
-    preds = predict.predictions(readings, builds)
+def test_pypi_defaults_and_linux_unknown_share(preds: pd.DataFrame) -> None:
     pypi = preds[preds.torch_index == "pypi"]
     assert len(pypi) and not (pypi.verdict == "unknown").any()
+    linux = preds[(preds.platform == "linux-x86_64") & preds.bnb.map(lambda v: Version(v) >= Version("0.43.1"))]
+    assert (linux.verdict == "unknown").mean() < 0.03
+    for release in ("0.41.3", "0.42.0"):
+        assert (preds[preds.bnb == release].verdict != "unknown").mean() > 0.9
     assert {"linux-x86_64", "linux-aarch64", "windows-x86_64"} <= set(preds.platform)
     assert {"sm_50", "sm_87", "sm_100", "sm_120", "sm_121"} <= set(preds.gpu_arch)
 
@@ -72,14 +87,14 @@ def test_release_without_the_cuda_library(readings: list[dict], builds: list[dic
 
 
 def test_release_that_loads_on_h100(readings: list[dict], builds: list[dict]) -> None:
-    cell = predict.predict_cell(gpus.find_gpu("NVIDIA H100 80GB HBM3"), build(builds, "2.11.0+cu130"),
+    cell = predict.predict_cell(card("NVIDIA H100 80GB HBM3"), build(builds, "2.11.0+cu130"),
                                 wheel(readings, "0.50.2"))
     assert cell["verdict"] == "loads" and "sm_90" in cell["reason"] and cell["signature"] is None
     assert any(step["step"] == "driver" and "580" in step["fact"] for step in cell["chain"])
 
 
 def test_the_loader_in_full(readings: list[dict], builds: list[dict]) -> None:
-    v100 = gpus.find_gpu("Tesla V100")
+    v100 = card("Tesla V100")
     cell = predict.predict_cell(v100, build(builds, "2.4.0+cu124"), wheel(readings, "0.43.3"), bnb_cuda_version="124")
     assert cell["library"] == "libbitsandbytes_cuda124_nocublaslt124" and cell["verdict"] == "no-library"
     plain = predict.predict_cell(v100, build(builds, "2.4.0+cu124"), wheel(readings, "0.43.3"))
@@ -94,14 +109,22 @@ def test_the_loader_in_full(readings: list[dict], builds: list[dict]) -> None:
                                 system_cuda="12.2")["verdict"] == "setup-failed"  # no cuda122 library in 0.39.1
 
 
+def test_glibc_floor(readings: list[dict], builds: list[dict]) -> None:
+    old = predict.predict_cell("sm_86", build(builds, "2.7.0"), wheel(readings, "0.45.5"), glibc="2.31")
+    assert old["library"] == "libbitsandbytes_cuda126" and old["glibc_floor"] == "2.34"
+    assert old["verdict"] == "glibc-too-old" and "GLIBC_2.34" in old["reason"]
+    assert predict.predict_cell("sm_86", build(builds, "2.7.0"), wheel(readings, "0.45.5"),
+                                glibc="2.35")["verdict"] == "loads"
+
+
 def test_driver_and_jetson(readings: list[dict], builds: list[dict]) -> None:
     old = predict.predict_cell("sm_90", build(builds, "2.11.0+cu130"), wheel(readings, "0.50.2"), driver="550.54.15")
     assert old["verdict"] == "driver-too-old" and "580" in old["reason"]
     orin = [w for w in readings if w["release"] == "0.50.2" and w["platform"] == "linux-aarch64"][0]
     arm = next(b for b in builds if b["platform"] == "linux-aarch64" and b.get("archs"))
-    cell = predict.predict_cell(gpus.find_gpu("Jetson AGX Orin"), arm, orin)
+    cell = predict.predict_cell(card("Jetson AGX Orin"), arm, orin)
     assert cell["verdict"] == "l4t-abi" and "named symbol not found" in cell["reason"]
-    spark = predict.predict_cell(gpus.find_gpu("DGX Spark"), arm, orin)
+    spark = predict.predict_cell(card("DGX Spark"), arm, orin)
     assert spark["verdict"] != "l4t-abi"
 
 
@@ -129,8 +152,7 @@ def test_no_kernel_when_the_library_stops_before_the_gpu(readings: list[dict]) -
     assert predict.predict_cell("sm_120", torch, fake)["verdict"] == "loads-ptx-jit"
 
 
-def test_agreement_with_measured_cells(readings: list[dict], builds: list[dict]) -> None:
-    preds = predict.predictions(readings, builds)
+def test_agreement_with_measured_cells(preds: pd.DataFrame) -> None:
     base = {"runner": "h100-sm90", "runner_compute_capability": "9.0", "torch": "2.11.0+cu130"}
     latest = pd.DataFrame([
         {**base, "bnb": "0.50.2", "outcome": "pass", "signature": "", "stage": ""},
@@ -152,29 +174,28 @@ def test_agreement_with_measured_cells(readings: list[dict], builds: list[dict])
     assert rows["0.48.2"]["agrees"] == "no" and "predicted loads" in rows["0.48.2"]["why"]
 
 
-def test_cell_prediction_for_a_measured_cell(readings: list[dict], builds: list[dict]) -> None:
-    preds = predict.predictions(readings, builds)
+def test_cell_prediction_for_a_measured_cell(preds: pd.DataFrame) -> None:
     cell = gpus_page.cell_prediction(preds, "9.0", "2.11.0+cu130", "0.48.2")
     assert cell is not None and cell["verdict"] == "loads"
     assert gpus_page.cell_prediction(preds, "", "2.13.0+cpu", "0.48.2") is None
 
 
-def test_exports_are_tidy(readings: list[dict], builds: list[dict]) -> None:
+def test_exports_are_tidy(readings: list[dict], preds: pd.DataFrame) -> None:
     table = pd.read_csv(io.BytesIO(gpus_page.binaries_csv(readings)))
     assert list(table.columns[:7]) == ["release", "platform", "library", "backend", "cuda", "kind", "arch"]
     assert set(table.kind) <= {"sass", "ptx", "unknown"} and set(table.status) <= {"compiled", "unknown"}
     assert not table.duplicated(["release", "platform", "library", "kind", "arch", "section"]).any()
-    preds = pd.read_csv(io.BytesIO(gpus_page.predictions_csv(predict.predictions(readings, builds))))
-    assert not preds.duplicated(["gpu_arch", "torch", "bnb", "platform"]).any()
-    assert not preds.reason.str.contains("/tmp/|Invalid ELF|exit [0-9]", regex=True).any()  # no tool text or path
-    assert set(preds.verdict) <= set(predict.VERDICTS)
-    assert {"sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120"} <= set(preds.gpu_arch)
+    table = pd.read_csv(io.BytesIO(gpus_page.predictions_csv(preds)))
+    assert not table.duplicated(["gpu_arch", "torch", "bnb", "platform"]).any()
+    assert not table.reason.str.contains("/tmp/|Invalid ELF|exit [0-9]", regex=True).any()  # no tool text or path
+    assert set(table.verdict) <= set(predict.VERDICTS)
+    assert {"sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120"} <= set(table.gpu_arch)
 
 
-def test_gpus_page_renders_marked_as_predicted(readings: list[dict], builds: list[dict]) -> None:
+def test_gpus_page_renders_marked_as_predicted(readings: list[dict], builds: list[dict], preds: pd.DataFrame) -> None:
     latest = pd.DataFrame([{"runner": "h100-sm90", "runner_compute_capability": "9.0", "torch": "2.11.0+cu130",
                             "bnb": "0.50.2", "outcome": "pass", "signature": ""}])
-    ctx = gpus_page.gpus_context(readings, builds, latest, axes_names=list(AXES_BUILDS))
+    ctx = gpus_page.gpus_context(readings, builds, latest, axes_names=list(AXES_BUILDS), preds=preds)
     env = render.environment()
     catalogue = render.load_catalogue()
     env.globals.update(signatures=catalogue, known_error=lambda s: s if s in catalogue else "unclassified",

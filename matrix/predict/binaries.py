@@ -36,8 +36,9 @@ CUOBJDUMP_TIMEOUT_S = 300
 NO_DEVICE_CODE = "does not contain device code"
 FLOORS = {"glibc": "GLIBC_", "glibcxx": "GLIBCXX_", "cxxabi": "CXXABI_"}
 _LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+\S*?\.(sm_\d+[a-z]?)\.(?:cubin|ptx)\s*$")
-_TOOL_REASONS = (("invalid elf", "invalid ELF"), ("no fatbin", "no fatbin found"), ("not a fatbin", "not a fatbin"),
-                 ("out of memory", "out of memory"), ("unsupported", "unsupported input"))
+_TOOL_REASONS = (("invalid elf", "invalid ELF"), ("has been removed", "architecture no longer supported"),
+                 ("no fatbin", "no fatbin found"), ("not a fatbin", "not a fatbin"), ("out of memory", "out of memory"),
+                 ("unsupported", "unsupported input"))
 
 
 def find_cuobjdump() -> str | None:

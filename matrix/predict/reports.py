@@ -111,6 +111,10 @@ def compare_one(report: dict[str, Any], readings: list[dict[str, Any]], builds: 
         row |= {"predicted": "no-wheel", "reason": f"PyPI has no {report['platform']} wheel of {report['bnb']}"}
     elif wheel is None:
         return row | {"agrees": "not comparable", "why": missing}
+    elif (wheel["platform"] == report["platform"] and not report.get("system_cuda")
+          and predict.release_rule(wheel)["version_from"] == "system libcudart"):
+        return row | {"agrees": "not comparable", "why": f"{report['bnb']} picks its library by the CUDA runtime "
+                      "found on the system, which the report does not state"}
     else:
         build = find_build(report, builds, variants)
         cards = _gpus_of(report, build)
