@@ -204,7 +204,36 @@ def library_stem(entry: dict[str, Any], cuda: str, arch: str, override: str) -> 
     return stem, note
 
 
+def reported(ctx: dict[str, Any], facts: dict[str, Any]) -> list[str] | None:
+    """The first issue-thread report of this release on this platform that matches on the GPU or on torch (by
+    version, the build suffix aside) and differs on neither where both sides know it."""
+    base = ctx["torch"].partition("+")[0]
+    for row in facts["reports"]:
+        arch, bnb, torch, platform = row[:4]
+        if bnb != ctx["bnb"] or platform != ctx["platform"]:
+            continue
+        same_arch = bool(arch and ctx["arch"]) and arch == ctx["arch"]
+        same_torch = bool(torch and base) and vkey(torch.partition("+")[0]) == vkey(base)
+        if (arch and ctx["arch"] and not same_arch) or (torch and base and not same_torch):
+            continue
+        if same_arch or same_torch:
+            return row
+    return None
+
+
 def evaluate(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[str, Any]:
+    """The answer for one concrete context: measured, else predicted, else reported (see `predicted`)."""
+    result = predicted(ctx, setup, facts)
+    if result["verdict"] != "unknown":
+        return result
+    row = reported(ctx, facts)
+    if row is None:
+        return result
+    chain = [*result["facts"], f"reported ({row[5]}): {row[6]}"]
+    return {**result, "verdict": row[4], "source": "reported", "facts": chain}
+
+
+def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[str, Any]:
     """The answer for one concrete context: verdict, source, chain, assumed, fix, cell, library."""
     chain: list[str] = []
     assumed: list[str] = []
@@ -364,6 +393,23 @@ def way_out(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> list[di
     return found
 
 
+def _any_gpu(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(answer, assumption) without a GPU: the answer of every architecture predicted for the platform, or of every
+    one torch itself runs on (a GPU torch rejects fails in torch first), where they all agree; else unknown."""
+    archs = facts["platform_archs"].get(ctx["platform"], facts["archs"])
+    answers = {a: evaluate({**ctx, "arch": a}, setup, facts) for a in archs}
+    runs = [a for a in archs if torch_runs_on(ctx["torch_archs"], a) == "yes"] if ctx["torch_archs"] else []
+    for pool, words in ((archs, "every GPU architecture predicted"),
+                        (runs, f"every GPU torch {ctx['torch']} runs on ({', '.join(runs)})")):
+        verdicts = {answers[a]["verdict"] for a in pool}
+        if len(verdicts) == 1 and "unknown" not in verdicts:
+            pick = "sm_80" if "sm_80" in pool else pool[len(pool) // 2]
+            return answers[pick], f"GPU not given: the answer is the same for {words}"
+    first = answers[archs[0]]
+    return {**first, "verdict": "unknown", "source": "none",
+            "facts": ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]}, ""
+
+
 def check(setup: Setup, facts: dict[str, Any]) -> Verdict:
     """The answer for `setup` from `facts` (see the module docstring)."""
     ctx, assumed, notes = resolve(setup, facts)
@@ -373,15 +419,10 @@ def check(setup: Setup, facts: dict[str, Any]) -> Verdict:
         assumed.append(f"bitsandbytes not given: answered for the newest release read, {newest}")
     if ctx["arch"]:
         result = evaluate(ctx, setup, facts)
-    else:  # no GPU given: an answer only where every architecture predicted gets the same one
-        answers = [evaluate({**ctx, "arch": a}, setup, facts) for a in facts["archs"]]
-        verdicts = {a["verdict"] for a in answers}
-        result = answers[-1]
-        if len(verdicts) == 1 and result["verdict"] != "unknown":
-            assumed.append("GPU not given: the answer is the same for every GPU architecture predicted")
-        else:
-            result = {**answers[0], "verdict": "unknown", "source": "none",
-                      "facts": ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]}
+    else:  # no GPU given: an answer only where every GPU the platform and torch support gets the same one
+        result, note = _any_gpu(ctx, setup, facts)
+        if note:
+            assumed.append(note)
     outs = way_out(ctx, setup, facts) if result["verdict"] in ("fails", "works-with-fix") and ctx["arch"] else []
     resolved = {k: ctx[k] for k in ("gpu", "arch", "platform", "torch", "cuda", "bnb") if ctx.get(k)}
     if result.get("library"):

@@ -12,7 +12,9 @@ layer (`matrix.predict`): its GPU table, torch builds, wheel readings, loader ru
   what the library's code does on that GPU: L SASS, J PTX the driver JIT-compiles, K nothing it can run, ? unknown
   (`matrix.predict.predict.kernel_for`);
 - `measured`: "arch|torch|bnb" -> [[transformers, verdict, cell path], ...] from measured GPU cells;
-- `driver`: {"major": CUDA major -> [Linux, Windows] floor, "toolkit": CUDA X.Y -> [Linux, Windows] driver}.
+- `driver`: {"major": CUDA major -> [Linux, Windows] floor, "toolkit": CUDA X.Y -> [Linux, Windows] driver};
+- `reports`: [arch or "", bnb, torch or "", platform, "works"/"fails", link, what was seen] from the issue-thread
+  reports (`matrix.predict.reports`), used where neither a measurement nor the binaries answer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from matrix.predict import drivers, gpus, predict, torch_builds, wheels
+from matrix.predict import drivers, gpus, predict, reports, torch_builds, wheels
 from matrix.predict.gpus import normalise
 
 SCHEMA = 2
@@ -101,6 +103,18 @@ def torch_table(builds: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str,
     return table, defaults
 
 
+def report_rows(found: list[dict[str, Any]]) -> list[list[str]]:
+    """The reports as compact rows; outcome "other" says nothing either way and is left out."""
+    rows = []
+    for r in found:
+        if r["outcome"] == "other":
+            continue
+        card = gpus.find_gpu(r["gpu"]) if r.get("gpu") else None
+        rows.append([card.sm if card else "", r.get("bnb") or "", r.get("torch") or "", r["platform"],
+                     "works" if r["outcome"] == "loads" else "fails", r["url"], r["says"]])
+    return rows
+
+
 def build_facts(readings: list[dict[str, Any]], builds: list[dict[str, Any]],
                 measured: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
     """The whole facts dict from the predicted layer's readings and the measured cells (see the module docstring)."""
@@ -109,10 +123,11 @@ def build_facts(readings: list[dict[str, Any]], builds: list[dict[str, Any]],
     jetson = sorted({g.sm for g in gpus.load_gpus()} - {g.sm for g in gpus.load_gpus() if not g.jetson})
     return {"schema": SCHEMA, "archs": order, "gpus": gpu_table(), "noise": sorted(gpus.NOISE), "jetson_archs": jetson,
             "torch": torch, "torch_default": defaults,
+            "platform_archs": {p: list(a) for p, a in predict.PLATFORM_ARCHS.items()},
             "wheels": wheel_table(readings, order), "measured": measured or {},
             "driver": {"major": {str(k): list(v) for k, v in drivers.MAJOR_FLOOR.items()},
                        "toolkit": {k: list(v) for k, v in drivers.TOOLKIT_DRIVER.items()}},
-            "releases": sorted({w["release"] for w in readings}, key=vkey)}
+            "releases": sorted({w["release"] for w in readings}, key=vkey), "reports": report_rows(reports.load())}
 
 
 def load_facts(measured: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
