@@ -312,7 +312,7 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
             plain, _ = library_stem(entry, ctx["cuda"], arch, "")
             good = plain in entry["libs"] and entry["libs"][plain][2][facts["archs"].index(arch)] in "LJ"
             return done("works-with-fix", fix="unset BNB_CUDA_VERSION") if good else done("fails")
-        alt = _override_fix(entry, ctx["cuda"], arch, facts) if entry["rule"].get("override") == "replace" else ""
+        alt = _override_fix(entry, ctx["cuda"], arch, facts) if entry["rule"].get("override") != "none found" else ""
         return done("works-with-fix", fix=alt) if alt else done("fails")
     cuda, glibc, codes = lib
     if glibc and setup.glibc and vkey(setup.glibc) < vkey(glibc):
@@ -343,16 +343,17 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
 
 
 def _override_fix(entry: dict[str, Any], cuda: str, arch: str, facts: dict[str, Any]) -> str:
-    """`BNB_CUDA_VERSION=XYZ` naming a shipped library of torch's CUDA major, below it, whose SASS runs on the GPU."""
+    """`BNB_CUDA_VERSION=XY` that makes the release load a shipped library of torch's CUDA major, below torch's
+    CUDA, whose SASS runs on the GPU (the nearest one)."""
     major, index = cuda.split(".")[0], facts["archs"].index(arch)
-    options = [c for c in entry["shipped"] if c.split(".")[0] == major and vkey(c) < vkey(cuda)
-               and entry["libs"].get(f"libbitsandbytes_cuda{c.replace('.', '')}", ["", "", "?" * (index + 1)])[2][
-                   index] == "L"]
-    if not options:
-        return ""
-    best = max(options, key=vkey)
-    return f"set BNB_CUDA_VERSION={best.replace('.', '')} (loads libbitsandbytes_cuda{best.replace('.', '')}, " \
-           f"built for CUDA {best})"
+    for option in sorted(entry["shipped"], key=vkey, reverse=True):
+        if option.split(".")[0] != major or vkey(option) >= vkey(cuda):
+            continue
+        value = option.replace(".", "")
+        stem, _ = library_stem(entry, cuda, arch, value)
+        if stem in entry["libs"] and entry["libs"][stem][2][index] == "L":
+            return f"set BNB_CUDA_VERSION={value} (loads {stem}, built for CUDA {option})"
+    return ""
 
 
 def _closeness(current: str, candidates: list[str]) -> list[str]:
