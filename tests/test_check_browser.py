@@ -65,6 +65,12 @@ SETUPS = [
     {"torch": "2.6.0", "bnb": "0.45.5"},
     {"gpu": "H100", "torch": "2.7.0", "bnb": "0.44.1", "env": {"BNB_CUDA_VERSION": "121"}},
     {"gpu": "P100", "torch": "2.9.0", "bnb": "0.48.2"},
+    {"gpu": "V100", "torch": "2.4.0+cu124", "bnb": "0.43.3", "env": {"BNB_CUDA_VERSION": "124"}},
+    {"torch": "2.7.0", "bnb": "0.45.5", "glibc": "2.31"},
+    {"gpu": "RTX 5090", "torch": "2.7.0+cu128", "bnb": "0.45.2", "os": "windows"},
+    {"gpu": "Jetson Orin Nano", "bnb": "0.42.0"},
+    {"gpu": "GTX 1080 Ti", "bnb": "0.39.1"},
+    {"gpu": "NVIDIA A100-SXM4-80GB", "torch": "2.3.1", "bnb": "0.43.1", "driver": "470.82.01"},
 ]
 
 
@@ -80,6 +86,26 @@ def test_page_and_command_give_the_same_answers(browser, site):  # noqa: F811
         assert (theirs["verdict"], theirs["source"]) == (mine.verdict, mine.source), given
         assert [w["to"] for w in theirs["way_out"]] == [w["to"] for w in mine.way_out], given
         assert theirs["fix"] == mine.fix and theirs["resolved"] == mine.resolved, given
+
+
+def test_page_and_command_agree_on_a_whole_grid(browser, site):  # noqa: F811
+    """Every release read x a spread of GPUs and torch builds of each platform: the same verdicts in both."""
+    text = (site / "check" / "data.js").read_text()
+    facts = json.loads(text.removeprefix("window.BNB_CHECK_FACTS=").rstrip().rstrip(";"))
+    setups = []
+    for platform, os_, machine in (("linux-x86_64", "linux", "x86_64"), ("windows-x86_64", "windows", "x86_64"),
+                                   ("linux-aarch64", "linux", "aarch64")):
+        builds = sorted(facts["torch"].get(platform, {}))[::4]
+        for arch in facts["platform_archs"][platform][::2]:
+            for build in builds:
+                setups += [{"gpu": arch, "torch": build, "bnb": r, "os": os_, "machine": machine}
+                           for r in facts["releases"][::3]]
+    browser.get(page(site))
+    theirs = browser.execute_script("return arguments[0].map(function (s) { var v = window.bnbCheck.check(s); "
+                                    "return [v.verdict, v.source, v.fix]; });", [{"env": {}, **g} for g in setups])
+    mine = [[v.verdict, v.source, v.fix] for v in (check(Setup(**g), facts) for g in setups)]
+    differ = [(g, a, b) for g, a, b in zip(setups, mine, theirs) if a != b]
+    assert len(setups) > 300 and not differ, differ[:5]
 
 
 def test_paste_box_reads_what_the_cli_reads(browser, site):  # noqa: F811

@@ -10,7 +10,6 @@
                  "reported": "reported in an issue", "none": "no source"};
   var INDEX = "https://download.pytorch.org/whl/";
   var JETSON_REPORT = "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1930";
-  var NOISE = {"nvidia": 1, "geforce": 1, "tesla": 1, "quadro": 1};
   var MEASURED = {"works": "works", "works-with-fix": "works-with-fix", "fails": "fails",
                   "not-installable": "fails", "not-available": "fails"};
 
@@ -27,6 +26,8 @@
     }
     return x[1] - y[1];
   }
+  function base(t) { return String(t).split("+")[0]; }
+  function local(t) { var i = String(t).indexOf("+"); return i < 0 ? "" : String(t).slice(i + 1).toLowerCase(); }
   function archNum(a) { return parseInt(String(a).replace(/\D/g, ""), 10) || 0; }
   function archOf(text) {
     var t = String(text).trim().toLowerCase(), m = t.match(/^(?:sm|compute)_?(\d{2,3})[a-z]?$/);
@@ -35,14 +36,15 @@
     return m ? "sm_" + m[1] + m[2] : null;
   }
   function normalise(text) {
-    return String(text).toLowerCase().split(/[^a-z0-9]+/).filter(function (w) {
-      return w && !NOISE[w] && !/^\d+gb$/.test(w);
+    return String(text).toLowerCase().replace(/max-q/g, "maxq").split(/[^a-z0-9]+/).filter(function (w) {
+      return w && F.noise.indexOf(w) < 0 && !/^\d+gb$/.test(w);
     }).join("");
   }
   function findGpu(text) {
     var arch = archOf(text);
-    if (arch) return [arch, arch, false];
+    if (arch) return [arch, arch, F.jetson_archs.indexOf(arch) >= 0];
     var key = normalise(text), best = null;
+    if (!key) return null;
     if (F.gpus[key]) return F.gpus[key];
     Object.keys(F.gpus).forEach(function (k) {
       if (key.indexOf(k) === 0 && !/^\d/.test(key.slice(k.length)) && (!best || k.length > best.length)) best = k;
@@ -59,11 +61,12 @@
     }
     return "no";
   }
-  function cudaOfVariant(local) {
-    var d = local.slice(2);
+  function cudaOfVariant(loc) {
+    var d = loc.slice(2);
     return /^\d{2,}$/.test(d) ? d.slice(0, -1) + "." + d.slice(-1) : "";
   }
   function envValue(setup, name) { return (setup.env || {})[name] || ""; }
+  function copy(o, extra) { var r = {}; Object.keys(o).forEach(function (k) { r[k] = o[k]; }); Object.keys(extra || {}).forEach(function (k) { r[k] = extra[k]; }); return r; }
 
   function resolve(setup) {
     var assumed = [], notes = [];
@@ -72,11 +75,11 @@
     if (setup.gpu || setup.compute_capability) {
       var hit = setup.gpu ? findGpu(setup.gpu) : null, cc = setup.compute_capability ? archOf(setup.compute_capability) : null;
       if (hit) { ctx.gpu = hit[0]; ctx.arch = cc || hit[1]; ctx.jetson = !!hit[2]; }
-      else if (cc) { ctx.gpu = setup.gpu || cc; ctx.arch = cc; }
+      else if (cc) { ctx.gpu = setup.gpu || cc; ctx.arch = cc; ctx.jetson = F.jetson_archs.indexOf(cc) >= 0; }
       else notes.push("GPU '" + setup.gpu + "' is not one this site knows; give its architecture (--gpu sm_86)");
     }
-    var torch = setup.torch || "", local = torch.split("+")[1] ? torch.split("+").slice(1).join("+").toLowerCase() : "";
-    if (/\.nv\d\d|a0\+/.test(torch) || local.indexOf("l4t") >= 0) ctx.jetson = true;
+    var torch = setup.torch || "", loc = local(torch);
+    if (/\.nv\d\d|a0\+/.test(torch) || loc.indexOf("l4t") >= 0) ctx.jetson = true;
     var machine = setup.machine || (ctx.jetson ? "aarch64" : "");
     if (setup.os === "windows") ctx.platform = "windows-x86_64";
     else {
@@ -84,19 +87,20 @@
       if (!setup.os && !ctx.jetson) assumed.push("OS not given: assumed Linux" + (machine ? "" : " x86_64"));
     }
     if (torch) {
-      var base = torch.split("+")[0], release = base, build;
-      Object.keys(F.torch_default).forEach(function (r) { if (vcmp(r, base) === 0) release = r; });
-      var named = local ? release + "+" + local : release;
-      if (F.torch[named]) build = named;
-      else if (!local && F.torch_default[release]) {
-        build = F.torch_default[release];
-        assumed.push("torch " + torch + " from PyPI is the build " + build + " (its wheel's torch/version.py says so)");
-      } else build = named;
+      var table = F.torch[ctx.platform] || {}, defaults = F.torch_default[ctx.platform] || {};
+      var b = base(torch), release = b, build;
+      Object.keys(defaults).forEach(function (r) { if (release === b && vcmp(r, b) === 0) release = r; });
+      var named = loc ? release + "+" + loc : release, twin = defaults[release];
+      if (table[named]) build = named;
+      else if (loc && twin && table[twin].cuda === cudaOfVariant(loc)) build = twin;
+      else if (!loc && twin) { build = twin; if (ctx.platform === "windows-x86_64" && !table[twin].cuda) build = named; }
+      else build = named;
+      if (build !== torch && !loc) assumed.push("torch " + torch + ": PyPI's default wheel for " + ctx.platform + " (CUDA " + ((table[build] || {}).cuda || "unknown") + ")");
       ctx.torch = build;
-      var known = F.torch[build];
-      ctx.cuda = setup.torch_cuda || (known && known.cuda) || (local.indexOf("cu") === 0 ? cudaOfVariant(local) : "");
-      ctx.cpu_torch = local === "cpu";
-      ctx.torch_archs = (setup.torch_archs && setup.torch_archs.length ? setup.torch_archs : null) || (known && known.archs) || null;
+      var known = table[build] || {};
+      ctx.cuda = setup.torch_cuda || known.cuda || (loc.indexOf("cu") === 0 ? cudaOfVariant(loc) : "");
+      ctx.cpu_torch = loc === "cpu";
+      ctx.torch_archs = (setup.torch_archs && setup.torch_archs.length ? setup.torch_archs : null) || known.archs || null;
     }
     return [ctx, assumed, notes];
   }
@@ -108,111 +112,162 @@
       chain.push("torch " + ctx.torch + " is built for " + ctx.torch_archs.join(" ") + ": " + (s === "yes" ? "it runs on " : "no kernel for ") + arch);
       return s;
     }
-    var same = Object.keys(F.torch).filter(function (b) { return F.torch[b].cuda === ctx.cuda && F.torch[b].archs; });
+    var table = F.torch[ctx.platform] || {};
+    var same = Object.keys(table).filter(function (b) { return table[b].cuda === ctx.cuda && table[b].archs; });
     var answers = {};
-    same.forEach(function (b) { answers[torchRunsOn(F.torch[b].archs, arch)] = 1; });
+    same.forEach(function (b) { answers[torchRunsOn(table[b].archs, arch)] = 1; });
     var keys = Object.keys(answers);
     if (keys.length === 1) {
-      assumed.push("torch " + ctx.torch + "'s arch list was not read: assumed like the CUDA " + ctx.cuda + " builds read (" +
-                   same.join(", ") + "), which " + (keys[0] === "yes" ? "all run" : "none runs") + " on " + arch);
+      assumed.push("torch " + ctx.torch + "'s arch list is not known: assumed like the CUDA " + ctx.cuda + " builds known (" +
+                   same.slice(0, 3).join(", ") + (same.length > 3 ? ", ..." : "") + "), which " + (keys[0] === "yes" ? "all run" : "none runs") + " on " + arch);
       return keys[0];
     }
     return "unknown";
   }
-
-  function plainCode(wheel, cuda, arch) {
-    var libs = wheel.libs[cuda];
-    return libs ? libs[1][F.archs.indexOf(arch)] : "?";
+  function driverFloor(cuda, platform, ptx) {
+    var col = platform.indexOf("windows") === 0 ? 1 : 0, floor = F.driver.major[cuda.split(".")[0]];
+    var shipped = ptx ? F.driver.toolkit[cuda.split(".").slice(0, 2).join(".")] : null;
+    return (shipped && shipped[col]) || (floor ? floor[col] : "");
   }
-  function overrideFix(wheel, cuda, arch) {
-    var major = cuda.split(".")[0], best = null;
-    Object.keys(wheel.libs).forEach(function (c) {
-      if (c.split(".")[0] === major && vcmp(c, cuda) < 0 && plainCode(wheel, c, arch) === "L" && wheel.libs[c][0] &&
-          (!best || vcmp(c, best) > 0)) best = c;
-    });
-    return best ? "set BNB_CUDA_VERSION=" + best.replace(".", "") + " (loads " + wheel.libs[best][0] + ", built for CUDA " + best + ")" : "";
+  function driverBelow(driver, floor) {
+    var have = driver.split(".").filter(function (x) { return /^\d+$/.test(x); }).map(Number);
+    var need = floor.split(".").filter(function (x) { return /^\d+$/.test(x); }).map(Number);
+    for (var i = 0; i < need.length; i++) {
+      var h = have[i] === undefined ? -1 : have[i];
+      if (h !== need[i]) return h < need[i];
+    }
+    return false;
+  }
+  function tupleCmp(a, b) { return a[0] - b[0] || a[1] - b[1]; }
+  function libraryStem(entry, cuda, arch, override) {
+    var rule = entry.rule;
+    if (rule.template === "unknown" || rule.version_from === "unknown") return [null, "the release's loader rule could not be read from its source"];
+    if (rule.version_from === "system libcudart") return [null, "this release picks its library by the CUDA runtime (libcudart.so) it finds on the system, not by torch: which one is not known from here"];
+    var want = cuda.split(".").slice(0, 2).map(Number), have = entry.shipped.map(function (v) { return v.split(".").slice(0, 2).map(Number); });
+    var note = "";
+    var hasWant = have.some(function (v) { return tupleCmp(v, want) === 0; });
+    if (rule.selection === "nearest-same-major" && !override && !hasWant) {
+      var lower = have.filter(function (v) { return v[0] === want[0] && tupleCmp(v, want) < 0; }).sort(tupleCmp);
+      var higher = have.filter(function (v) { return v[0] === want[0] && tupleCmp(v, want) > 0; }).sort(tupleCmp);
+      var picked = lower.length ? lower[lower.length - 1] : higher.length ? higher[0] : want;
+      if (tupleCmp(picked, want) !== 0) note = "no CUDA " + want[0] + "." + want[1] + " library: it takes the nearest of the same major";
+      want = picked;
+    }
+    var stem = "libbitsandbytes_cuda" + want[0] + want[1];
+    if (rule.nocublaslt && archNum(arch) < 75) stem += "_nocublaslt";
+    var style = rule.override;
+    if (override) {
+      if (style === "slice") return [(stem + ".so").slice(0, -6) + override, "BNB_CUDA_VERSION: the last 6 characters of the name are cut"];
+      if (style === "rstrip") return [stem.replace(/[0-9]+$/, "") + override, "BNB_CUDA_VERSION replaces the trailing digits"];
+      if (style === "re.sub") return [stem.replace(/cuda\d+/, "cuda" + override), "BNB_CUDA_VERSION replaces cudaXYZ"];
+      if (style === "replace") {
+        if (!/^\d+$/.test(override)) return [null, "BNB_CUDA_VERSION=" + override + " is refused (digits only)"];
+        return ["libbitsandbytes_cuda" + override, "BNB_CUDA_VERSION names the library"];
+      }
+    }
+    return [stem, note];
+  }
+  function overrideFix(entry, cuda, arch) {
+    var major = cuda.split(".")[0], index = F.archs.indexOf(arch);
+    var options = entry.shipped.slice().sort(vcmp).reverse();
+    for (var i = 0; i < options.length; i++) {
+      var option = options[i];
+      if (option.split(".")[0] !== major || vcmp(option, cuda) >= 0) continue;
+      var value = option.replace(".", ""), stem = libraryStem(entry, cuda, arch, value)[0];
+      if (stem && entry.libs[stem] && entry.libs[stem][2][index] === "L") return "set BNB_CUDA_VERSION=" + value + " (loads " + stem + ", built for CUDA " + option + ")";
+    }
+    return "";
   }
 
-  function evaluate(ctx, setup) {
+  function predicted(ctx, setup) {
     var chain = [], assumed = [];
     var out = {verdict: "unknown", source: "none", facts: chain, assumed: assumed, fix: "", cell: "", library: ""};
-    function done(v, source, fix) {
-      return {verdict: v, source: source || "predicted", facts: chain, assumed: assumed, fix: fix || "", cell: "", library: out.library};
-    }
+    function done(v, source, fix) { return copy(out, {verdict: v, source: source || "predicted", fix: fix || ""}); }
     var platform = ctx.platform, bnb = ctx.bnb, arch = ctx.arch;
-    if (ctx.cpu_torch) {
-      chain.push("torch " + ctx.torch + " is a CPU-only build: bitsandbytes cannot use the GPU through it");
-      return done("fails");
-    }
-    var wheel = (F.wheels[platform] || {})[bnb];
-    if (!wheel) {
-      if (F.releases.indexOf(bnb) >= 0) {
-        chain.push("bitsandbytes " + bnb + " has no wheel for " + platform + " on PyPI (pip finds no matching distribution)");
-        return done("fails");
-      }
+    if (ctx.cpu_torch) { chain.push("torch " + ctx.torch + " is a CPU-only build: bitsandbytes cannot use the GPU through it"); return done("fails"); }
+    var entry = (F.wheels[platform] || {})[bnb];
+    if (!entry) {
+      if (F.releases.indexOf(bnb) >= 0) { chain.push("bitsandbytes " + bnb + " has no wheel for " + platform + " on PyPI (pip finds no matching distribution)"); return done("fails"); }
       chain.push("bitsandbytes " + bnb + " was not read here (the predicted layer reads releases " + F.releases[0] + " to " + F.releases[F.releases.length - 1] + ")");
       return out;
     }
-    if (ctx.jetson) {
+    if (entry.foreign) { chain.push("bitsandbytes " + bnb + "'s only wheel is py3-none-any with Linux x86-64 libraries: pip installs it on " + platform + ", where they cannot load (CUDA setup fails at import)"); return done("fails"); }
+    if (ctx.jetson && platform === "linux-aarch64" && arch !== "sm_110") {
       chain.push("PyPI's " + platform + " wheels are built for server Arm (SBSA), not for Jetson's L4T: the first CUDA kernel fails with 'named symbol not found' (reported: " + JETSON_REPORT + ")");
       return done("fails", "reported");
     }
     if (!ctx.torch) { chain.push("torch not given: which library bitsandbytes loads depends on torch's CUDA version"); return out; }
-    if (!ctx.cuda) { chain.push("torch " + ctx.torch + "'s CUDA version is not known here (give the build, like " + ctx.torch.split("+")[0] + "+cu124)"); return out; }
-    var override = envValue(setup, "BNB_CUDA_VERSION"), cuda = ctx.cuda;
-    if (override && wheel.override) {
-      cuda = cudaOfVariant("cu" + override);
-      chain.push("BNB_CUDA_VERSION=" + override + " makes bitsandbytes " + bnb + " load the CUDA " + cuda + " library instead of torch's CUDA " + ctx.cuda);
-    }
-    var libs = wheel.libs[cuda];
-    if (!arch) return out;
-    if (!libs || F.archs.indexOf(arch) < 0) { chain.push("no prediction for " + arch + " with CUDA " + cuda); return out; }
-    var support = torchSupport(ctx, chain, assumed);
-    var code = libs[1][F.archs.indexOf(arch)];
-    out.library = libs[0] || "";
-    var measured = F.measured[arch + "|" + ctx.torch + "|" + bnb];
+    if (!ctx.cuda) { chain.push("torch " + ctx.torch + "'s CUDA version is not known here (give the build, like " + base(ctx.torch) + "+cu124)"); return out; }
+    if (!arch || F.archs.indexOf(arch) < 0) return out;
+    var names = [ctx.torch].concat(ctx.torch.indexOf("+") < 0 ? [ctx.torch + "+cu" + ctx.cuda.replace(".", "")] : []), measured = null;
+    names.forEach(function (n) { if (!measured && F.measured[arch + "|" + n + "|" + bnb]) measured = F.measured[arch + "|" + n + "|" + bnb]; });
     if (measured) {
-      var rows = measured.filter(function (r) { return r[0] === ctx.transformers; });
-      var matched = rows.length > 0;
+      var rows = measured.filter(function (r) { return r[0] === ctx.transformers; }), matched = rows.length > 0;
       if (!matched) rows = measured;
       if (!ctx.transformers || !matched) assumed.push("transformers " + (ctx.transformers || "not given") + ": answered from the measured cell with transformers " + rows[0][0]);
       chain.push("measured on " + arch + ": torch " + ctx.torch + ", bitsandbytes " + bnb + ", transformers " + rows[0][0] + ": " + rows[0][1]);
-      var r = done(MEASURED[rows[0][1]] || "unknown", "measured", rows[0][1] === "works-with-fix" ? "the fix on the cell page" : "");
-      r.cell = rows[0][2];
-      return r;
+      return copy(done(MEASURED[rows[0][1]] || "unknown", "measured", rows[0][1] === "works-with-fix" ? "the fix on the cell page" : ""), {cell: rows[0][2]});
     }
+    var support = torchSupport(ctx, chain, assumed);
     if (support === "no") { chain.push("CUDA work fails before bitsandbytes runs: torch has no kernel for " + arch); return done("fails"); }
-    var lib = libs[0] || "its CUDA library", floor = F.driver_floor[cuda.split(".")[0]];
-    if (setup.driver && floor && vcmp(setup.driver, floor) < 0) {
-      chain.push("driver " + setup.driver + " is below " + floor + ", the lowest that runs CUDA " + cuda.split(".")[0] + ".x");
-      return done("fails");
-    }
-    if (code === "L" || code === "J") {
-      chain.push("bitsandbytes " + bnb + " loads " + lib + " (CUDA " + cuda + "), which carries " + (code === "L" ? "SASS for " + arch :
-                 "no SASS for " + arch + " but PTX the driver JIT-compiles on first use (slow the first time)"));
-      if (support === "unknown") { chain.push("torch " + ctx.torch + "'s arch list is not known"); return out; }
-      if (override && override !== ctx.cuda.replace(".", "")) assumed.push("the CUDA " + cuda + " runtime libraries are on the library path (BNB_CUDA_VERSION)");
-      return done("works");
-    }
-    if (code === "N") {
-      chain.push("bitsandbytes " + bnb + " looks for " + lib + " (CUDA " + cuda + "); its wheel does not ship it" +
-                 (wheel.missing === "cpu-fallback" ? " (it falls back to the CPU library: GPU 4-bit fails)" : ""));
-      if (override) return "LJ".indexOf(plainCode(wheel, ctx.cuda, arch)) >= 0 ? done("works-with-fix", "predicted", "unset BNB_CUDA_VERSION") : done("fails");
-      var alt = wheel.override ? overrideFix(wheel, cuda, arch) : "";
+    var floor = driverFloor(ctx.cuda, platform, false);
+    if (setup.driver && floor && driverBelow(setup.driver, floor)) { chain.push("driver " + setup.driver + " is below " + floor + ", the lowest for torch's CUDA " + ctx.cuda); return done("fails"); }
+    var override = envValue(setup, "BNB_CUDA_VERSION"), named = libraryStem(entry, ctx.cuda, arch, override), stem = named[0], note = named[1];
+    if (stem === null) { chain.push(note); return out; }
+    out.library = stem;
+    chain.push("bitsandbytes " + bnb + " loads " + stem + " (torch's CUDA " + ctx.cuda + (note ? "; " + note : "") + ")");
+    var lib = entry.libs[stem];
+    if (!lib) {
+      var missing = entry.rule.missing;
+      chain.push("the " + platform + " wheel does not ship " + stem + " (its CUDA libraries: " + (entry.shipped.join(", ") || "none") + "): " +
+                 (missing === "cpu-fallback" ? "it falls back to the CPU library and GPU 4-bit fails" : missing === "setup-failed" || missing === "import-error" ? "the CUDA setup fails at import" : "the first native call fails"));
+      if (override) {
+        var plain = libraryStem(entry, ctx.cuda, arch, "")[0];
+        var good = plain && entry.libs[plain] && "LJ".indexOf(entry.libs[plain][2][F.archs.indexOf(arch)]) >= 0;
+        return good ? done("works-with-fix", "predicted", "unset BNB_CUDA_VERSION") : done("fails");
+      }
+      var alt = entry.rule.override !== "none found" ? overrideFix(entry, ctx.cuda, arch) : "";
       return alt ? done("works-with-fix", "predicted", alt) : done("fails");
     }
-    if (code === "K") { chain.push(lib + " in bitsandbytes " + bnb + " has no kernel for " + arch + " (neither SASS nor PTX it can JIT)"); return done("fails"); }
-    chain.push(lib + ": the wheel reading is unknown for " + arch);
-    return out;
+    var cuda = lib[0], glibc = lib[1], code = lib[2][F.archs.indexOf(arch)];
+    if (glibc && setup.glibc && vcmp(setup.glibc, glibc) < 0) { chain.push(stem + " needs GLIBC_" + glibc + "; glibc " + setup.glibc + " cannot load it (version `GLIBC_" + glibc + "' not found)"); return done("fails"); }
+    if (glibc && !setup.glibc && vcmp(glibc, "2.28") > 0) assumed.push("glibc not given: assumed at least " + glibc + ", which " + stem + " needs (Ubuntu 20.04 has 2.31)");
+    if (code === "K") { chain.push(stem + " has no kernel for " + arch + " (neither SASS nor PTX it can JIT)"); return done("fails"); }
+    if (code === "?") { chain.push(stem + ": part of its code could not be confirmed for " + arch); return out; }
+    chain.push(stem + " carries " + (code === "L" ? "SASS for " + arch : "no SASS for " + arch + " but PTX JIT-compiled at the first launch (slow once)"));
+    floor = driverFloor(cuda, platform, code === "J");
+    if (setup.driver && floor && driverBelow(setup.driver, floor)) { chain.push("driver " + setup.driver + " is below " + floor + ", the lowest for " + stem + " (CUDA " + cuda + ")"); return done("fails"); }
+    if (support === "unknown") { chain.push("torch " + ctx.torch + "'s arch list is not known"); return out; }
+    if (override && override !== ctx.cuda.replace(".", "")) assumed.push("the CUDA " + cuda + " runtime libraries are on the library path (BNB_CUDA_VERSION)");
+    return done("works");
+  }
+
+  function reported(ctx) {
+    var b = base(ctx.torch);
+    for (var i = 0; i < F.reports.length; i++) {
+      var row = F.reports[i], arch = row[0], torch = row[2];
+      if (row[1] !== ctx.bnb || row[3] !== ctx.platform) continue;
+      var sameArch = !!(arch && ctx.arch) && arch === ctx.arch;
+      var sameTorch = !!(torch && b) && vcmp(base(torch), b) === 0;
+      if ((arch && ctx.arch && !sameArch) || (torch && b && !sameTorch)) continue;
+      if (sameArch || sameTorch) return row;
+    }
+    return null;
+  }
+  function evaluate(ctx, setup) {
+    var result = predicted(ctx, setup);
+    if (result.verdict !== "unknown") return result;
+    var row = reported(ctx);
+    if (!row) return result;
+    return copy(result, {verdict: row[4], source: "reported", facts: result.facts.concat(["reported (" + row[5] + "): " + row[6]])});
   }
 
   function closeness(current, candidates) {
-    var cur = (current || "0").split("+")[0];
-    var newer = candidates.filter(function (c) { return vcmp(c.split("+")[0], cur) >= 0; }).sort(function (a, b) { return vcmp(a.split("+")[0], b.split("+")[0]); });
-    var older = candidates.filter(function (c) { return vcmp(c.split("+")[0], cur) < 0; }).sort(function (a, b) { return vcmp(b.split("+")[0], a.split("+")[0]); });
+    var cur = base(current || "0");
+    var newer = candidates.filter(function (c) { return vcmp(base(c), cur) >= 0; }).sort(function (a, b) { return vcmp(base(a), base(b)); });
+    var older = candidates.filter(function (c) { return vcmp(base(c), cur) < 0; }).sort(function (a, b) { return vcmp(base(b), base(a)); });
     return newer.concat(older);
   }
-  function copy(o, extra) { var r = {}; Object.keys(o).forEach(function (k) { r[k] = o[k]; }); Object.keys(extra).forEach(function (k) { r[k] = extra[k]; }); return r; }
 
   function wayOut(ctx, setup) {
     var found = [], i;
@@ -224,13 +279,14 @@
         break;
       }
     }
-    var builds = Object.keys(F.torch).filter(function (b) { return F.torch[b].archs && b !== ctx.torch; });
+    var table = F.torch[ctx.platform] || {};
+    var builds = Object.keys(table).filter(function (b) { return table[b].archs && table[b].cuda && b !== ctx.torch; });
     order = ctx.bnb ? closeness(ctx.torch, builds) : [];
     for (i = 0; i < order.length; i++) {
-      var k = F.torch[order[i]], alt = copy(ctx, {torch: order[i], cuda: k.cuda, torch_archs: k.archs, cpu_torch: false});
+      var k = table[order[i]], alt = copy(ctx, {torch: order[i], cuda: k.cuda, torch_archs: k.archs, cpu_torch: false});
       if (evaluate(alt, setup).verdict === "works") {
-        var version = order[i].split("+")[0], variant = order[i].split("+")[1] || "cu" + k.cuda.replace(".", "");
-        var pins = "torch==" + version + " --index-url " + INDEX + variant;
+        var variant = local(order[i]) || "cu" + k.cuda.replace(".", "");
+        var pins = "torch==" + base(order[i]) + " --index-url " + INDEX + variant;
         found.push({change: "torch", to: order[i], command: "pip install " + pins, uv: "uv pip install " + pins});
         break;
       }
@@ -245,6 +301,23 @@
     return found;
   }
 
+  function anyGpu(ctx, setup) {
+    var archs = F.platform_archs[ctx.platform] || F.archs, answers = {};
+    archs.forEach(function (a) { answers[a] = evaluate(copy(ctx, {arch: a}), setup); });
+    var runs = ctx.torch_archs ? archs.filter(function (a) { return torchRunsOn(ctx.torch_archs, a) === "yes"; }) : [];
+    var pools = [[archs, "every GPU architecture predicted"], [runs, "every GPU torch " + ctx.torch + " runs on (" + runs.join(", ") + ")"]];
+    for (var p = 0; p < pools.length; p++) {
+      var pool = pools[p][0], verdicts = {};
+      pool.forEach(function (a) { verdicts[answers[a].verdict] = 1; });
+      var keys = Object.keys(verdicts);
+      if (keys.length === 1 && keys[0] !== "unknown") {
+        var pick = pool.indexOf("sm_80") >= 0 ? "sm_80" : pool[Math.floor(pool.length / 2)];
+        return [answers[pick], "GPU not given: the answer is the same for " + pools[p][1]];
+      }
+    }
+    return [copy(answers[archs[0]], {verdict: "unknown", source: "none", facts: ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]}), ""];
+  }
+
   function check(setup) {
     var rs = resolve(setup), ctx = rs[0], assumed = rs[1], notes = rs[2], result;
     if (!ctx.bnb && F.releases.length) {
@@ -255,12 +328,9 @@
     }
     if (ctx.arch) result = evaluate(ctx, setup);
     else {
-      var answers = F.archs.map(function (a) { return evaluate(copy(ctx, {arch: a}), setup); });
-      var verdicts = {};
-      answers.forEach(function (a) { verdicts[a.verdict] = 1; });
-      result = answers[answers.length - 1];
-      if (Object.keys(verdicts).length === 1 && result.verdict !== "unknown") assumed.push("GPU not given: the answer is the same for every GPU architecture predicted");
-      else result = copy(answers[0], {verdict: "unknown", source: "none", facts: ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]});
+      var any = anyGpu(ctx, setup);
+      result = any[0];
+      if (any[1]) assumed.push(any[1]);
     }
     var outs = (result.verdict === "fails" || result.verdict === "works-with-fix") && ctx.arch ? wayOut(ctx, setup) : [];
     var resolved = {};
