@@ -123,6 +123,7 @@ def test_rtx_5090_torch_215_which_bnb(facts):
     v = ask(facts, gpu="RTX 5090", torch="2.15")
     assert v.verdict == "works" and v.resolved["arch"] == "sm_120"
     assert any("bitsandbytes not given" in a for a in v.assumed)
+    assert v.facts[-1].startswith("bitsandbytes releases that work here: ") and v.resolved["bnb"] in v.facts[-1]
 
 
 def test_v100_cu128_bnb_0461_fails_with_way_out(facts):

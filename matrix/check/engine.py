@@ -235,6 +235,22 @@ def way_out(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> list[di
     return found
 
 
+def _releases_that_work(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> list[str]:
+    """["bitsandbytes releases that work here: 0.45.3 to 0.50.2 (12 of 40 read)"] when bitsandbytes was not given."""
+    releases = sorted(facts["wheels"].get(ctx["platform"], {}), key=vkey)
+    good = [r for r in releases if evaluate({**ctx, "bnb": r}, setup, facts)["verdict"] == "works"]
+    if not good:
+        return [f"no bitsandbytes release read works plainly here ({len(releases)} read)"]
+    runs: list[list[str]] = []
+    for r in releases:
+        if r in good and runs and runs[-1][-1] == releases[releases.index(r) - 1]:
+            runs[-1].append(r)
+        elif r in good:
+            runs.append([r])
+    spans = ", ".join(run[0] if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs)
+    return [f"bitsandbytes releases that work here: {spans} ({len(good)} of {len(releases)} read)"]
+
+
 def _any_gpu(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """(answer, assumption) without a GPU: the answer of every architecture predicted for the platform, or of every
     one torch itself runs on (a GPU torch rejects fails in torch first), where they all agree; else unknown."""
@@ -259,6 +275,7 @@ def check(setup: Setup, facts: dict[str, Any]) -> Verdict:
         newest = max(facts["wheels"].get(ctx["platform"], {}) or facts["releases"], key=vkey)
         ctx["bnb"] = newest
         assumed.append(f"bitsandbytes not given: answered for the newest release read, {newest}")
+    chosen = _releases_that_work(ctx, setup, facts) if not setup.bnb and ctx["arch"] else []
     if ctx["arch"]:
         result = evaluate(ctx, setup, facts)
     else:  # no GPU given: an answer only where every GPU the platform and torch support gets the same one
@@ -269,6 +286,6 @@ def check(setup: Setup, facts: dict[str, Any]) -> Verdict:
     resolved = {k: ctx[k] for k in ("gpu", "arch", "platform", "torch", "cuda", "bnb") if ctx.get(k)}
     if result.get("library"):
         resolved["library"] = result["library"]
-    return Verdict(verdict=result["verdict"], source=result["source"], facts=tuple(notes + result["facts"]),
+    return Verdict(verdict=result["verdict"], source=result["source"], facts=tuple(notes + result["facts"] + chosen),
                    assumed=tuple(dict.fromkeys(assumed + result["assumed"])), fix=result["fix"], cell=result["cell"],
                    way_out=tuple(outs), setup=setup.given(), resolved=resolved)

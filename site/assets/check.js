@@ -301,6 +301,20 @@
     return found;
   }
 
+  function releasesThatWork(ctx, setup) {
+    var releases = Object.keys(F.wheels[ctx.platform] || {}).sort(vcmp);
+    var good = releases.filter(function (r) { return evaluate(copy(ctx, {bnb: r}), setup).verdict === "works"; });
+    if (!good.length) return ["no bitsandbytes release read works plainly here (" + releases.length + " read)"];
+    var runs = [];
+    releases.forEach(function (r, i) {
+      if (good.indexOf(r) < 0) return;
+      if (runs.length && runs[runs.length - 1][runs[runs.length - 1].length - 1] === releases[i - 1]) runs[runs.length - 1].push(r);
+      else runs.push([r]);
+    });
+    var spans = runs.map(function (run) { return run.length === 1 ? run[0] : run[0] + " to " + run[run.length - 1]; }).join(", ");
+    return ["bitsandbytes releases that work here: " + spans + " (" + good.length + " of " + releases.length + " read)"];
+  }
+
   function anyGpu(ctx, setup) {
     var archs = F.platform_archs[ctx.platform] || F.archs, answers = {};
     archs.forEach(function (a) { answers[a] = evaluate(copy(ctx, {arch: a}), setup); });
@@ -326,6 +340,7 @@
       ctx.bnb = pool.slice().sort(vcmp)[pool.length - 1];
       assumed.push("bitsandbytes not given: answered for the newest release read, " + ctx.bnb);
     }
+    var chosen = !setup.bnb && ctx.arch ? releasesThatWork(ctx, setup) : [];
     if (ctx.arch) result = evaluate(ctx, setup);
     else {
       var any = anyGpu(ctx, setup);
@@ -337,7 +352,7 @@
     ["gpu", "arch", "platform", "torch", "cuda", "bnb"].forEach(function (k) { if (ctx[k]) resolved[k] = ctx[k]; });
     if (result.library) resolved.library = result.library;
     var all = assumed.concat(result.assumed).filter(function (a, i, arr) { return arr.indexOf(a) === i; });
-    return {verdict: result.verdict, source: result.source, facts: notes.concat(result.facts), assumed: all,
+    return {verdict: result.verdict, source: result.source, facts: notes.concat(result.facts, chosen), assumed: all,
             fix: result.fix, cell: result.cell, way_out: outs, resolved: resolved};
   }
 
