@@ -196,7 +196,7 @@ def effect_sentence(recipe: str, effect: dict[str, Any] | None, baseline: str = 
 # ------------------------------------------------------------------------------------------ context functions
 def home(site: SiteData) -> Iterator[Page]:
     grids = []
-    kinds_order = {"cpu": 0, "gpu": 1}
+    kinds_order = {"gpu": 0, "cpu": 1}  # GPU users first (issue 22)
     found = site.found.runners
     for slug in sorted(found, key=lambda s: (kinds_order.get(str(found[s]["kind"]), 2), s)):
         mine = site.agg.verdicts[site.agg.verdicts["runner"] == slug]
