@@ -49,6 +49,9 @@ def _check(args: argparse.Namespace) -> int:
     given = any(flags.values()) or args.env
     text = ""
     if not given:  # no flags: the setup is a paste on stdin
+        if sys.stdin is not None and sys.stdin.isatty():
+            print("bnb-matrix: paste `python doctor.py` (or `python -m bitsandbytes`, nvidia-smi, pip list) output, "
+                  "then Ctrl-D; or pass --gpu/--torch/--bnb", file=sys.stderr)
         text = sys.stdin.buffer.read().decode("utf-8", "replace") if sys.stdin is not None else ""
     from matrix.publish.checkpage import measured_from_results
 
