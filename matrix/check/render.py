@@ -48,7 +48,8 @@ def as_text(verdict: Verdict) -> str:
 
 
 def as_json(verdict: Verdict) -> str:
-    return json.dumps({**verdict.as_dict(), "link": page_link(verdict)}, sort_keys=True)
+    extra = {"link": page_link(verdict), "cell_url": urls.absolute(verdict.cell) if verdict.cell else ""}
+    return json.dumps({**verdict.as_dict(), **extra}, sort_keys=True)
 
 
 def as_markdown(verdict: Verdict) -> str:
