@@ -200,3 +200,19 @@ def test_cli_exit_codes_follow_explain():
     assert bad.returncode == 2 and "--os macos" in bad.stderr and "Traceback" not in bad.stderr
     pasted = run_cli(stdin=NEW_STYLE)
     assert pasted.returncode == 0 and pasted.stdout.startswith("WORKS")
+
+
+def test_reported_answers_where_the_binaries_cannot(facts):
+    """0.39.1 picks its library by the system's CUDA runtime: the binaries cannot answer, an issue-thread report can."""
+    report = ["sm_61", "0.39.1", "", "linux-x86_64", "works", "https://github.com/o/r/issues/1", "it loaded"]
+    mine = {**facts, "reports": [report]}
+    v = check(Setup(gpu="GTX 1080 Ti", bnb="0.39.1"), mine)
+    assert (v.verdict, v.source) == ("works", "reported") and "https://github.com/o/r/issues/1" in v.facts[-1]
+    assert check(Setup(gpu="T4", bnb="0.39.1"), mine).verdict == "unknown"  # another GPU: the report says nothing
+
+
+def test_without_a_gpu_one_answer_only_where_every_gpu_agrees(facts):
+    v = ask(facts, torch="2.7.0", bnb="0.45.5", glibc="2.31")
+    assert v.verdict == "fails" and "GLIBC_2.34" in " ".join(v.facts)
+    assert any(a.startswith("GPU not given: the answer is the same") for a in v.assumed)
+    assert not v.way_out  # no GPU, no way out to compute
