@@ -206,12 +206,19 @@ def _closeness(current: str, candidates: list[str]) -> list[str]:
     return newer + older
 
 
-def way_out(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> list[dict[str, str]]:
-    """The nearest plain `works`, changing one thing: bitsandbytes, then the torch build, then transformers."""
+def way_out(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any], archs: list[str] | None = None
+            ) -> list[dict[str, str]]:
+    """The nearest plain `works`, changing one thing: bitsandbytes, then the torch build, then transformers; without
+    a GPU, one that works on every one of `archs`."""
     found = []
+    pool = archs or [ctx["arch"]]
+
+    def works(alt: dict[str, Any]) -> bool:
+        return all(evaluate({**alt, "arch": a}, setup, facts)["verdict"] == "works" for a in pool)
+
     releases = [r for r in facts["wheels"].get(ctx["platform"], {}) if r != ctx["bnb"]]
     for bnb in _closeness(ctx["bnb"], releases):
-        if evaluate({**ctx, "bnb": bnb}, setup, facts)["verdict"] == "works":
+        if works({**ctx, "bnb": bnb}):
             found.append({"change": "bitsandbytes", "to": bnb, "command": f"pip install bitsandbytes=={bnb}",
                           "uv": f"uv pip install bitsandbytes=={bnb}"})
             break
@@ -220,13 +227,13 @@ def way_out(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> list[di
     for build in _closeness(ctx["torch"], builds) if ctx["bnb"] else []:
         known = table[build]
         alt = {**ctx, "torch": build, "cuda": known["cuda"], "torch_archs": known["archs"], "cpu_torch": False}
-        if evaluate(alt, setup, facts)["verdict"] == "works":
+        if works(alt):
             version, variant = build.partition("+")[0], build.partition("+")[2] or "cu" + alt["cuda"].replace(".", "")
             pins = f"torch=={version} --index-url {TORCH_INDEX.format(variant=variant)}"
             found.append({"change": "torch", "to": build, "command": f"pip install {pins}",
                           "uv": f"uv pip install {pins}"})
             break
-    rows = facts["measured"].get(f"{ctx['arch']}|{ctx['torch']}|{ctx['bnb']}", [])
+    rows = facts["measured"].get(f"{ctx['arch']}|{ctx['torch']}|{ctx['bnb']}", []) if not archs else []
     for tf, verdict, path in sorted(rows, key=lambda r: vkey(r[0]), reverse=True):
         if verdict == "works" and tf != ctx["transformers"]:
             found.append({"change": "transformers", "to": tf, "command": f"pip install transformers=={tf}",
@@ -251,21 +258,21 @@ def _releases_that_work(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]
     return [f"bitsandbytes releases that work here: {spans} ({len(good)} of {len(releases)} read)"]
 
 
-def _any_gpu(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def _any_gpu(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
     """(answer, assumption) without a GPU: the answer of every architecture predicted for the platform, or of every
     one torch itself runs on (a GPU torch rejects fails in torch first), where they all agree; else unknown."""
     archs = facts["platform_archs"].get(ctx["platform"], facts["archs"])
     answers = {a: evaluate({**ctx, "arch": a}, setup, facts) for a in archs}
     runs = [a for a in archs if torch_runs_on(ctx["torch_archs"], a) == "yes"] if ctx["torch_archs"] else []
-    for pool, words in ((archs, "every GPU architecture predicted"),
-                        (runs, f"every GPU torch {ctx['torch']} runs on ({', '.join(runs)})")):
+    for pool, words in ((runs, f"every GPU torch {ctx['torch']} runs on ({', '.join(runs)})"),
+                        (archs, "every GPU architecture predicted")):
         verdicts = {answers[a]["verdict"] for a in pool}
         if len(verdicts) == 1 and "unknown" not in verdicts:
             pick = "sm_80" if "sm_80" in pool else pool[len(pool) // 2]
-            return answers[pick], f"GPU not given: the answer is the same for {words}"
+            return answers[pick], f"GPU not given: the answer is the same for {words}", pool
     first = answers[archs[0]]
     return {**first, "verdict": "unknown", "source": "none",
-            "facts": ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]}, ""
+            "facts": ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]}, "", []
 
 
 def check(setup: Setup, facts: dict[str, Any]) -> Verdict:
@@ -278,11 +285,13 @@ def check(setup: Setup, facts: dict[str, Any]) -> Verdict:
     chosen = _releases_that_work(ctx, setup, facts) if not setup.bnb and ctx["arch"] else []
     if ctx["arch"]:
         result = evaluate(ctx, setup, facts)
+        pool: list[str] = []
     else:  # no GPU given: an answer only where every GPU the platform and torch support gets the same one
-        result, note = _any_gpu(ctx, setup, facts)
+        result, note, pool = _any_gpu(ctx, setup, facts)
         if note:
             assumed.append(note)
-    outs = way_out(ctx, setup, facts) if result["verdict"] in ("fails", "works-with-fix") and ctx["arch"] else []
+    outs = way_out(ctx, setup, facts, pool) if result["verdict"] in ("fails", "works-with-fix") and (
+        ctx["arch"] or pool) else []
     resolved = {k: ctx[k] for k in ("gpu", "arch", "platform", "torch", "cuda", "bnb") if ctx.get(k)}
     if result.get("library"):
         resolved["library"] = result["library"]

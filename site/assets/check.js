@@ -269,12 +269,13 @@
     return newer.concat(older);
   }
 
-  function wayOut(ctx, setup) {
-    var found = [], i;
+  function wayOut(ctx, setup, archs) {
+    var found = [], i, pool = archs && archs.length ? archs : [ctx.arch];
+    function works(alt) { return pool.every(function (a) { return evaluate(copy(alt, {arch: a}), setup).verdict === "works"; }); }
     var releases = Object.keys(F.wheels[ctx.platform] || {}).filter(function (r) { return r !== ctx.bnb; });
     var order = closeness(ctx.bnb, releases);
     for (i = 0; i < order.length; i++) {
-      if (evaluate(copy(ctx, {bnb: order[i]}), setup).verdict === "works") {
+      if (works(copy(ctx, {bnb: order[i]}))) {
         found.push({change: "bitsandbytes", to: order[i], command: "pip install bitsandbytes==" + order[i], uv: "uv pip install bitsandbytes==" + order[i]});
         break;
       }
@@ -284,14 +285,14 @@
     order = ctx.bnb ? closeness(ctx.torch, builds) : [];
     for (i = 0; i < order.length; i++) {
       var k = table[order[i]], alt = copy(ctx, {torch: order[i], cuda: k.cuda, torch_archs: k.archs, cpu_torch: false});
-      if (evaluate(alt, setup).verdict === "works") {
+      if (works(alt)) {
         var variant = local(order[i]) || "cu" + k.cuda.replace(".", "");
         var pins = "torch==" + base(order[i]) + " --index-url " + INDEX + variant;
         found.push({change: "torch", to: order[i], command: "pip install " + pins, uv: "uv pip install " + pins});
         break;
       }
     }
-    var rows = (F.measured[ctx.arch + "|" + ctx.torch + "|" + ctx.bnb] || []).slice().sort(function (a, b) { return vcmp(b[0], a[0]); });
+    var rows = (archs && archs.length ? [] : F.measured[ctx.arch + "|" + ctx.torch + "|" + ctx.bnb] || []).slice().sort(function (a, b) { return vcmp(b[0], a[0]); });
     for (i = 0; i < rows.length; i++) {
       if (rows[i][1] === "works" && rows[i][0] !== ctx.transformers) {
         found.push({change: "transformers", to: rows[i][0], command: "pip install transformers==" + rows[i][0], uv: "uv pip install transformers==" + rows[i][0], cell: rows[i][2]});
@@ -319,17 +320,17 @@
     var archs = F.platform_archs[ctx.platform] || F.archs, answers = {};
     archs.forEach(function (a) { answers[a] = evaluate(copy(ctx, {arch: a}), setup); });
     var runs = ctx.torch_archs ? archs.filter(function (a) { return torchRunsOn(ctx.torch_archs, a) === "yes"; }) : [];
-    var pools = [[archs, "every GPU architecture predicted"], [runs, "every GPU torch " + ctx.torch + " runs on (" + runs.join(", ") + ")"]];
+    var pools = [[runs, "every GPU torch " + ctx.torch + " runs on (" + runs.join(", ") + ")"], [archs, "every GPU architecture predicted"]];
     for (var p = 0; p < pools.length; p++) {
       var pool = pools[p][0], verdicts = {};
       pool.forEach(function (a) { verdicts[answers[a].verdict] = 1; });
       var keys = Object.keys(verdicts);
       if (keys.length === 1 && keys[0] !== "unknown") {
         var pick = pool.indexOf("sm_80") >= 0 ? "sm_80" : pool[Math.floor(pool.length / 2)];
-        return [answers[pick], "GPU not given: the answer is the same for " + pools[p][1]];
+        return [answers[pick], "GPU not given: the answer is the same for " + pools[p][1], pool];
       }
     }
-    return [copy(answers[archs[0]], {verdict: "unknown", source: "none", facts: ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]}), ""];
+    return [copy(answers[archs[0]], {verdict: "unknown", source: "none", facts: ["GPU not given, and the answer depends on it (--gpu T4, or paste nvidia-smi)"]}), "", []];
   }
 
   function check(setup) {
@@ -341,13 +342,15 @@
       assumed.push("bitsandbytes not given: answered for the newest release read, " + ctx.bnb);
     }
     var chosen = !setup.bnb && ctx.arch ? releasesThatWork(ctx, setup) : [];
+    var pool = [];
     if (ctx.arch) result = evaluate(ctx, setup);
     else {
       var any = anyGpu(ctx, setup);
       result = any[0];
+      pool = any[2];
       if (any[1]) assumed.push(any[1]);
     }
-    var outs = (result.verdict === "fails" || result.verdict === "works-with-fix") && ctx.arch ? wayOut(ctx, setup) : [];
+    var outs = (result.verdict === "fails" || result.verdict === "works-with-fix") && (ctx.arch || pool.length) ? wayOut(ctx, setup, pool) : [];
     var resolved = {};
     ["gpu", "arch", "platform", "torch", "cuda", "bnb"].forEach(function (k) { if (ctx[k]) resolved[k] = ctx[k]; });
     if (result.library) resolved.library = result.library;
