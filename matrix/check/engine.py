@@ -125,7 +125,7 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
         chain.append(f"measured on {arch}: torch {ctx['torch']}, bitsandbytes {bnb}, transformers {rows[0][0]}: "
                      f"{rows[0][1]}")
         return {**done(MEASURED_VERDICT.get(rows[0][1], "unknown"), "measured",
-                       "the fix on the cell page" if rows[0][1] == "works-with-fix" else ""), "cell": rows[0][2]}
+                       _measured_fix(rows[0]) if rows[0][1] == "works-with-fix" else ""), "cell": rows[0][2]}
     support = torch_support(ctx, facts, chain, assumed)
     if support == "no":
         chain.append(f"CUDA work fails before bitsandbytes runs: torch has no kernel for {arch}")
@@ -181,6 +181,11 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
     if override and override != ctx["cuda"].replace(".", ""):
         assumed.append(f"the CUDA {cuda} runtime libraries are on the library path (BNB_CUDA_VERSION)")
     return done("works")
+
+
+def _measured_fix(row: list[str]) -> str:
+    fixes = row[3] if len(row) > 3 else ""
+    return f"measured to pass with: {fixes} (see the cell page)" if fixes else "the fix on the cell page"
 
 
 def _override_fix(entry: dict[str, Any], cuda: str, arch: str, facts: dict[str, Any]) -> str:

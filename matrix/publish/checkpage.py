@@ -17,7 +17,8 @@ from matrix.check.paste import PATTERNS
 
 
 def measured_facts(latest: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, list[list[str]]]:
-    """"sm_90|2.6.0+cu124|0.45.5" -> [[transformers, verdict, cell path], ...] for every cell measured on a GPU."""
+    """"sm_90|2.6.0+cu124|0.45.5" -> [[transformers, verdict, cell path, fixes], ...] for every cell measured on a GPU
+    (fixes: the recipes that made it pass, for `works-with-fix`)."""
     if latest.empty or verdicts.empty or "runner_compute_capability" not in latest:
         return {}
     cc = {r: str(c) for r, c in zip(latest["runner"], latest["runner_compute_capability"].fillna(""))
@@ -26,7 +27,8 @@ def measured_facts(latest: pd.DataFrame, verdicts: pd.DataFrame) -> dict[str, li
     for row in verdicts.itertuples():
         if row.runner in cc and row.verdict != "not-measured":
             key = f"sm_{cc[row.runner].replace('.', '')}|{row.torch}|{row.bnb}"
-            out.setdefault(key, []).append([str(row.transformers), str(row.verdict), str(row.cell_path)])
+            out.setdefault(key, []).append([str(row.transformers), str(row.verdict), str(row.cell_path),
+                                            str(row.fixes or "")])
     return out
 
 

@@ -206,7 +206,7 @@
       if (!matched) rows = measured;
       if (!ctx.transformers || !matched) assumed.push("transformers " + (ctx.transformers || "not given") + ": answered from the measured cell with transformers " + rows[0][0]);
       chain.push("measured on " + arch + ": torch " + ctx.torch + ", bitsandbytes " + bnb + ", transformers " + rows[0][0] + ": " + rows[0][1]);
-      return copy(done(MEASURED[rows[0][1]] || "unknown", "measured", rows[0][1] === "works-with-fix" ? "the fix on the cell page" : ""), {cell: rows[0][2]});
+      return copy(done(MEASURED[rows[0][1]] || "unknown", "measured", rows[0][1] === "works-with-fix" ? (rows[0][3] ? "measured to pass with: " + rows[0][3] + " (see the cell page)" : "the fix on the cell page") : ""), {cell: rows[0][2]});
     }
     var support = torchSupport(ctx, chain, assumed);
     if (support === "no") { chain.push("CUDA work fails before bitsandbytes runs: torch has no kernel for " + arch); return done("fails"); }
