@@ -18,7 +18,8 @@ from matrix.errors import UserError
 REPORTS = load_reports(CORPUS)
 HELD = load_reports(HELD_OUT)
 # Measured on the held-out file when the issue-23 patterns were first written (first pass, before any change made
-# after seeing its misses): 35/38 (92%). The floor leaves room for one more honest miss.
+# after seeing its misses): 35/38 (92%); 38/38 after five patterns were generalised from those misses (and the
+# outside set's), so the file is no longer blind. The floor is the first-pass share less one more honest miss.
 HELD_OUT_FLOOR = 0.89
 # A second held-out set lives outside the repository (issue 23); when the environment names it, it is scored too.
 OUTSIDE = os.environ.get("BNB_MATRIX_OUTSIDE_CORPUS", "")

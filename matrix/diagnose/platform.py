@@ -19,9 +19,11 @@ from matrix.diagnose.signatures import Signature
 # notebooks count too. Matched on the raw paste (before normalising) so the backslashes are still there.
 _WINDOWS = re.compile(r"(?<![\w/\\])[A-Za-z]:\\[^\\\s]|file:///[A-Za-z]:/|\bWindowsPath\b|\bAppData\\|\bwin_amd64\b"
                       r"|\bWindows ?1[01]\b", re.IGNORECASE)
-# A Linux library name loaded or searched for on that Windows machine: the release it runs has no Windows support.
+# A Linux library name loaded or searched for on that Windows machine, or the setup wording of the releases before
+# 0.43 ("despite GPU being available"; 0.43 and later say "despite CUDA"): the release it runs has no Windows support.
 _LINUX_LIBRARY_ON_WINDOWS = re.compile(r"libbitsandbytes_\w{1,40}\.so\b|libcudart\.so|libcuda\.so|argument of type "
-                                       r"'?WindowsPath'? is not iterable", re.IGNORECASE)
+                                       r"'?WindowsPath'? is not iterable|setup failed despite GPU being available",
+                                       re.IGNORECASE)
 # A Mac: a home directory under /Users (not C:/Users), an app bundle, Mach-O or .dylib libraries, the chip names.
 _MAC = re.compile(r"(?<![A-Za-z]:)(?<![\w.])/Users/[^/\s]{1,60}/|/Applications/[^/\s]{1,60}\.app/|mach-o|\.dylib\b"
                   r"|\bmac ?os\b|\bmacbook|\bapple silicon\b|\bM[1-4] ?(max|pro|ultra|chip)\b|\bM[1-4]/M[1-4]\b"
