@@ -22,8 +22,8 @@ _WINDOWS = re.compile(r"(?<![\w/\\])[A-Za-z]:\\[^\\\s]|file:///[A-Za-z]:/|\bWind
 # A Linux library name loaded or searched for on that Windows machine, or the setup wording of the releases before
 # 0.43 ("despite GPU being available"; 0.43 and later say "despite CUDA"): the release it runs has no Windows support.
 _LINUX_LIBRARY_ON_WINDOWS = re.compile(r"libbitsandbytes_\w{1,40}\.so\b|libcudart\.so|libcuda\.so|argument of type "
-                                       r"'?WindowsPath'? is not iterable|setup failed despite GPU being available",
-                                       re.IGNORECASE)
+                                       r"'?WindowsPath'? is not iterable|setup failed despite GPU being available"
+                                       r"|\{WindowsPath\(", re.IGNORECASE)
 # A Mac: a home directory under /Users (not C:/Users), an app bundle, Mach-O or .dylib libraries, the chip names.
 _MAC = re.compile(r"(?<![A-Za-z]:)(?<![\w.])/Users/[^/\s]{1,60}/|/Applications/[^/\s]{1,60}\.app/|mach-o|\.dylib\b"
                   r"|\bmac ?os\b|\bmacbook|\bapple silicon\b|\bM[1-4] ?(max|pro|ultra|chip)\b|\bM[1-4]/M[1-4]\b"
@@ -50,11 +50,12 @@ def platform_of(raw: str) -> str:
 
 def adjust(found: list[Signature], raw: str, catalogue: dict[str, Signature]) -> list[Signature]:
     """`found` (most specific first) with the platform's own cause put first where the paste's root cause is only a
-    symptom of that platform; unchanged otherwise."""
+    symptom of that platform, or where nothing matched but the paste shows a Linux-only release searching for its
+    libraries on Windows (or a bitsandbytes library on a Mac); unchanged otherwise."""
     where = platform_of(raw)
     top = found[0].slug if found else ""
     cause = ""
-    if where == "windows" and top in WINDOWS_SYMPTOMS and _LINUX_LIBRARY_ON_WINDOWS.search(raw):
+    if where == "windows" and (top in WINDOWS_SYMPTOMS or not found) and _LINUX_LIBRARY_ON_WINDOWS.search(raw):
         cause = "windows-unsupported"
     elif where == "mac" and (top in MAC_SYMPTOMS or (not found and "libbitsandbytes" in raw)):
         cause = "no-gpu"
