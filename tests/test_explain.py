@@ -294,6 +294,9 @@ def test_fixes_are_ranked_by_measured_pass_rate() -> None:
                _record(recipe, "fail", "a", "x", when="2025-01-01T00:00:00Z")]
     ranked = ranked_fixes(sig, records)
     assert ranked[0].fix.recipe == recipe and (ranked[0].passed, ranked[0].situations) == (1, 2)
+    # measured and never passing where the error occurred: after the unmeasured ones
+    never = ranked_fixes(sig, records[:2] + [_record(recipe, "fail", "a", "x"), _record(recipe, "fail", "b", "x")])
+    assert never[-1].fix.recipe == recipe and never[-1].measured and never[-1].passed == 0
     assert "passed in 1 of 2 cases" in ranked[0].describe()
     assert all(r.describe() == "not measured" for r in ranked[1:] if not r.fix.recipe)
     assert [r.fix for r in ranked_fixes(sig, [])] == list(sig.fixes)  # nothing measured: file order

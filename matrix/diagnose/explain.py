@@ -90,15 +90,13 @@ def render_text(sig: Signature, also: list[Signature] | None = None, records: li
     lines = [f"{sig.title}  [{sig.slug}]{generic}", "", textwrap.fill(sig.cause, width=100), ""]
     ranked = _ranked(sig, records)
     if ranked:
-        best = ranked[0]
-        lines.append(f"Fix: {best.fix.title}  [{best.describe(sig.kind)}]")
-        if best.fix.code:
-            lines += ["", _indent(best.fix.code), ""]
-        if best.fix.note:
-            lines.append(textwrap.fill(best.fix.note, width=100))
-        if len(ranked) > 1:
-            lines += ["", "Other fixes, by measured pass rate (details on the page below):"]
-            lines += [f"  - {rate.fix.title}  [{rate.describe(sig.kind)}]" for rate in ranked[1:]]
+        lines.append("Fixes, by the pass rate measured where this error occurred:" if len(ranked) > 1 else "Fix:")
+        for n, rate in enumerate(ranked, 1):
+            lines += ["", f"{n}. {rate.fix.title}  [{rate.describe(sig.kind)}]"]
+            if rate.fix.code:
+                lines += ["", _indent(rate.fix.code, "       ")]
+            if rate.fix.note:
+                lines.append(textwrap.indent(textwrap.fill(rate.fix.note, width=97), "   "))
         lines.append("")
     if also:
         lines.append("Also present (a consequence of the above, or a second problem):")

@@ -4,7 +4,8 @@ A fix that names a recipe was measured: over the distinct situations (cell, shap
 record failed with the signature, the latest record of that recipe passed, failed or was never taken. That is the
 rule of the error pages (`publish/findings.fix_stats`), recomputed here from `measure.records` because diagnose
 does not read publish. A fix without a recipe, or one whose recipe was never run where the error occurred, is "not
-measured"; `ranked_fixes` puts measured fixes first, best pass rate first.
+measured"; `ranked_fixes` puts fixes measured to work first (best pass rate first) and those measured never to work
+last.
 """
 
 from __future__ import annotations
@@ -77,10 +78,12 @@ def fix_rates(sig: Signature, records: list[Any]) -> list[FixRate]:
 
 
 def ranked_fixes(sig: Signature, records: list[Any]) -> list[FixRate]:
-    """The fixes of `sig`, measured ones first by pass rate (best first), then the unmeasured in file order."""
+    """The fixes of `sig`: those measured to pass somewhere first, best pass rate first; then the unmeasured, in file
+    order; last those measured and never seen to pass where the error occurred."""
     rates = fix_rates(sig, records)
-    measured = sorted((r for r in rates if r.measured), key=lambda r: -r.rate)  # stable: file order breaks ties
-    return measured + [r for r in rates if not r.measured]
+    worked = sorted((r for r in rates if r.measured and r.passed), key=lambda r: -r.rate)  # stable: file order ties
+    return (worked + [r for r in rates if not r.measured]
+            + [r for r in rates if r.measured and not r.passed])
 
 
 def load_records(results_dir: Path | str | None = None) -> list[Any]:
