@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matrix.diagnose.signatures import Fix, Signature, classify_record
+from matrix.diagnose.signatures import Fix, Signature, classify_record, normalise
 
 FAILED = ("fail", "crash", "timeout")
 DEFAULT_RESULTS = Path("results")
@@ -61,10 +61,20 @@ def latest_records(records: list[Any]) -> dict[tuple, Any]:
     return latest
 
 
+def _may_be(sig: Signature, record: Any) -> bool:
+    """A cheap first test (one signature's patterns over the whole text) before classifying against them all."""
+    if not sig.patterns:
+        return True  # crash, timeout, unclassified: decided by the outcome, not by patterns
+    text = f"{getattr(record, 'error_type', '')}: {getattr(record, 'error_message', '')}\n" \
+           f"{getattr(record, 'stderr_tail', '')}"
+    return sig.matches(normalise(text, len(text) + 1))
+
+
 def fix_rates(sig: Signature, records: list[Any]) -> list[FixRate]:
     """Per fix of `sig` (file order), its measured pass rate where `sig` was the cause of a latest failure."""
     latest = latest_records(records)
-    where = {_situation(r) for r in latest.values() if r.outcome in FAILED and classify_record(r) == sig.slug}
+    where = {_situation(r) for r in latest.values()
+             if r.outcome in FAILED and _may_be(sig, r) and classify_record(r) == sig.slug}
     rates = []
     for fix in sig.fixes:
         passed = failed = 0
