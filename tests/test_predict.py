@@ -118,7 +118,7 @@ def test_exports_are_tidy(readings: list[dict], builds: list[dict]) -> None:
     table = pd.read_csv(io.BytesIO(gpus_page.binaries_csv(readings)))
     assert list(table.columns[:7]) == ["release", "platform", "library", "backend", "cuda", "kind", "arch"]
     assert set(table.kind) <= {"sass", "ptx", "unknown"} and set(table.status) <= {"compiled", "unknown"}
-    assert not table.duplicated(["release", "platform", "library", "kind", "arch"]).any()
+    assert not table.duplicated(["release", "platform", "library", "kind", "arch", "section"]).any()
     preds = pd.read_csv(io.BytesIO(gpus_page.predictions_csv(predict.predictions(readings, builds))))
     assert not preds.duplicated(["gpu_arch", "torch", "bnb"]).any()
     assert set(preds.verdict) <= set(predict.VERDICTS)

@@ -38,27 +38,34 @@ def load_inputs(axes_path: Path | None = None) -> tuple[list[dict[str, Any]], li
 
 
 def binaries_frame(readings: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (release, platform, library, kind, arch): status compiled or unknown. PTX arch as sm_XX."""
+    """One row per (release, platform, library, section, kind, arch): status compiled or unknown. PTX arch as sm_XX.
+
+    `section` is where the code sits: nv_fatbin (device-linked) or relfatbin (relocatable; its PTX is JIT-linked
+    by the runtime at first launch); glibc/glibcxx are the library's highest needed GLIBC_/GLIBCXX_ versions."""
     rows = []
     for wheel in readings:
         for lib in wheel["libraries"]:
             base = {"release": wheel["release"], "platform": wheel["platform"], "library": lib["name"],
-                    "backend": lib["backend"], "cuda": lib.get("cuda", "")}
-            cov = binaries.coverage(lib)
-            for kind in ("sass", "ptx"):
-                for arch, status in sorted(cov[kind].items(), key=lambda kv: arch_number(kv[0])):
-                    rows.append({**base, "kind": kind, "arch": f"sm_{arch_number(arch)}", "status": status})
-            if not binaries.readers_agree(lib) and not any(cov.values()):
-                rows.append({**base, "kind": "unknown", "arch": "", "status": "unknown"})
-    return pd.DataFrame(rows, columns=["release", "platform", "library", "backend", "cuda", "kind", "arch", "status"])
+                    "backend": lib["backend"], "cuda": lib.get("cuda", ""), "nocublaslt": lib.get("nocublaslt", False),
+                    "glibc": lib.get("glibc") or "", "glibcxx": lib.get("glibcxx") or ""}
+            by_section = binaries.coverage_by_section(lib)
+            for section, cov in by_section.items():
+                for kind in ("sass", "ptx"):
+                    for arch, status in sorted(cov[kind].items(), key=lambda kv: arch_number(kv[0])):
+                        rows.append({**base, "section": section, "kind": kind, "arch": f"sm_{arch_number(arch)}",
+                                     "status": status})
+            if binaries.problem(lib) and not any(c for cov in by_section.values() for c in cov.values()):
+                rows.append({**base, "section": "", "kind": "unknown", "arch": "", "status": "unknown"})
+    return pd.DataFrame(rows, columns=["release", "platform", "library", "backend", "cuda", "kind", "arch", "section",
+                                       "status", "nocublaslt", "glibc", "glibcxx"])
 
 
 def libraries_frame(readings: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (release, platform, library): what it needs and whether both readers agreed on it."""
     rows = [{"release": w["release"], "platform": w["platform"], "library": lib["name"], "backend": lib["backend"],
              "cuda": lib.get("cuda", ""), "size": lib["size"], "needed": " ".join(lib["needed"]),
-             "readers_agree": binaries.readers_agree(lib),
-             "problem": lib["cuobjdump"].get("error") or lib["fatbin"].get("error") or ""}
+             "glibc": lib.get("glibc") or "", "glibcxx": lib.get("glibcxx") or "", "cxxabi": lib.get("cxxabi") or "",
+             "readers_agree": binaries.readers_agree(lib), "problem": binaries.problem(lib) or ""}
             for w in readings for lib in w["libraries"]]
     return pd.DataFrame(rows)
 
