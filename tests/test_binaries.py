@@ -108,12 +108,12 @@ def test_committed_readings_cover_every_release_and_read_the_cuda_libraries() ->
 
 def test_loader_rules_read_from_each_release_source() -> None:
     old, new = loader_rules.rule(cached("0.45.5")["loader"]), loader_rules.rule(cached("0.50.2")["loader"])
-    assert (old["missing"], old["selection"], old["override"]) == ("cpu-fallback", "exact", "BNB_CUDA_VERSION")
+    assert (old["missing"], old["selection"], old["override"]) == ("cpu-fallback", "exact", "re.sub")
     assert old["missing_at"].startswith("bitsandbytes/cextension.py:")
     assert (new["missing"], new["selection"]) == ("error-on-use", "nearest-same-major")
-    assert loader_rules.library_name(old, "13.0", ["12.8"]) == "libbitsandbytes_cuda130"
-    assert loader_rules.library_name(new, "12.9", ["12.8", "13.0"]) == "libbitsandbytes_cuda128"
-    assert loader_rules.library_name(new, "14.0", ["12.8", "13.0"]) == "libbitsandbytes_cuda140"
+    assert loader_rules.library_name(old, "13.0", ["12.8"])[0] == "libbitsandbytes_cuda130"
+    assert loader_rules.library_name(new, "12.9", ["12.8", "13.0"])[0] == "libbitsandbytes_cuda128"
+    assert loader_rules.library_name(new, "14.0", ["12.8", "13.0"])[0] == "libbitsandbytes_cuda140"
 
 
 def test_refresh_downloads_nothing_already_read(tmp_path: Path) -> None:
