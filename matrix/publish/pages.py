@@ -19,7 +19,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from matrix import urls
-from matrix.publish import badge, charts, checkpage, findings, gpus as gpus_page, wayout
+from matrix.publish import badge, charts, findings, gpus as gpus_page, wayout
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
 from matrix.predict import predict
@@ -194,6 +194,13 @@ def effect_sentence(recipe: str, effect: dict[str, Any] | None, baseline: str = 
 
 
 # ------------------------------------------------------------------------------------------ context functions
+def check_page(site: SiteData) -> Iterator[Page]:
+    """The check page and its data file (issue 22): matrix/publish/checkpage.py."""
+    from matrix.publish.checkpage import check_page as pages
+
+    yield from pages(site)
+
+
 def home(site: SiteData) -> Iterator[Page]:
     grids = []
     kinds_order = {"gpu": 0, "cpu": 1}  # GPU users first (issue 22)
@@ -348,7 +355,7 @@ class PageKind:
 
 PAGES = (
     PageKind(home, "home.md.j2", ("Home", "index.md")),
-    PageKind(checkpage.check_page, "check.md.j2", ("Check my setup", "check/index.md")),
+    PageKind(check_page, "check.md.j2", ("Check my setup", "check/index.md")),
     PageKind(all_cells, "cells.md.j2", ("All cells", "cells/index.md")),
     PageKind(cell, "cell.md.j2"),
     PageKind(fixes, "fixes.md.j2", ("Fixes", "fixes/index.md")),
