@@ -78,8 +78,9 @@ def test_page_and_command_give_the_same_answers(browser, site):  # noqa: F811
     """check.js over check/data.js and matrix.check.engine over the same facts: same verdict, source, way out."""
     text = (site / "check" / "data.js").read_text()
     facts = json.loads(text.removeprefix("window.BNB_CHECK_FACTS=").rstrip().rstrip(";"))
+    measured = [dict(zip(("gpu", "torch", "bnb"), key.split("|"))) for key in sorted(facts["measured"])[:3]]
     browser.get(page(site))
-    for given in SETUPS:
+    for given in SETUPS + measured:
         env = tuple(given.get("env", {}).items())
         mine = check(Setup(**{k: v for k, v in given.items() if k != "env"}, env=env), facts)
         theirs = browser.execute_script("return window.bnbCheck.check(arguments[0]);", {"env": {}, **given})

@@ -65,6 +65,11 @@ def reported(ctx: dict[str, Any], facts: dict[str, Any]) -> list[str] | None:
 def evaluate(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[str, Any]:
     """The answer for one concrete context: measured, else predicted, else reported (see `predicted`)."""
     result = predicted(ctx, setup, facts)
+    if result["source"] == "measured":  # say what the binaries say beside it: why it fails, or that they agree
+        binaries = predicted(ctx, setup, {**facts, "measured": {}})
+        if binaries["facts"]:
+            said = f"the binaries say {binaries['verdict']}: {binaries['facts'][-1]}"
+            return {**result, "facts": [*result["facts"], said], "library": binaries["library"]}
     if result["verdict"] != "unknown":
         return result
     row = reported(ctx, facts)

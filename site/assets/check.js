@@ -179,7 +179,7 @@
     return "";
   }
 
-  function predicted(ctx, setup) {
+  function predicted(ctx, setup, noMeasured) {
     var chain = [], assumed = [];
     var out = {verdict: "unknown", source: "none", facts: chain, assumed: assumed, fix: "", cell: "", library: ""};
     function done(v, source, fix) { return copy(out, {verdict: v, source: source || "predicted", fix: fix || ""}); }
@@ -200,7 +200,7 @@
     if (!ctx.cuda) { chain.push("torch " + ctx.torch + "'s CUDA version is not known here (give the build, like " + base(ctx.torch) + "+cu124)"); return out; }
     if (!arch || F.archs.indexOf(arch) < 0) return out;
     var names = [ctx.torch].concat(ctx.torch.indexOf("+") < 0 ? [ctx.torch + "+cu" + ctx.cuda.replace(".", "")] : []), measured = null;
-    names.forEach(function (n) { if (!measured && F.measured[arch + "|" + n + "|" + bnb]) measured = F.measured[arch + "|" + n + "|" + bnb]; });
+    names.forEach(function (n) { if (!noMeasured && !measured && F.measured[arch + "|" + n + "|" + bnb]) measured = F.measured[arch + "|" + n + "|" + bnb]; });
     if (measured) {
       var rows = measured.filter(function (r) { return r[0] === ctx.transformers; }), matched = rows.length > 0;
       if (!matched) rows = measured;
@@ -256,6 +256,10 @@
   }
   function evaluate(ctx, setup) {
     var result = predicted(ctx, setup);
+    if (result.source === "measured") {
+      var binaries = predicted(ctx, setup, true);
+      if (binaries.facts.length) return copy(result, {facts: result.facts.concat(["the binaries say " + binaries.verdict + ": " + binaries.facts[binaries.facts.length - 1]]), library: binaries.library});
+    }
     if (result.verdict !== "unknown") return result;
     var row = reported(ctx);
     if (!row) return result;
