@@ -114,8 +114,14 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
         chain.append("torch not given: which library bitsandbytes loads depends on torch's CUDA version")
         return out
     if not ctx["cuda"]:
-        chain.append(f"torch {ctx['torch']}'s CUDA version is not known here (give the build, like "
-                     f"{ctx['torch'].partition('+')[0]}+cu124)")
+        base = ctx["torch"].partition("+")[0]
+        if "+" not in ctx["torch"] and any(vkey(r) == vkey(base) for r in
+                                           facts.get("torch_cpu_default", {}).get(platform, [])):
+            chain.append(f"PyPI's torch {base} for {platform} is a CPU-only build (with it, GPU 4-bit fails); "
+                         "installed from PyTorch's index it is not: give the build torch.__version__ prints")
+        else:
+            chain.append(f"torch {ctx['torch']}'s CUDA version is not known here (give the build, like "
+                         f"{base}+cu124)")
         return out
     if not arch or arch not in facts["archs"]:
         return out

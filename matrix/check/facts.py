@@ -5,7 +5,8 @@ layer (`matrix.predict`): its GPU table, torch builds, wheel readings, loader ru
 - `archs`: the GPU architectures, in the order of every code string below;
 - `gpus`: normalised GPU spelling -> [name, arch, jetson] (from `matrix.predict.gpus`);
 - `torch`: platform -> torch build -> {"cuda", "archs"} (archs null: not known), `torch_default`: platform ->
-  PyPI release -> the build name of its default wheel;
+  PyPI release -> the build name of its default wheel, `torch_cpu_default`: platform -> releases whose PyPI
+  default wheel is CPU-only;
 - `wheels`: platform -> release -> {"rule": loader rule (version_from, override, missing, nocublaslt, selection),
   "shipped": the CUDA versions of its libraries, "libs": {library stem: [CUDA, glibc floor, codes]},
   "any": a py3-none-any wheel of another platform pip would install here}. The codes, one letter per arch, say
@@ -132,7 +133,13 @@ def build_facts(readings: list[dict[str, Any]], builds: list[dict[str, Any]],
 
 def load_facts(measured: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
     """The facts from the committed caches (no network)."""
-    return build_facts(wheels.load_cache(), torch_builds.all_builds(torch_builds.load_builds()), measured)
+    read = torch_builds.load_builds()
+    facts = build_facts(wheels.load_cache(), torch_builds.all_builds(read), measured)
+    cpu: dict[str, list[str]] = {}
+    for r in read:  # PyPI defaults read as CPU-only builds (Windows; aarch64 before 2.6)
+        if not r.get("cuda") and not r.get("error") and r.get("release"):
+            cpu.setdefault(r.get("platform", "linux-x86_64"), []).append(r["release"])
+    return {**facts, "torch_cpu_default": cpu}
 
 
 def to_js(facts: dict[str, Any]) -> bytes:

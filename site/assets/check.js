@@ -14,7 +14,7 @@
                   "not-installable": "fails", "not-available": "fails"};
 
   function vparts(t) {
-    var m = String(t || "").match(/^(\d+(?:\.\d+)*)(.*)$/);
+    var m = String(t || "").replace(/\.post(\d)/, ".$1").match(/^(\d+(?:\.\d+)*)(.*)$/);
     if (!m) return [[0], 0];
     return [m[1].split(".").map(Number), m[2] && !/^\+/.test(m[2]) && !/^\.post/.test(m[2]) ? -1 : 0];
   }
@@ -197,7 +197,12 @@
       return done("fails", "reported");
     }
     if (!ctx.torch) { chain.push("torch not given: which library bitsandbytes loads depends on torch's CUDA version"); return out; }
-    if (!ctx.cuda) { chain.push("torch " + ctx.torch + "'s CUDA version is not known here (give the build, like " + base(ctx.torch) + "+cu124)"); return out; }
+    if (!ctx.cuda) {
+      var cpuDefault = ctx.torch.indexOf("+") < 0 && ((F.torch_cpu_default || {})[platform] || []).some(function (r) { return vcmp(r, base(ctx.torch)) === 0; });
+      chain.push(cpuDefault ? "PyPI's torch " + base(ctx.torch) + " for " + platform + " is a CPU-only build (with it, GPU 4-bit fails); installed from PyTorch's index it is not: give the build torch.__version__ prints"
+                 : "torch " + ctx.torch + "'s CUDA version is not known here (give the build, like " + base(ctx.torch) + "+cu124)");
+      return out;
+    }
     if (!arch || F.archs.indexOf(arch) < 0) return out;
     var names = [ctx.torch].concat(ctx.torch.indexOf("+") < 0 ? [ctx.torch + "+cu" + ctx.cuda.replace(".", "")] : []), measured = null;
     names.forEach(function (n) { if (!noMeasured && !measured && F.measured[arch + "|" + n + "|" + bnb]) measured = F.measured[arch + "|" + n + "|" + bnb]; });
