@@ -216,3 +216,9 @@ def test_without_a_gpu_one_answer_only_where_every_gpu_agrees(facts):
     assert v.verdict == "fails" and "GLIBC_2.34" in " ".join(v.facts)
     assert any(a.startswith("GPU not given: the answer is the same") for a in v.assumed)
     assert v.way_out[0]["change"] == "bitsandbytes"  # one that works on every GPU of the answer
+
+
+def test_plain_torch_on_windows_says_pypi_is_cpu_only(facts):
+    v = ask(facts, gpu="RTX 4090", torch="2.6.0", bnb="0.45.5", os="windows")
+    assert v.verdict == "unknown" and "CPU-only" in v.facts[-1]
+    assert ask(facts, gpu="RTX 4090", torch="2.6.0+cu124", bnb="0.45.5", os="windows").verdict == "works"
