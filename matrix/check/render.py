@@ -24,7 +24,8 @@ def page_link(verdict: Verdict) -> str:
 
 def headline(verdict: Verdict) -> str:
     r = verdict.resolved
-    what = ", ".join(x for x in (r.get("gpu") and f"{r['gpu']} ({r.get('arch')})", r.get("torch") and
+    gpu = r.get("gpu") and (r["gpu"] if r["gpu"] == r.get("arch") else f"{r['gpu']} ({r.get('arch')})")
+    what = ", ".join(x for x in (gpu, r.get("torch") and
                                  f"torch {r['torch']}", r.get("bnb") and f"bitsandbytes {r['bnb']}",
                                  r.get("platform")) if x)
     return f"{WORDS[verdict.verdict].upper()} ({SOURCES[verdict.source]}): 4-bit loading with {what}"
