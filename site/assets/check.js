@@ -422,7 +422,13 @@
     if (!box) return;
     var v = check(setup), base = location.href.split("?")[0].split("#")[0], link = base + "?" + query(setup);
     var h = '<p class="check-answer check-' + v.verdict + '" data-verdict="' + v.verdict + '" data-source="' + v.source + '"><strong>' +
-            esc(WORDS[v.verdict]) + "</strong> (" + esc(SOURCES[v.source]) + ")</p><ul class=\"check-facts\">";
+            esc(WORDS[v.verdict]) + "</strong> (" + esc(SOURCES[v.source]) + ")</p>";
+    var r = v.resolved, what = [];
+    if (r.gpu) what.push(r.gpu === r.arch ? r.gpu : r.gpu + " (" + r.arch + ")");
+    if (r.torch) what.push("torch " + r.torch + (r.cuda ? " (CUDA " + r.cuda + ")" : ""));
+    if (r.bnb) what.push("bitsandbytes " + r.bnb);
+    if (r.platform) what.push(r.platform);
+    h += '<p class="check-resolved">For ' + esc(what.join(", ")) + ':</p><ul class="check-facts">';
     v.facts.forEach(function (f) { h += "<li>" + esc(f) + "</li>"; });
     h += "</ul>";
     if (v.fix) h += "<p><strong>Fix:</strong> " + esc(v.fix) + "</p>";
