@@ -38,7 +38,7 @@ def test_missing_reports_new_lines_and_newer_patches_not_old_gaps(tmp_path: Path
 
 def test_snapshot_round_trip_and_report(tmp_path: Path):
     axes = load_axes(DEFAULT_AXES)
-    data = discover.snapshot(axes, fetch=lambda url: pypi("0.43.3", "2.6.0", "4.57.6", "99.0.0"))
+    data = discover.snapshot(axes, fetch=lambda url, deadline: pypi("0.43.3", "2.6.0", "4.57.6", "99.0.0"))
     assert all(info["newest"] == "99.0.0" for info in data["packages"].values())
     path = discover.write_snapshot(data, tmp_path)
     assert discover.read_snapshot(tmp_path) == data
@@ -54,7 +54,7 @@ def test_add_missing_edits_axes_text_and_it_still_validates(tmp_path: Path, monk
     monkeypatch.setattr(discover, "torch_variant", lambda version, uv: "cu999")
     per_package = {"torch": pypi("2.6.0", "99.0.0"), "bitsandbytes": pypi("0.43.3", "99.0.0"),
                    "transformers": pypi("4.57.6", "99.0.0")}
-    data = discover.snapshot(axes, fetch=lambda url: per_package[url.split("/")[-2]])
+    data = discover.snapshot(axes, fetch=lambda url, deadline: per_package[url.split("/")[-2]])
     added = discover.add_missing(axes, data, "cpu-wide", uv="uv")
     assert added == ["torch 99.0.0", "bitsandbytes 99.0.0", "transformers 99.0.0"]
     again = load_axes(path)
