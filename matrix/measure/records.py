@@ -310,8 +310,9 @@ def one_identity(located: list[tuple[str, Record]], preferred: Iterable[str] = (
                  ) -> tuple[list[Record], list[RecordProblem]]:
     """One page per name: where two spellings of a runner, version, recipe or shape have one URL form
     (`2.13.0+cpu` and `2.13.0-CPU`, `plain` and `Plain`), one spelling keeps it: one in `preferred` (the axes'
-    names), else the one measured first, else the one with more records; each record of another spelling is
-    refused with its file:line. Returns the records kept and the problems."""
+    names), else the one with more records, else the one measured first; each record of another spelling is
+    refused with its file:line. Returns the records kept and the problems. (More records before the earliest:
+    one back-dated line must not take a runner's page from its hundreds of real records.)"""
     preferred = set(preferred)
     refused: dict[int, RecordProblem] = {}
     for kind, name_of in NAMED.items():
@@ -322,8 +323,8 @@ def one_identity(located: list[tuple[str, Record]], preferred: Iterable[str] = (
         for form, found in spellings.items():
             if len(found) < 2:
                 continue
-            keeper = min(found, key=lambda n: (n not in preferred,
-                                               min(located[i][1].timestamp for i in found[n]), -len(found[n]), n))
+            keeper = min(found, key=lambda n: (n not in preferred, -len(found[n]),
+                                               min(located[i][1].timestamp for i in found[n]), n))
             for name, indexes in found.items():
                 for index in indexes if name != keeper else ():
                     refused.setdefault(index, RecordProblem(
