@@ -58,12 +58,14 @@ def fetch_json(url: str, deadline: float | None = None, timeout: float = 30.0) -
             raise TimeoutError(f"no time left of discover's {DEADLINE_S} s")
         with urllib.request.urlopen(url, timeout=min(timeout, left)) as response:
             body = bytearray()
-            while chunk := response.read(1 << 16):  # each read waits at most the socket timeout
+            while chunk := response.read1(1 << 16):  # what one receive brought: a trickle cannot outlast the deadline
                 body += chunk
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the answer was still arriving after discover's {DEADLINE_S} s")
+                    raise TimeoutError("the answer was still arriving at discover's deadline")
                 if len(body) > SIZE_LIMIT:
                     raise ValueError(f"the answer is over {SIZE_LIMIT // 2**20} MiB")
+            if getattr(response, "length", None):  # the connection closed before the promised length arrived
+                raise http.client.IncompleteRead(bytes(body), response.length)
         data = json.loads(bytes(body))
     except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, IncompleteRead, JSON
         raise UserError(url, f"cannot read PyPI ({type(exc).__name__}: {str(exc)[:200]})", hint) from None
