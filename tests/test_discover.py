@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import shutil
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_add_to_unknown_profile_is_one_line():
 
 
 # --------------------------------------------------------- issue 24: a broken or slow PyPI is one line, in time
-class _PyPI(__import__("http.server").server.BaseHTTPRequestHandler):
+class _PyPI(http.server.BaseHTTPRequestHandler):
     """A PyPI that misbehaves by path: slow (a byte every 0.2 s), cut (Content-Length promises more), not JSON,
     a server error, JSON without releases, or good."""
 
@@ -107,7 +108,6 @@ class _PyPI(__import__("http.server").server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    import http.server
     import threading
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PyPI)
