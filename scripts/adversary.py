@@ -1,14 +1,15 @@
 """Hostile records against the published matrix (issue 24): does any record still break it?
 
-    python scripts/adversary.py [--results results] [--wide 400] [--keep DIR]
+    python scripts/adversary.py [--results results] [--wide 400] [--wider 400] [--keep DIR]
 
 Copies the results folder aside, builds the site from it as it is, then again with a file of hostile lines added
 (`hostile_lines`: numbers of any size, lone surrogates, reserved names, wide and deep groups, future dates, other
 spellings of real names, bad axes-style values), plus `--wide` valid records that each carry the most unknown keys
-the schema keeps. Each build runs as `python -m matrix site` under /usr/bin/time -v. Reports: exit codes, warnings
-against bad lines, how many real cells changed verdict or badge, whether a future date was published, wall time
-and peak memory of both builds. Exit 1 if the hostile build failed, a bad line went unwarned, or a cell changed.
-tests/test_hostile.py builds over the same lines (small results), so each case is provoked in the test suite too.
+the schema keeps and `--wider` records of 256 unknown keys each (each must be one warning). Each build runs as
+`python -m matrix site` under /usr/bin/time -v. Reports: exit codes, warnings against bad lines, how many real
+cells changed verdict or badge, whether a future date was published, wall time and peak memory of both builds.
+Exit 1 if the hostile build failed, a bad line went unwarned, or a cell changed. tests/test_hostile.py builds
+over the same lines (small results), so each case is provoked in the test suite too.
 """
 
 from __future__ import annotations
@@ -101,14 +102,27 @@ def hostile_lines(good: dict[str, Any]) -> dict[str, str]:
 def wide_records(good: dict[str, Any], count: int) -> list[str]:
     """`count` valid records in cells of their own, each with the most unknown keys a group may keep, all
     different: columns and memory must stay bounded however many such records come."""
-    from matrix.measure.schema import EXTRA_KEYS
-
+    try:
+        from matrix.measure.schema import EXTRA_KEYS
+    except ImportError:  # a checkout before the schema (to compare): the same 16
+        EXTRA_KEYS = 16
     out = []
     for n in range(count):
         extra = {f"w{n:05d}_{i:02d}": n + i for i in range(EXTRA_KEYS)}
         out.append(_dump(_set(good, runner__slug=f"adversary-wide-{n % 7}", run_id=f"adversary-{n:05d}",
                               checks={**good["checks"], **extra}, timings_s={**good["timings_s"], **extra},
                               fingerprint=f"adversary-{n}")))
+    return out
+
+
+def wider_records(good: dict[str, Any], count: int) -> list[str]:
+    """`count` records of 256 keys of their own in checks and in runner, all different (on main, 400 of them
+    took 5.2 GB): each must be one warning, and memory must not grow with them."""
+    out = []
+    for n in range(count):
+        keys = {f"z{n:05d}_{i:03d}": i for i in range(256)}
+        out.append(_dump(_set(good, run_id=f"wider-{n:05d}", checks=keys,
+                              runner={**good["runner"], **{f"r{k}": v for k, v in keys.items()}})))
     return out
 
 
@@ -167,6 +181,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--results", default=str(ROOT / "results"))
     parser.add_argument("--wide", type=int, default=400, help="valid wide records added (default: 400)")
+    parser.add_argument("--wider", type=int, default=400, help="records of 256 unknown keys added (default: 400)")
     parser.add_argument("--keep", help="keep the work folder here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -181,25 +196,30 @@ def main(argv: list[str]) -> int:
     (hostile / "zz-adversary.jsonl").write_text("".join(line + "\n" for line in lines.values()), encoding="utf-8")
     (hostile / "zz-adversary-wide.jsonl").write_text("".join(line + "\n" for line in wide_records(good, args.wide)),
                                                      encoding="utf-8")
+    (hostile / "zz-adversary-wider.jsonl").write_text("".join(line + "\n" for line in wider_records(good, args.wider)),
+                                                      encoding="utf-8")
     before = build(plain, work / "public-plain")
     after = build(hostile, work / "public-hostile")
     real, now = cells(work / "public-plain"), cells(work / "public-hostile")
     changed = sorted(path for path in real if now.get(path) != real[path])
     warned = {w.split(": ")[1].rsplit(":", 1)[-1] for w in after["warnings"] if "zz-adversary.jsonl:" in w}
     unwarned = [name for number, name in enumerate(lines, start=1) if str(number) not in warned]
+    wider_warned = sum("zz-adversary-wider.jsonl:" in w for w in after["warnings"])
     future = future_dates(work / "public-hostile")
     report = {
         "hostile_lines": len(lines), "wide_records": args.wide,
         "plain_build": {k: v for k, v in before.items() if k != "warnings"} | {"warnings": len(before["warnings"])},
         "hostile_build": {k: v for k, v in after.items() if k != "warnings"} | {"warnings": len(after["warnings"])},
-        "warnings_for_hostile_lines": len(warned), "unwarned": unwarned,
+        "warnings_for_hostile_lines": len(warned), "unwarned": unwarned, "wider_records": args.wider,
+        "warnings_for_wider_records": wider_warned,
         "real_cells": len(real), "cells_changed": changed[:10], "cells_changed_count": len(changed),
         "future_dates_published": future, "work": str(work),
     }
     print(json.dumps(report, indent=1))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    ok = after["code"] == 0 and not after["traceback"] and not unwarned and not changed and not future
+    ok = (after["code"] == 0 and not after["traceback"] and not unwarned and not changed and not future
+          and wider_warned == args.wider)
     return 0 if ok else 1
 
 

@@ -161,3 +161,14 @@ def test_discover_on_a_broken_pypi_exits_in_lines_not_a_traceback(server, tmp_pa
                           env={**os.environ})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 4 and not (tmp_path / "releases.json").exists()
+
+
+def test_a_full_disk_when_writing_the_snapshot_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(UserError, match=r"releases.json: cannot write the snapshot \(No space left on device\)"):
+        discover.write_snapshot({"fetched": "x", "packages": {}}, tmp_path)

@@ -166,8 +166,12 @@ def write_snapshot(data: dict[str, Any], results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / SNAPSHOT
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:  # a full disk names no file: say which
+        raise UserError(str(target), f"cannot write the snapshot ({exc.strerror or exc})",
+                        "free space there, or pass --results elsewhere") from None
     return target
 
 
