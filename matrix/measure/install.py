@@ -223,8 +223,8 @@ def killed_line(code: int) -> list[str]:
 # Failures that say nothing about the cell: the next run must try again, and they never decide a verdict.
 TRANSIENT = ("NetworkError", "DownloadCorrupt", "DiskFull", "InstallerKilled")
 _DOWNLOAD = re.compile(r"incompleteread|incomplete read|do not match the hashes|hash mismatch|hashes? (?:do|does) "
-                       r"not match|checksum mismatch|bad crc|badzipfile|not a zip file|unexpected end of (?:file|data)"
-                       r"|connection broken", re.I)
+                       r"not match|checksum mismatch|bad crc|badzipfile|not a zip file|unexpected end of (?:file|data)",
+                       re.I)
 _DISK = re.compile(r"no space left on device|\[errno 28\]|disk quota exceeded|\[errno 122\]", re.I)
 _KILLED = re.compile(r"the installer was killed by signal|^killed$", re.I | re.M)
 _NETWORK = re.compile(r"failed to fetch|error sending request|dns error|name resolution|connection refused|"
