@@ -141,7 +141,9 @@ def build(results: Path, out: Path) -> dict[str, Any]:
 
 
 def cells(site: Path) -> dict[str, tuple[str, bytes]]:
-    """cell path -> (verdict, badge.svg bytes) of a built site."""
+    """cell path -> (verdict, badge.svg bytes) of a built site (none when the build left no site)."""
+    if not (site / "data" / "matrix.json").is_file():
+        return {}
     matrix = json.loads((site / "data" / "matrix.json").read_text(encoding="utf-8"))
     rows = matrix["cells"] if isinstance(matrix, dict) and "cells" in matrix else matrix
     out = {}
@@ -155,7 +157,7 @@ def future_dates(site: Path) -> list[str]:
     """Dates later than tomorrow anywhere in the built site's text."""
     tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
     found = set()
-    for path in site.rglob("*"):
+    for path in site.rglob("*") if site.is_dir() else ():
         if path.suffix in (".html", ".json", ".csv", ".svg", ".xml"):
             for date in re.findall(r"\b(\d{4}-\d\d-\d\d)\b", path.read_text(encoding="utf-8", errors="replace")):
                 if date > tomorrow:
