@@ -359,7 +359,7 @@ def test_out_takes_a_new_an_empty_or_its_own_folder_and_marks_it(old_site, resul
     unmarked = tmp_path / "unmarked"
     shutil.copytree(old_site, unmarked)
     (unmarked / safeio.MARKER).unlink()
-    with pytest.raises(UserError, match="not a site this tool built"):
+    with pytest.raises(UserError, match="not a previous site build"):
         safeio.swap_in(empty, unmarked)  # the swap itself refuses, whoever calls it
     assert snapshot(unmarked) == {k: v for k, v in snapshot(old_site).items() if k != safeio.MARKER}
 

@@ -102,12 +102,15 @@ def check_out(out: Path) -> Path:
             names = {entry.name for entry in entries}
     except FileNotFoundError:
         return out
+    except NotADirectoryError:
+        raise UserError(str(out), "lies under a file, not a folder", "pass --out pointing at a folder") from None
     except OSError as exc:
         raise UserError(str(out), f"cannot be read ({exc.strerror or exc})",
                         "pass --out pointing at a folder of its own") from None
     if names and MARKER not in names:
-        raise UserError(str(out), f"has files and no {MARKER} marker, so it is not a site this tool built; a build "
-                        "replaces its output folder whole", "pass a new or empty folder, or delete this one first")
+        raise UserError(str(out), f"has files and no {MARKER} marker: it is not a previous site build of this "
+                        "tool, and a build replaces its output folder whole",
+                        "pass a new or empty folder, or delete this one first")
     return out
 
 
