@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.filename is None and exc.errno in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT):
             return _stdout_failed(exc) or 141  # a write to stdout failed (print names no file)
+        if exc.filename is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            print(f"bnb-matrix: {exc.filename}: {exc.strerror} (free space or fix permissions there)",
+                  file=sys.stderr)  # the machine, not our bug: one line naming the path
+            return 1
         raise
     except UserError as exc:
         print(f"bnb-matrix: {exc.line()}", file=sys.stderr)

@@ -477,3 +477,19 @@ def test_a_run_id_the_reader_would_refuse_is_refused_before_measuring():
     with pytest.raises(UserError, match="not a usable run id"):
         measure.check_run_id("index.md")
     assert len(measure.new_run_id("x" * 64)) <= 64 and measure.check_run_id(measure.new_run_id("x" * 64))
+
+
+def test_a_full_disk_beside_the_output_names_that_path(results, tmp_path, monkeypatch, capsys):
+    """ENOSPC where the new site is built (an OSError naming its path) is one line with the path."""
+    import errno
+
+    from matrix import cli
+    from matrix.publish import safeio
+
+    def full(command, cwd, env, capture):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".out.building-1"))
+
+    monkeypatch.setattr(safeio, "run_child", full)
+    code = cli.main(["site", "--results", str(results), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and f"{tmp_path / '.out.building-1'}: No space left on device" in err
