@@ -18,7 +18,7 @@ import tomllib
 from packaging.version import InvalidVersion, Version
 
 from matrix.measure import runner
-from matrix.measure.records import IDENTIFIER
+from matrix.measure import schema
 from matrix.errors import AxesError
 
 DEFAULT_AXES = Path(__file__).with_name("axes.toml")
@@ -110,6 +110,12 @@ class Axes:
                             f"allowed: {', '.join(self.profiles)}")
         return self.profiles[name]
 
+    def names(self) -> set[str]:
+        """Every name the axes spell (torch builds, versions, recipes, shapes): a record spelled so keeps its page
+        when another spelling has the same URL form (records.one_identity)."""
+        versions = {v for p in self.profiles.values() for v in (*p.bitsandbytes, *p.transformers)}
+        return set(self.torch_builds) | set(self.recipes) | set(self.shapes) | versions
+
 
 # What BitsAndBytesConfig takes (transformers), with the TOML types that can hold it; dtypes are strings such as
 # "torch.bfloat16", which the probe turns into torch objects.
@@ -143,11 +149,12 @@ class _Reader:
 
     def name(self, name: str, key: str) -> str:
         """A torch build, recipe or shape name: it lands in every record, and the site skips records whose names
-        are not identifiers (records.IDENTIFIER), so such a name would be measured and then never shown."""
-        if not IDENTIFIER.fullmatch(name):
-            raise self.fail(key, f"name {name!r} is not allowed (it becomes a path, a slug and a label)",
-                            "letters, digits and . _ + - (at most 64, starting with a letter or digit)")
-        return name
+        are refused by the schema (schema.identifier), so such a name would be measured and then never shown."""
+        try:
+            return schema.identifier(name, "name")
+        except schema.Invalid as exc:
+            raise self.fail(key, f"name {name!r} is not allowed: it becomes a path, a slug and a label ({exc})",
+                            "letters, digits and . _ + - (at most 64, starting with a letter or digit)") from None
 
     def table(self, data: Any, key: str) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -214,9 +221,10 @@ class _Reader:
                                 ", ".join(known) or "(none defined)")
             if versions and item != "system":
                 try:
-                    Version(item)
-                except InvalidVersion:
-                    raise self.fail(f"{where}[{i}]", f"{item!r} is not a version", "PEP 440, e.g. 0.48.2") from None
+                    Version(schema.identifier(item, "version"))  # as records spell it: no '1!0.45.5'
+                except (InvalidVersion, schema.Invalid):
+                    raise self.fail(f"{where}[{i}]", f"{item!r} is not a version a record can name",
+                                    "PEP 440 in letters, digits and . _ + -, e.g. 0.48.2") from None
         return tuple(value)
 
 
@@ -299,9 +307,14 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
             raise r.fail(f"{key}.timeout_s", f"must be a positive integer, got {timeout!r}", "seconds, e.g. 300")
         budgets = t.get("budgets_gib", [])
-        if not isinstance(budgets, list) or any(isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0
-                                                for b in budgets):
-            raise r.fail(f"{key}.budgets_gib", f"must be a list of positive numbers, got {budgets!r}", "[6, 8, 12]")
+        try:
+            if not isinstance(budgets, list):
+                raise schema.Invalid("not a list")
+            for budget in budgets:
+                schema.budget(budget, "budget")  # what a record may hold: finite, 0.001 to 10000 GiB
+        except schema.Invalid as exc:
+            raise r.fail(f"{key}.budgets_gib", f"must be a list of budgets in GiB, got {budgets!r} ({exc})",
+                         "[6, 8, 12]") from None
         if len(set(budgets)) != len(budgets):
             raise r.fail(f"{key}.budgets_gib", "has duplicates", "each budget once")
         profiles[name] = Profile(

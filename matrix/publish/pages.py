@@ -153,7 +153,7 @@ def markdown_snippet(cell: dict[str, Any], why: dict[str, Any] | None) -> str:
     (with its cause and measured way out, `wayout.summary`, when it does not simply work)."""
     url = urls.absolute(cell["cell_path"])
     message = badge.message(cell["verdict"])
-    detail = wayout.summary(cell, why)
+    detail = wayout.summary(cell, why, own=True)  # our words and versions only: it is pasted into issues
     line = (f"torch {cell['torch']}, bitsandbytes {cell['bnb']}, transformers {cell['transformers']} on "
             f"{cell['runner']}: {message}{f' ({detail})' if detail else ''}, measured {cell['last_measured']}.")
     return f"[![bnb-matrix: {message}]({url}badge.svg)]({url}) {' '.join(line.split())}"
