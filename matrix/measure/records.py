@@ -54,6 +54,9 @@ class Record:
     env: dict[str, str] = field(default_factory=dict)  # environment the recipe set
     fingerprint: str = ""  # environment fingerprint used to skip already-measured work on re-runs
     schema: int = SCHEMA_VERSION
+    # pre-quantized checkpoints (matrix/measure/prequant.py): who wrote the checkpoint this record loaded
+    # (bitsandbytes, transformers, torch, quant_type, double_quant); empty for on-the-fly 4-bit loads
+    saved_with: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cell_key(self) -> tuple[str, str, str, str]:
@@ -80,7 +83,7 @@ class RecordProblem(ValueError):
 _FIELDS = {f.name: f for f in dataclasses.fields(Record)}
 _REQUIRED = [n for n, f in _FIELDS.items()
              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-_DICT_FIELDS = {"runner", "requested", "versions", "timings_s", "memory_mib", "checks", "env"}
+_DICT_FIELDS = {"runner", "requested", "versions", "timings_s", "memory_mib", "checks", "env", "saved_with"}
 _STR_FIELDS = {"run_id", "timestamp", "recipe", "shape", "outcome", "stage", "error_type", "error_message",
                "stderr_tail", "skip_reason", "fingerprint"}
 
@@ -170,7 +173,7 @@ def check_fields(kwargs: dict[str, Any], where: str) -> None:
             _identifier(key, f"key in {group}", where, KEY)
             if number is not None:
                 _number(number, f"{group}.{key}", where, low, high, unit)
-    for name in ("runner", "requested", "versions", "checks", "env"):
+    for name in ("runner", "requested", "versions", "checks", "env", "saved_with"):
         _value(kwargs.get(name, {}), name, where)
     for name in ("timestamp", "error_type", "fingerprint"):
         _value(kwargs.get(name, ""), f"'{name}'", where)
