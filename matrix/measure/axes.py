@@ -329,9 +329,11 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
             raise r.fail(f"profiles.{name}.recipes", "mixes prequantized recipes with on-the-fly ones",
                          "only prequantized recipes (for nox -s readback) or none (for nox -s probe)")
     baseline = r.string(data, "(top)", "baseline", "plain")
-    if baseline not in recipes or recipes[baseline].kind:
-        raise r.fail("baseline", f"names {baseline!r}, which is not an on-the-fly recipe", ", ".join(
-            n for n, rec in recipes.items() if not rec.kind))
+    on_the_fly = ", ".join(n for n, rec in recipes.items() if not rec.kind)
+    if baseline not in recipes:
+        raise r.fail("baseline", f"names {baseline!r}, which is not a recipe", on_the_fly)
+    if recipes[baseline].kind:
+        raise r.fail("baseline", f"names {baseline!r}, a prequantized recipe: nothing is compared with it", on_the_fly)
     return Axes(path, builds, recipes, shapes, profiles, baseline)
 
 
