@@ -26,7 +26,8 @@ from matrix.measure.prequant import shape_root, writer_key
 from matrix.measure.runner import runner_facts
 from matrix.measure.settings import Settings
 
-PREQUANT_VERSION = 1  # bump when writing or reading measures differently: every read fingerprint changes
+PREQUANT_VERSION = 2  # bump when writing or reading measures differently: every read fingerprint changes
+# 2: weights compared element-wise (sampled per layer, relative to the largest), not by checksums
 PHASES = ("write", "read", "both")
 
 

@@ -42,7 +42,7 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
             "double_quant": bool(who.get("double_quant", False)), "outcome": r.outcome, "stage": r.stage,
             "error_type": r.error_type, "error_message": r.error_message,
             "signature": (classify_record(r) or "") if r.outcome in FAILED else "",
-            "logits_rel_diff": checks.get("logits_rel_diff"), "weight_rel_diff": checks.get("weight_checksum_rel_diff"),
+            "logits_rel_diff": checks.get("logits_rel_diff"), "weight_rel_diff": checks.get("weight_rel_diff"),
             "bit_exact": checks.get("first_layer_bit_exact"),
             "layout": " ".join(map(str, checks.get("layout") or [])),
             "quant_config": " ".join(map(str, checks.get("quant_config") or [])), "timestamp": r.timestamp})
