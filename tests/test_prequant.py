@@ -14,7 +14,7 @@ from matrix.errors import AxesError
 from matrix.measure import jobs, records
 from matrix.measure.axes import load_axes, parse_axes
 from matrix.measure.prequant import layout, shape_root, writer_key
-from matrix.measure.readback import plan, saved_with
+from matrix.measure.readback import PREQUANT_VERSION, plan, saved_with
 from matrix.publish import aggregate, prequant
 
 
@@ -101,12 +101,13 @@ def test_plan_writes_missing_folders_and_reads_every_writer(tmp_path: Path):
 
 
 def record(reader: tuple[str, str], writer: tuple[str, str], outcome: str = "pass", role: str = "read",
-           recipe: str = "prequant-nf4", **fields) -> records.Record:
+           recipe: str = "prequant-nf4", layers_bit_exact: int = 14, **fields) -> records.Record:
     req = {"torch": "2.13.0+cpu", "bnb": reader[0], "transformers": reader[1]}
-    base = records.base("20261207T000000Z-cpu-x86_64-0000", **req)
+    base = records.base("20261207T000000Z-cpu-x86_64-0000", **req, probe_version=PREQUANT_VERSION)
     who = saved_with({"torch": "2.13.0+cpu", "bnb": writer[0], "transformers": writer[1]},
                      {"bnb_4bit_quant_type": "nf4"})
-    checks = {"role": role, "layout": ["weight:U8", "weight.absmax:F32"], "logits_rel_diff": 0.001}
+    checks = {"role": role, "layout": ["weight:U8", "weight.absmax:F32"], "logits_rel_diff": 0.001,
+              "layers_bit_exact": layers_bit_exact, "layers_compared": 14}
     data = records.draft(base, {"slug": "cpu-x86_64", "kind": "cpu"}, recipe, "tiny", outcome=outcome,
                          saved_with=who, checks=checks, **fields)
     return records.from_dict(data)
@@ -127,7 +128,7 @@ def test_grid_names_failures_and_the_measured_way_out():
     old, new, newer = ("0.47.0", "4.57.6"), ("0.50.2", "5.24.0"), ("0.49.2", "5.24.0")
     recs = [record(new, old, outcome="fail", stage="check", error_type="AssertionError",
                    error_message="logits differ from the writer's by 0.9 (limit 0.01)"),
-            record(new, new), record(new, newer), record(old, old), record(newer, old),
+            record(new, new), record(new, newer), record(old, old), record(newer, old, layers_bit_exact=0),
             record(old, old, role="write"), record(new, new, role="write")]
     context = prequant.index_context(recs)
     (grid,) = context["grids"]
@@ -137,6 +138,7 @@ def test_grid_names_failures_and_the_measured_way_out():
     assert failure["resave"] == prequant.release(*newer)  # same transformers, nearest bitsandbytes
     assert failure["load"] == prequant.release(*newer)
     assert grid["passed"] == 4 and grid["reads"] == 5
+    assert grid["not_exact"] == ["bnb 0.49.2 reading bnb 0.47.0"]  # passed, but rounded differently
     pages = dict(prequant.reader_contexts(recs))
     page = pages[prequant.reader_path(*new)]
     assert page["passed"] == 2 and page["total"] == 3

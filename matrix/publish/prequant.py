@@ -16,6 +16,7 @@ import pandas as pd
 
 from matrix import urls
 from matrix.diagnose.signatures import classify_record
+from matrix.measure.readback import PREQUANT_VERSION
 from matrix.measure.records import Record
 from matrix.publish.aggregate import FAILED, version_key
 
@@ -23,15 +24,19 @@ ROOT = "prequantized/"
 SIDES = ("bnb", "transformers", "torch")
 KEY = ["runner", "role", "recipe", "w_bnb", "w_transformers", "w_torch", "r_bnb", "r_transformers", "r_torch"]
 COLUMNS = KEY + ["runner_kind", "gpu", "quant_type", "double_quant", "outcome", "stage", "error_type",
-                 "error_message", "signature", "logits_rel_diff", "weight_rel_diff", "bit_exact", "layout",
-                 "quant_config", "timestamp"]
+                 "error_message", "signature", "logits_rel_diff", "weight_rel_diff", "bit_exact", "exact_layers",
+                 "layout", "quant_config", "timestamp"]
 
 
 def frame(records: Iterable[Record]) -> pd.DataFrame:
-    """One row per pre-quantized record: writer (w_*) and reader (r_*) versions, outcome, diffs, layout."""
+    """One row per pre-quantized record: writer (w_*) and reader (r_*) versions, outcome, diffs, layout. Records
+    of an earlier PREQUANT_VERSION measured with other checks: they stay in results/ as history, not here."""
     rows = []
     for r in records:
+        if r.requested.get("probe_version") != PREQUANT_VERSION:
+            continue
         who, checks = r.saved_with, r.checks
+        compared = checks.get("layers_compared")
         rows.append({
             "runner": str(r.runner.get("slug", "")), "runner_kind": str(r.runner.get("kind", "")),
             "gpu": str(r.runner.get("gpu_name", "") or ""), "role": str(checks.get("role", "read")),
@@ -44,6 +49,7 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
             "signature": (classify_record(r) or "") if r.outcome in FAILED else "",
             "logits_rel_diff": checks.get("logits_rel_diff"), "weight_rel_diff": checks.get("weight_rel_diff"),
             "bit_exact": checks.get("first_layer_bit_exact"),
+            "exact_layers": compared is not None and checks.get("layers_bit_exact") == compared,
             "layout": " ".join(map(str, checks.get("layout") or [])),
             "quant_config": " ".join(map(str, checks.get("quant_config") or [])), "timestamp": r.timestamp})
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -133,7 +139,16 @@ def runner_grid(rows: pd.DataFrame, runner: str) -> dict[str, Any]:
             "grid": grid, "failures": failures, "reads": len(reads), "writes": len(writes),
             "passed": int((reads["outcome"] == "pass").sum()),
             "max_logits_diff": _max(reads["logits_rel_diff"]), "max_weight_diff": _max(reads["weight_rel_diff"]),
-            "bit_exact": int((reads["bit_exact"] == True).sum())}  # noqa: E712 - None stays out
+            "bit_exact": int((reads["bit_exact"] == True).sum()),  # noqa: E712 - None stays out
+            "not_exact": not_exact(reads)}
+
+
+def not_exact(reads: pd.DataFrame) -> list[str]:
+    """'reader bnb X reading bnb Y' for each pair of bitsandbytes lines whose passing loads were not bit-identical
+    to the writer's dequantized weights in every compared layer (within tolerance, but rounded differently)."""
+    ok = reads[(reads["outcome"] == "pass") & ~reads["exact_layers"].astype(bool)]
+    pairs = sorted(set(zip(ok["r_bnb"], ok["w_bnb"])), key=lambda p: (version_key(p[0]), version_key(p[1])))
+    return [f"bnb {r} reading bnb {w}" for r, w in pairs]
 
 
 def layouts(rows: pd.DataFrame) -> list[dict[str, Any]]:
