@@ -139,6 +139,7 @@ def test_grid_names_failures_and_the_measured_way_out():
     assert failure["load"] == prequant.release(*newer)
     assert grid["passed"] == 4 and grid["reads"] == 5
     assert grid["not_exact"] == ["bnb 0.49.2 reading bnb 0.47.0"]  # passed, but rounded differently
+    assert grid["families"] == [["0.47.0", "0.50.2"], ["0.49.2"]]
     pages = dict(prequant.reader_contexts(recs))
     page = pages[prequant.reader_path(*new)]
     assert page["passed"] == 2 and page["total"] == 3

@@ -140,7 +140,25 @@ def runner_grid(rows: pd.DataFrame, runner: str) -> dict[str, Any]:
             "passed": int((reads["outcome"] == "pass").sum()),
             "max_logits_diff": _max(reads["logits_rel_diff"]), "max_weight_diff": _max(reads["weight_rel_diff"]),
             "bit_exact": int((reads["bit_exact"] == True).sum()),  # noqa: E712 - None stays out
-            "not_exact": not_exact(reads)}
+            "not_exact": not_exact(reads), "families": families(reads)}
+
+
+def families(reads: pd.DataFrame) -> list[list[str]]:
+    """The bitsandbytes lines that dequantize each other's saved codes bit-identically (every compared layer of
+    every passing load between them, both ways), as groups in version order: where a group ends, a release changed
+    how it dequantizes (or computes) 4-bit weights on this runner."""
+    ok = reads[reads["outcome"] == "pass"]
+    lines = sorted(set(ok["r_bnb"]) | set(ok["w_bnb"]), key=version_key)
+    exact = {(r, w): bool(g["exact_layers"].astype(bool).all()) for (r, w), g in ok.groupby(["r_bnb", "w_bnb"])}
+    groups: list[list[str]] = []
+    for line in lines:
+        for group in groups:
+            if all(exact.get((line, o), True) and exact.get((o, line), True) for o in group):
+                group.append(line)
+                break
+        else:
+            groups.append([line])
+    return groups
 
 
 def not_exact(reads: pd.DataFrame) -> list[str]:
