@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = sub.add_parser("explain", help="map an error text or pasted traceback to its signature page")
     explain.add_argument("text", nargs="*", help="error text (default: read a whole traceback from stdin)")
-    explain.add_argument("--json", action="store_true", help='print {"slug", "title", "url"}')
+    explain.add_argument("--json", action="store_true",
+                         help='print {"slug", "title", "url", "specific"} ("specific": false for a fallback cause)')
     explain.add_argument("--markdown", action="store_true",
                          help="print a Markdown reply to paste into an issue (cause, fix, link per cause present)")
     explain.set_defaults(func=_explain)
