@@ -23,6 +23,7 @@ from matrix.errors import AxesError
 
 DEFAULT_AXES = Path(__file__).with_name("axes.toml")
 INSTALL_MODES = ("online", "offline", "system")
+RECIPE_KINDS = ("", "prequantized")
 SCHEMA_VERSION = 1
 
 
@@ -63,6 +64,7 @@ class Recipe:
     from_pretrained: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     requires: str = ""  # "gpu" or ""
+    kind: str = ""  # "" = quantize on the fly (the probe); "prequantized" = save 4-bit, load it back (readback)
 
 
 @dataclass(frozen=True)
@@ -273,16 +275,25 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
     for name, t in r.table(data["recipes"], "recipes").items():
         key = f"recipes.{name}"
         t = r.table(t, r.name(name, key))
-        r.keys(t, key, ("title", "description", "bnb_config"), ("claim", "from_pretrained", "env", "requires"))
+        r.keys(t, key, ("title", "description", "bnb_config"),
+               ("claim", "from_pretrained", "env", "requires", "kind"))
         env = r.table(t.get("env", {}), f"{key}.env")
         if not all(isinstance(v, str) for v in env.values()):
             raise r.fail(f"{key}.env", "values must be strings", 'NAME = "value"')
         requires = r.string(t, key, "requires", "")
         if requires not in ("", "gpu"):
             raise r.fail(f"{key}.requires", f"is {requires!r}", '"gpu" or leave it out')
+        kind = r.string(t, key, "kind", "")
+        if kind not in RECIPE_KINDS:
+            raise r.fail(f"{key}.kind", f"is {kind!r}", '"prequantized" or leave it out')
+        config = r.bnb_config(t["bnb_config"], f"{key}.bnb_config")
+        if kind and (config.get("load_in_4bit") is not True or t.get("from_pretrained") or env or requires):
+            raise r.fail(key, "a prequantized recipe saves and reloads a 4-bit checkpoint: it takes load_in_4bit "
+                              "= true and no from_pretrained, env or requires", "bnb_config = { load_in_4bit = true, "
+                              "bnb_4bit_quant_type = \"nf4\" }")
         recipes[name] = Recipe(name, r.string(t, key, "title"), r.string(t, key, "description"),
-                               r.string(t, key, "claim", ""), r.bnb_config(t["bnb_config"], f"{key}.bnb_config"),
-                               r.table(t.get("from_pretrained", {}), f"{key}.from_pretrained"), env, requires)
+                               r.string(t, key, "claim", ""), config,
+                               r.table(t.get("from_pretrained", {}), f"{key}.from_pretrained"), env, requires, kind)
 
     shapes = {}
     for name, t in r.table(data["shapes"], "shapes").items():
@@ -326,9 +337,16 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
             budget_shapes=r.strings(t, key, "budget_shapes", shapes, allow_empty=True))
     if not profiles:
         raise r.fail("profiles", "no profile defined", "at least [profiles.cpu]")
+    for name, profile in profiles.items():  # `nox -s probe` runs one kind, `nox -s readback` the other
+        if len({recipes[n].kind for n in profile.recipes}) > 1:
+            raise r.fail(f"profiles.{name}.recipes", "mixes prequantized recipes with on-the-fly ones",
+                         "only prequantized recipes (for nox -s readback) or none (for nox -s probe)")
     baseline = r.string(data, "(top)", "baseline", "plain")
+    on_the_fly = ", ".join(n for n, rec in recipes.items() if not rec.kind)
     if baseline not in recipes:
-        raise r.fail("baseline", f"names {baseline!r}, which is not a recipe", ", ".join(recipes))
+        raise r.fail("baseline", f"names {baseline!r}, which is not a recipe", on_the_fly)
+    if recipes[baseline].kind:
+        raise r.fail("baseline", f"names {baseline!r}, a prequantized recipe: nothing is compared with it", on_the_fly)
     return Axes(path, builds, recipes, shapes, profiles, baseline)
 
 

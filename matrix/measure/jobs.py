@@ -75,8 +75,10 @@ def fingerprint(axes: Axes, runner_slug: str, torch: str, bnb: str, transformers
                 recipe: str, shape: str, budget: float | None) -> str:
     """What must be equal for a stored record to stand for a job: runner, requested versions, install mode,
     the recipe's and shape's definitions (not just names), the budget and the probe version."""
+    # a recipe's `kind` counts only when set, so adding the key left every on-the-fly fingerprint as it was
+    recipe_def = {k: v for k, v in dataclasses.asdict(axes.recipes[recipe]).items() if k != "kind" or v}
     payload = {"runner": runner_slug, "torch": dataclasses.asdict(axes.torch_builds[torch]), "bnb": bnb,
-               "transformers": transformers, "install": install, "recipe": dataclasses.asdict(axes.recipes[recipe]),
+               "transformers": transformers, "install": install, "recipe": recipe_def,
                "shape": axes.shapes[shape].config, "budget": budget, "probe": PROBE_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class Aggregate:
     effects:  one row per recipe != baseline: counts of each change and median deltas where both passed.
     problems: 'file:line: what' for every line that could not be used (and other data defects).
     releases: the PyPI snapshot `discover` left in the results dir (None when it never ran).
+    prequant: the records of pre-quantized checkpoints (those with `saved_with`), kept out of every frame above:
+              their cell is (writer, reader), aggregated in matrix/publish/prequant.py.
     """
 
     frame: pd.DataFrame
@@ -66,6 +68,7 @@ class Aggregate:
     effects: pd.DataFrame
     problems: tuple[str, ...]
     releases: dict[str, Any] | None = None
+    prequant: tuple[Record, ...] = ()
 
 
 def version_key(text: Any) -> tuple:
@@ -354,6 +357,15 @@ def fix_effects(pairs: pd.DataFrame, baseline: str, recipes: Iterable[str] = ())
     return pd.DataFrame(out, columns=columns)
 
 
+def _divert_prequant(records: Iterable[Record], into: list[Record]) -> Iterator[Record]:
+    """The on-the-fly records; those of pre-quantized checkpoints (with `saved_with`) go to `into` instead."""
+    for record in records:
+        if record.saved_with:
+            into.append(record)
+        else:
+            yield record
+
+
 def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipes: Iterable[str] = (),
               classify: Callable[[Record], str | None] | None = None,
               find_warnings: Callable[[str], list[str]] | None = None,
@@ -370,12 +382,14 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
         baseline = load_axes().baseline
     if use_signatures and classify is None and find_warnings is None:
         classify, find_warnings = _signature_functions()
-    frame, own = tidy(records, classify, find_warnings)
+    prequant: list[Record] = []
+    frame, own = tidy(_divert_prequant(records, prequant), classify, find_warnings)
     latest = latest_with_history(frame[is_result(frame)])
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
                      effects=fix_effects(pairs, baseline, recipes),
-                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases)
+                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases,
+                     prequant=tuple(prequant))
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:

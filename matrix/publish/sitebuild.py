@@ -132,7 +132,8 @@ def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
 
     axes = load_axes(axes_path)
     found, problems = read_records(Path(results_dir), axes.names())
-    agg = aggregate.aggregate(found, problems, axes.recipes, baseline=axes.baseline,
+    on_the_fly = [name for name, recipe in axes.recipes.items() if not recipe.kind]  # prequantized: prequant.py
+    agg = aggregate.aggregate(found, problems, on_the_fly, baseline=axes.baseline,
                               releases=discover.read_snapshot(Path(results_dir)))
     if not quiet:
         for problem in agg.problems:
