@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -357,15 +357,6 @@ def fix_effects(pairs: pd.DataFrame, baseline: str, recipes: Iterable[str] = ())
     return pd.DataFrame(out, columns=columns)
 
 
-def _divert_prequant(records: Iterable[Record], into: list[Record]) -> Iterator[Record]:
-    """The on-the-fly records; those of pre-quantized checkpoints (with `saved_with`) go to `into` instead."""
-    for record in records:
-        if record.saved_with:
-            into.append(record)
-        else:
-            yield record
-
-
 def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipes: Iterable[str] = (),
               classify: Callable[[Record], str | None] | None = None,
               find_warnings: Callable[[str], list[str]] | None = None,
@@ -382,14 +373,14 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
         baseline = load_axes().baseline
     if use_signatures and classify is None and find_warnings is None:
         classify, find_warnings = _signature_functions()
-    prequant: list[Record] = []
-    frame, own = tidy(_divert_prequant(records, prequant), classify, find_warnings)
+    records = list(records)  # pre-quantized records (with `saved_with`) stay out of the frames: prequant.py
+    frame, own = tidy((r for r in records if not r.saved_with), classify, find_warnings)
     latest = latest_with_history(frame[is_result(frame)])
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
                      effects=fix_effects(pairs, baseline, recipes),
                      problems=tuple(str(p) for p in problems) + tuple(own), releases=releases,
-                     prequant=tuple(prequant))
+                     prequant=tuple(r for r in records if r.saved_with))
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:
