@@ -23,6 +23,8 @@ from matrix import urls
 from matrix.measure import records as records_io
 from matrix.diagnose import signatures
 from matrix.measure.records import Record
+from matrix.measure.install import TRANSIENT
+from matrix.measure.schema import KNOWN_KEYS
 
 CELL = ["runner", "torch", "bnb", "transformers"]
 KEY = CELL + ["recipe", "shape", "budget"]
@@ -30,7 +32,7 @@ FAILED = ("fail", "crash", "timeout")
 VERDICTS = ("works", "works-with-fix", "fails", "not-installable", "not-available", "not-measured")
 # A cell whose every install failed this way is not a bitsandbytes failure but a verdict of its own.
 INSTALL_VERDICTS = {"ResolutionImpossible": "not-installable", "NoMatchingDistribution": "not-available"}
-NOT_RESULTS = ("NetworkError",)  # install failures that say nothing about the cell: they never decide a verdict
+NOT_RESULTS = TRANSIENT  # install failures that say nothing about the cell (network, disk, killed): no verdict
 
 # Columns every frame has, in this order; keys found in the records' nested groups follow, sorted.
 BASE_COLUMNS = [
@@ -55,6 +57,8 @@ class Aggregate:
     effects:  one row per recipe != baseline: counts of each change and median deltas where both passed.
     problems: 'file:line: what' for every line that could not be used (and other data defects).
     releases: the PyPI snapshot `discover` left in the results dir (None when it never ran).
+    prequant: the records of pre-quantized checkpoints (those with `saved_with`), kept out of every frame above:
+              their cell is (writer, reader), aggregated in matrix/publish/prequant.py.
     """
 
     frame: pd.DataFrame
@@ -64,6 +68,7 @@ class Aggregate:
     effects: pd.DataFrame
     problems: tuple[str, ...]
     releases: dict[str, Any] | None = None
+    prequant: tuple[Record, ...] = ()
 
 
 def version_key(text: Any) -> tuple:
@@ -134,16 +139,13 @@ def record_row(record: Record, classify: Callable[[Record], str | None] | None =
         "skip_reason": record.skip_reason, "exit_code": record.exit_code, "timestamp": record.timestamp,
         "run_id": record.run_id, "fingerprint": record.fingerprint, "schema": record.schema,
     }
-    for key, value in runner.items():
-        if key != "slug":
-            row[f"runner_{key}"] = _scalar(value)
-    for key, value in req.items():
-        if key not in ("torch", "bnb", "transformers"):
-            row[f"requested_{key}"] = _scalar(value)
-    row.update({f"version_{k}": _scalar(v) for k, v in record.versions.items()})
-    row.update({f"time_{k}_s": v for k, v in record.timings_s.items()})
-    row.update({f"mem_{k}_mib": v for k, v in record.memory_mib.items()})
-    row.update({f"check_{k}": _scalar(v) for k, v in record.checks.items()})
+    _group(row, "runner", runner, "runner_{}", skip=("slug",))
+    _group(row, "requested", req, "requested_{}", skip=("torch", "bnb", "transformers"))
+    _group(row, "versions", record.versions, "version_{}")
+    _group(row, "timings_s", record.timings_s, "time_{}_s")
+    _group(row, "memory_mib", record.memory_mib, "mem_{}_mib")
+    _group(row, "checks", record.checks, "check_{}")
+    _group(row, "saved_with", getattr(record, "saved_with", {}) or {}, "saved_with_{}")
     row["env"] = _scalar(record.env) if record.env else ""
     row["cell_path"] = urls.cell_path(*record.cell_key)
     signature = classify(record) if classify and record.outcome in FAILED else None
@@ -153,6 +155,20 @@ def record_row(record: Record, classify: Callable[[Record], str | None] | None =
     # a digest, not the JSON: it only breaks ties and finds duplicates, and the text was a copy of every record
     row["_order"] = hashlib.sha256(_record_json(record).encode()).hexdigest()
     return row
+
+
+def _group(row: dict[str, Any], name: str, values: dict[str, Any], column: str, skip: tuple[str, ...] = ()) -> None:
+    """A nested group's keys into `row`: a column per key the schema knows (schema.KNOWN_KEYS), every other key
+    in one `<name>_other` column of JSON text, so a record's unknown keys never multiply the frame's columns."""
+    known, other = KNOWN_KEYS[name], {}
+    for key, value in values.items():
+        if key in known:
+            if key not in skip:
+                row[column.format(key)] = _scalar(value)
+        else:
+            other[key] = value
+    if other:
+        row[f"{name}_other"] = _scalar(other)
 
 
 def _columns(rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -244,7 +260,7 @@ def _text(value: Any) -> str:
 
 
 def is_result(frame: pd.DataFrame) -> pd.Series:
-    """Which records are results: all but install failures of NOT_RESULTS kinds (the network was down)."""
+    """Which records are results: all but install failures of NOT_RESULTS kinds (network, download, disk, killed)."""
     return ~((frame["stage"] == "install") & frame["error_type"].isin(NOT_RESULTS))
 
 
@@ -357,12 +373,14 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
         baseline = load_axes().baseline
     if use_signatures and classify is None and find_warnings is None:
         classify, find_warnings = _signature_functions()
-    frame, own = tidy(records, classify, find_warnings)
+    records = list(records)  # pre-quantized records (with `saved_with`) stay out of the frames: prequant.py
+    frame, own = tidy((r for r in records if not r.saved_with), classify, find_warnings)
     latest = latest_with_history(frame[is_result(frame)])
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
                      effects=fix_effects(pairs, baseline, recipes),
-                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases)
+                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases,
+                     prequant=tuple(r for r in records if r.saved_with))
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:

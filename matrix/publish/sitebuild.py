@@ -14,21 +14,20 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from matrix.publish import aggregate, pages, render, safeio
 from matrix.measure import discover
-from matrix.errors import ResultsError, UserError
-from matrix.measure.records import Record, RecordProblem, iter_file
+from matrix.errors import UserError
+from matrix.measure.records import Record, RecordProblem, one_identity, read_located
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_CONFIG = ROOT / "mkdocs.yml"
 GENERATED = ROOT / "site" / "generated"
 SERVE_HOOK = ROOT / "site" / "serve_hook.py"
 OVERRIDES = ROOT / "site" / "overrides"  # theme.custom_dir: mkdocs reads it relative to the config that names it
-_SITE_MARKERS = ("sitemap.xml", "404.html", "index.html", "search")
 
 
 @dataclass(frozen=True)
@@ -59,11 +58,7 @@ def check_out_dir(out_dir: Path) -> Path:
     if out == ROOT or out in ROOT.parents:
         raise UserError(str(out_dir), "is the repository or one of its parents; mkdocs empties its output folder",
                         "pass --out public/ or another folder of its own")
-    if out.exists() and not out.is_dir():
-        raise UserError(str(out_dir), "exists and is not a folder", "pass --out pointing at a folder")
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in _SITE_MARKERS):
-        raise UserError(str(out_dir), "is not empty and does not hold a previous site build; mkdocs would delete "
-                        "its files", "pass an empty or new folder, or the folder of an earlier build")
+    safeio.check_out(out)  # absent, empty, or marked by an earlier build: nothing else is replaced
     try:
         out.mkdir(parents=True, exist_ok=True)
         if not os.access(out.parent, os.W_OK | os.X_OK):
@@ -118,42 +113,14 @@ def run_mkdocs(config: Path, out_dir: Path, strict: bool = True) -> None:
                         f"run `{' '.join(command)}` to see the full output")
 
 
-def read_records(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
-    """Every record below `results_dir` and the problems found. A results folder that is missing or cannot be
-    listed raises ResultsError (one line); a file or sub-folder that cannot be read is a problem naming its path
+def read_records(results_dir: Path, preferred: Iterable[str] = ()) -> tuple[list[Record], list[RecordProblem]]:
+    """Every record below `results_dir` and the problems found, one spelling per page (`preferred`: the axes'
+    names win a clash, records.one_identity). A results folder that is missing or cannot be listed and searched
+    raises ResultsError (one line); a file or sub-folder that cannot be read is a problem naming its path
     (skipped, the build goes on), as a malformed line is."""
-    if not results_dir.is_dir():
-        raise ResultsError(str(results_dir), "results directory does not exist",
-                           "pass --results DIR pointing at a folder of *.jsonl files, or run a probe first")
-    try:
-        with os.scandir(results_dir) as entries:
-            next(entries, None)
-    except OSError as exc:
-        raise ResultsError(str(results_dir), f"results directory cannot be read ({exc.strerror or exc})",
-                           "give this user read and search permission on it (chmod u+rx), or pass --results DIR"
-                           ) from None
     problems: list[RecordProblem] = []
-
-    def unreadable_dir(exc: OSError) -> None:
-        problems.append(RecordProblem(str(exc.filename), f"folder cannot be read ({exc.strerror}); skipped"))
-
-    paths = []
-    for folder, subfolders, names in os.walk(results_dir, onerror=unreadable_dir):
-        subfolders.sort()
-        paths += [Path(folder) / name for name in names if name.endswith(".jsonl")]
-    found: list[Record] = []
-    for path in sorted(p for p in paths if p.is_file()):
-        try:
-            items = list(iter_file(path))
-        except OSError as exc:
-            problems.append(RecordProblem(str(path), f"cannot be read ({exc.strerror or exc}); skipped"))
-            continue
-        for item in items:
-            if isinstance(item, RecordProblem):
-                problems.append(item)
-            else:
-                found.append(item)
-    return found, problems
+    found, clashes = one_identity(read_located(results_dir, problems), preferred)
+    return found, problems + clashes
 
 
 def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
@@ -164,8 +131,9 @@ def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
     from matrix.measure.axes import load_axes
 
     axes = load_axes(axes_path)
-    found, problems = read_records(Path(results_dir))
-    agg = aggregate.aggregate(found, problems, axes.recipes, baseline=axes.baseline,
+    found, problems = read_records(Path(results_dir), axes.names())
+    on_the_fly = [name for name, recipe in axes.recipes.items() if not recipe.kind]  # prequantized: prequant.py
+    agg = aggregate.aggregate(found, problems, on_the_fly, baseline=axes.baseline,
                               releases=discover.read_snapshot(Path(results_dir)))
     if not quiet:
         for problem in agg.problems:
@@ -200,8 +168,9 @@ def build_site(results_dir: Path, out_dir: Path, strict: bool = True, work_dir: 
     out = check_out_dir(Path(out_dir))
     with safeio.sigterm_as_interrupt(), _work_dir(work_dir) as work:
         docs = work / "docs"
-        agg, written = generate(Path(results_dir), docs, axes_path, quiet)
-        config = write_config(work, docs)
+        with safeio.naming(work, "the pages"):  # a full disk names the folder, not stdout
+            agg, written = generate(Path(results_dir), docs, axes_path, quiet)
+            config = write_config(work, docs)
         # mkdocs builds beside `out` (same filesystem, so the swap is one rename) and never inside it
         with safeio.private_dir(out.parent, f".{out.name}.building-") as fresh:
             run_mkdocs(config, fresh / "site", strict=strict)
@@ -221,8 +190,8 @@ def check_port(dev_addr: str) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # on Linux still refused while one listens
         try:
             probe.bind((host.strip("[]"), int(port)))
-        except OSError as exc:
-            raise UserError(dev_addr, f"cannot serve there ({exc.strerror or exc})",
+        except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
+            raise UserError(dev_addr, f"cannot serve there ({getattr(exc, 'strerror', None) or exc})",
                             "stop what holds that port, or pass --dev-addr 127.0.0.1:8001") from None
 
 
