@@ -45,7 +45,7 @@ def _check(args: argparse.Namespace) -> int:
     from matrix.check.run import run_check
 
     flags = {k: getattr(args, k) or "" for k in ("gpu", "torch", "bnb", "transformers", "os", "machine", "glibc",
-                                                  "driver")}
+                                                  "driver", "cuda_runtime")}
     given = any(flags.values()) or args.env
     text = ""
     if not given:  # no flags: the setup is a paste on stdin
@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--machine", help="x86_64 or aarch64 (default: x86_64)")
     check.add_argument("--glibc", help="the C library version (ldd --version), like 2.31")
     check.add_argument("--driver", help="the NVIDIA driver version (nvidia-smi), like 550.54.15")
+    check.add_argument("--cuda-runtime", help="the CUDA runtime on the system, like 12.2 (bitsandbytes 0.39-0.40 "
+                       "pick their library by it, not by torch)")
     check.add_argument("--env", action="append", metavar="NAME=VALUE", help="an environment setting, like "
                        "BNB_CUDA_VERSION=124 (repeatable)")
     check.add_argument("--json", action="store_true", help='print the answer as JSON (key "verdict")')

@@ -222,3 +222,14 @@ def test_plain_torch_on_windows_says_pypi_is_cpu_only(facts):
     v = ask(facts, gpu="RTX 4090", torch="2.6.0", bnb="0.45.5", os="windows")
     assert v.verdict == "unknown" and "CPU-only" in v.facts[-1]
     assert ask(facts, gpu="RTX 4090", torch="2.6.0+cu124", bnb="0.45.5", os="windows").verdict == "works"
+
+
+def test_releases_that_pick_by_the_system_cuda_runtime(facts):
+    """0.39-0.40 load the library of the CUDA runtime found on the system: unknown without it, answered with it."""
+    assert ask(facts, gpu="V100", torch="2.3.1", bnb="0.39.1").verdict == "unknown"
+    s = read_paste("CUDA SETUP: CUDA runtime path found: /usr/local/cuda/lib64/libcudart.so\n"
+                   "CUDA SETUP: Highest compute capability among GPUs detected: 7.0\n"
+                   "CUDA SETUP: Detected CUDA version 122\ntorch==2.3.1\nbitsandbytes==0.39.1\n")
+    assert (s.cuda_runtime, s.compute_capability) == ("12.2", "7.0")
+    v = check(s, facts)
+    assert v.verdict == "fails" and "the system's CUDA runtime 12.2" in " ".join(v.facts)

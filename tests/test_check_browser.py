@@ -71,6 +71,8 @@ SETUPS = [
     {"gpu": "Jetson Orin Nano", "bnb": "0.42.0"},
     {"gpu": "GTX 1080 Ti", "bnb": "0.39.1"},
     {"gpu": "NVIDIA A100-SXM4-80GB", "torch": "2.3.1", "bnb": "0.43.1", "driver": "470.82.01"},
+    {"gpu": "V100", "torch": "2.3.1", "bnb": "0.39.1", "cuda_runtime": "12.2"},
+    {"gpu": "A100", "torch": "2.3.1", "bnb": "0.40.2", "cuda_runtime": "11.8"},
 ]
 
 

@@ -146,12 +146,13 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
         chain.append(f"driver {setup.driver} is below {floor}, the lowest for torch's CUDA {ctx['cuda']}")
         return done("fails")
     override = setup.env_value("BNB_CUDA_VERSION")
-    stem, note = library_stem(entry, ctx["cuda"], arch, override)
+    stem, note = library_stem(entry, ctx["cuda"], arch, override, ctx.get("cuda_runtime", ""))
     if stem is None:
         chain.append(note)
         return out
     out["library"] = stem
-    chain.append(f"bitsandbytes {bnb} loads {stem} (torch's CUDA {ctx['cuda']}{'; ' + note if note else ''})")
+    how = note if note.startswith("the system's") else f"torch's CUDA {ctx['cuda']}{'; ' + note if note else ''}"
+    chain.append(f"bitsandbytes {bnb} loads {stem} ({how})")
     lib = entry["libs"].get(stem)
     if lib is None:
         missing = entry["rule"].get("missing")
@@ -161,7 +162,7 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
                       "the CUDA setup fails at import" if missing in ("setup-failed", "import-error") else
                       "the first native call fails"))
         if override:
-            plain, _ = library_stem(entry, ctx["cuda"], arch, "")
+            plain, _ = library_stem(entry, ctx["cuda"], arch, "", ctx.get("cuda_runtime", ""))
             good = plain in entry["libs"] and entry["libs"][plain][2][facts["archs"].index(arch)] in "LJ"
             return done("works-with-fix", fix="unset BNB_CUDA_VERSION") if good else done("fails")
         alt = _override_fix(entry, ctx["cuda"], arch, facts) if entry["rule"].get("override") != "none found" else ""

@@ -49,6 +49,8 @@ PATTERNS: dict[str, list[str]] = {
     "driver": [r"^driver:[ \t]*(\d+(?:\.\d+)*)", r"Driver Version:[ \t]*(\d+(?:\.\d+)*)",
                r"Nvidia driver version:[ \t]*(\d+(?:\.\d+)*)"],
     "env": [r"(BNB_CUDA_VERSION=\d{3,})"],
+    "cuda_runtime": [r"^cuda_runtime:[ \t]*(\d+\.\d+)", r"CUDA SETUP: Detected CUDA version (\d{3,})",
+                     r"CUDA runtime path found: \S*?cuda-(\d+\.\d+)/"],
 }
 OS_WORDS = {"linux": "linux", "windows": "windows", "win_amd64": "windows", ".dll": "windows"}
 
@@ -97,7 +99,8 @@ def read_paste(text: str) -> Setup:
                  glibc=got["glibc"], driver=got["driver"], env=env,  # type: ignore[arg-type]
                  torch_cuda=_cuda(got["torch_cuda"]) if got["torch_cuda"] else "",
                  torch_archs=tuple(got["torch_archs"].split()), compute_capability=_cc(got["compute_capability"])
-                 if got["compute_capability"] else "")
+                 if got["compute_capability"] else "", cuda_runtime=_cuda(got["cuda_runtime"]) if got["cuda_runtime"]
+                 else "")
 
 
 def looks_like_paste(text: str) -> bool:

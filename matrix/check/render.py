@@ -11,7 +11,7 @@ from matrix.check.engine import Verdict
 WORDS = {"works": "works", "works-with-fix": "works with a fix", "fails": "fails", "unknown": "unknown"}
 SOURCES = {"measured": "measured", "predicted": "predicted from the binaries", "reported": "reported in an issue",
            "none": "no source"}
-LINK_KEYS = ("gpu", "torch", "bnb", "transformers", "os", "machine", "glibc", "driver")
+LINK_KEYS = ("gpu", "torch", "bnb", "transformers", "os", "machine", "glibc", "driver", "cuda_runtime")
 
 
 def page_link(verdict: Verdict) -> str:

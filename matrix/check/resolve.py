@@ -53,7 +53,8 @@ def resolve(setup: Setup, facts: dict[str, Any]) -> tuple[dict[str, Any], list[s
     assumed: list[str] = list(setup.assumed)
     notes: list[str] = []
     ctx: dict[str, Any] = {"gpu": "", "arch": "", "jetson": False, "platform": "", "torch": "", "cuda": "",
-                           "torch_archs": None, "bnb": setup.bnb, "transformers": setup.transformers}
+                           "torch_archs": None, "bnb": setup.bnb, "transformers": setup.transformers,
+                           "cuda_runtime": setup.cuda_runtime}
     if setup.gpu or setup.compute_capability:
         hit = find_gpu(setup.gpu, facts) if setup.gpu else None
         cc_arch = arch_of(setup.compute_capability) if setup.compute_capability else None
@@ -136,17 +137,21 @@ def driver_below(driver: str, floor: str) -> bool:
     return have[: len(need)] < need
 
 
-def library_stem(entry: dict[str, Any], cuda: str, arch: str, override: str) -> tuple[str | None, str]:
-    """(library stem, note) the release loads (`matrix.predict.loader_rules.library_name`); None: not known."""
+def library_stem(entry: dict[str, Any], cuda: str, arch: str, override: str, system: str = ""
+                 ) -> tuple[str | None, str]:
+    """(library stem, note) the release loads (`matrix.predict.loader_rules.library_name`); None: not known.
+    `system`: the CUDA runtime on the system, which releases 0.39-0.40 pick by instead of torch's."""
     rule = entry["rule"]
     if rule.get("template") == "unknown" or rule.get("version_from") == "unknown":
         return None, "the release's loader rule could not be read from its source"
-    if rule.get("version_from") == "system libcudart":
+    note = ""
+    if rule.get("version_from") == "system libcudart" and system:
+        cuda, note = system, f"the system's CUDA runtime {system}, not torch's"
+    elif rule.get("version_from") == "system libcudart":
         return None, ("this release picks its library by the CUDA runtime (libcudart.so) it finds on the system, "
-                      "not by torch: which one is not known from here")
+                      "not by torch: which one is not known from here (--cuda-runtime, or paste its output)")
     want = tuple(int(x) for x in cuda.split(".")[:2])
     have = {tuple(int(x) for x in v.split(".")[:2]) for v in entry["shipped"]}
-    note = ""
     if rule.get("selection") == "nearest-same-major" and not override and want not in have:
         lower = [v for v in have if v[0] == want[0] and v < want]
         higher = [v for v in have if v[0] == want[0] and v > want]

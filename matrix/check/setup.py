@@ -33,6 +33,7 @@ class Setup:
     torch_cuda: str = ""  # from a paste: torch.version.cuda
     torch_archs: tuple[str, ...] = ()  # from a doctor paste: torch.cuda.get_arch_list()
     compute_capability: str = ""  # from a paste: "8.6"
+    cuda_runtime: str = ""  # the CUDA runtime on the system (what bitsandbytes 0.39-0.40 pick their library by)
     assumed: tuple[str, ...] = field(default=(), compare=False)
 
     def env_value(self, name: str) -> str:
@@ -42,7 +43,7 @@ class Setup:
         """The fields that were given, for JSON and the page's link."""
         out: dict[str, Any] = {}
         for key in ("gpu", "torch", "bnb", "transformers", "os", "machine", "glibc", "driver", "torch_cuda",
-                    "compute_capability"):
+                    "compute_capability", "cuda_runtime"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         if self.env:
@@ -84,7 +85,8 @@ def _version(flag: str, value: str) -> str:
 
 
 def from_flags(gpu: str = "", torch: str = "", bnb: str = "", transformers: str = "", os: str = "",
-               machine: str = "", glibc: str = "", driver: str = "", env: list[str] | None = None) -> Setup:
+               machine: str = "", glibc: str = "", driver: str = "", env: list[str] | None = None,
+               cuda_runtime: str = "") -> Setup:
     """A Setup from command-line flags, checked: a bad value is a UserError with the mending hint."""
     os_, machine_ = os.strip().lower(), machine.strip().lower()
     if os_ and os_ not in OSES:
@@ -92,21 +94,22 @@ def from_flags(gpu: str = "", torch: str = "", bnb: str = "", transformers: str 
     machine_ = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(machine_, machine_)
     if machine_ and machine_ not in MACHINES:
         raise UserError(f"--machine {machine}", "unknown machine", "use x86_64 or aarch64")
-    for flag, value in (("glibc", glibc), ("driver", driver)):
+    for flag, value in (("glibc", glibc), ("driver", driver), ("cuda-runtime", cuda_runtime)):
         if value and not re.fullmatch(r"\d+(\.\d+){0,3}", value.strip()):
             raise UserError(f"--{flag} {value}", "not a version", f"write it like --{flag} " +
-                            ("2.31" if flag == "glibc" else "550.54.15"))
+                            {"glibc": "2.31", "driver": "550.54.15"}.get(flag, "12.2"))
     if torch.strip() and not re.match(r"^\d+\.\d+", torch.strip()):
         raise UserError(f"--torch {torch}", "not a torch version", "write it like --torch 2.6.0 or 2.6.0+cu124")
     return Setup(gpu=gpu.strip(), torch=torch.strip(), bnb=_version("bnb", bnb),
                  transformers=_version("transformers", transformers), os=os_, machine=machine_,
-                 glibc=glibc.strip(), driver=driver.strip(), env=parse_env(env))
+                 glibc=glibc.strip(), driver=driver.strip(), env=parse_env(env), cuda_runtime=cuda_runtime.strip())
 
 
 def merge(base: Setup, over: Setup) -> Setup:
     """`over`'s given fields on top of `base` (flags on top of a paste)."""
-    changes = {k: getattr(over, k) for k in ("gpu", "torch", "bnb", "transformers", "os", "machine", "glibc",
-                                             "driver", "torch_cuda", "torch_archs", "compute_capability")
+    keys = ("gpu", "torch", "bnb", "transformers", "os", "machine", "glibc", "driver", "torch_cuda", "torch_archs",
+            "compute_capability", "cuda_runtime")
+    changes = {k: getattr(over, k) for k in keys
                if getattr(over, k)}
     env = dict(base.env) | dict(over.env)
     return replace(base, **changes, env=tuple(env.items()), assumed=base.assumed + over.assumed)

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   var F = window.BNB_CHECK_FACTS;
-  var FIELDS = ["gpu", "torch", "bnb", "transformers", "os", "machine", "glibc", "driver", "env"];
+  var FIELDS = ["gpu", "torch", "bnb", "transformers", "os", "machine", "glibc", "driver", "cuda_runtime", "env"];
   var WORDS = {"works": "works", "works-with-fix": "works with a fix", "fails": "fails", "unknown": "unknown"};
   var SOURCES = {"measured": "measured", "predicted": "predicted from the binaries",
                  "reported": "reported in an issue", "none": "no source"};
@@ -71,7 +71,7 @@
   function resolve(setup) {
     var assumed = [], notes = [];
     var ctx = {gpu: "", arch: "", jetson: false, platform: "", torch: "", cuda: "", torch_archs: null,
-               bnb: setup.bnb || "", transformers: setup.transformers || ""};
+               bnb: setup.bnb || "", transformers: setup.transformers || "", cuda_runtime: setup.cuda_runtime || ""};
     if (setup.gpu || setup.compute_capability) {
       var hit = setup.gpu ? findGpu(setup.gpu) : null, cc = setup.compute_capability ? archOf(setup.compute_capability) : null;
       if (hit) { ctx.gpu = hit[0]; ctx.arch = cc || hit[1]; ctx.jetson = !!hit[2]; }
@@ -139,12 +139,13 @@
     return false;
   }
   function tupleCmp(a, b) { return a[0] - b[0] || a[1] - b[1]; }
-  function libraryStem(entry, cuda, arch, override) {
+  function libraryStem(entry, cuda, arch, override, system) {
     var rule = entry.rule;
     if (rule.template === "unknown" || rule.version_from === "unknown") return [null, "the release's loader rule could not be read from its source"];
-    if (rule.version_from === "system libcudart") return [null, "this release picks its library by the CUDA runtime (libcudart.so) it finds on the system, not by torch: which one is not known from here"];
-    var want = cuda.split(".").slice(0, 2).map(Number), have = entry.shipped.map(function (v) { return v.split(".").slice(0, 2).map(Number); });
     var note = "";
+    if (rule.version_from === "system libcudart" && system) { cuda = system; note = "the system's CUDA runtime " + system + ", not torch's"; }
+    else if (rule.version_from === "system libcudart") return [null, "this release picks its library by the CUDA runtime (libcudart.so) it finds on the system, not by torch: which one is not known from here (--cuda-runtime, or paste its output)"];
+    var want = cuda.split(".").slice(0, 2).map(Number), have = entry.shipped.map(function (v) { return v.split(".").slice(0, 2).map(Number); });
     var hasWant = have.some(function (v) { return tupleCmp(v, want) === 0; });
     if (rule.selection === "nearest-same-major" && !override && !hasWant) {
       var lower = have.filter(function (v) { return v[0] === want[0] && tupleCmp(v, want) < 0; }).sort(tupleCmp);
@@ -217,17 +218,18 @@
     if (support === "no") { chain.push("CUDA work fails before bitsandbytes runs: torch has no kernel for " + arch); return done("fails"); }
     var floor = driverFloor(ctx.cuda, platform, false);
     if (setup.driver && floor && driverBelow(setup.driver, floor)) { chain.push("driver " + setup.driver + " is below " + floor + ", the lowest for torch's CUDA " + ctx.cuda); return done("fails"); }
-    var override = envValue(setup, "BNB_CUDA_VERSION"), named = libraryStem(entry, ctx.cuda, arch, override), stem = named[0], note = named[1];
+    var override = envValue(setup, "BNB_CUDA_VERSION"), named = libraryStem(entry, ctx.cuda, arch, override, ctx.cuda_runtime), stem = named[0], note = named[1];
     if (stem === null) { chain.push(note); return out; }
     out.library = stem;
-    chain.push("bitsandbytes " + bnb + " loads " + stem + " (torch's CUDA " + ctx.cuda + (note ? "; " + note : "") + ")");
+    var how = note.indexOf("the system's") === 0 ? note : "torch's CUDA " + ctx.cuda + (note ? "; " + note : "");
+    chain.push("bitsandbytes " + bnb + " loads " + stem + " (" + how + ")");
     var lib = entry.libs[stem];
     if (!lib) {
       var missing = entry.rule.missing;
       chain.push("the " + platform + " wheel does not ship " + stem + " (its CUDA libraries: " + (entry.shipped.join(", ") || "none") + "): " +
                  (missing === "cpu-fallback" ? "it falls back to the CPU library and GPU 4-bit fails" : missing === "setup-failed" || missing === "import-error" ? "the CUDA setup fails at import" : "the first native call fails"));
       if (override) {
-        var plain = libraryStem(entry, ctx.cuda, arch, "")[0];
+        var plain = libraryStem(entry, ctx.cuda, arch, "", ctx.cuda_runtime)[0];
         var good = plain && entry.libs[plain] && "LJ".indexOf(entry.libs[plain][2][F.archs.indexOf(arch)]) >= 0;
         return good ? done("works-with-fix", "predicted", "unset BNB_CUDA_VERSION") : done("fails");
       }
@@ -382,6 +384,7 @@
     var g = {};
     Object.keys(F.patterns).forEach(function (f) { g[f] = first(f, text); });
     var s = {gpu: g.gpu, torch: g.torch, bnb: g.bnb, transformers: g.transformers, glibc: g.glibc, driver: g.driver, env: {}};
+    if (g.cuda_runtime) s.cuda_runtime = g.cuda_runtime.indexOf(".") >= 0 ? g.cuda_runtime : g.cuda_runtime.slice(0, -1) + "." + g.cuda_runtime.slice(-1);
     if (g.os) {
       var low = g.os.toLowerCase();
       s.os = low === "windows" || low === "win_amd64" || low === ".dll" || /^[a-z]:\\$/.test(low) ? "windows" : "linux";
