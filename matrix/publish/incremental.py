@@ -18,6 +18,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import multiprocessing
 import os
 import pickle
 from pathlib import Path
@@ -72,88 +73,122 @@ def _write_cached(path: Path, value: Any) -> None:
         os.replace(temp, path)
 
 
+def _read(path: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]] | str:
+    """One results file's rows (`aggregate.raw_frame`) and bad lines, or why it cannot be read."""
+    classify, find_warnings = _WORK.setdefault("signatures", aggregate._signature_functions())
+    found: list[records_io.Record] = []
+    bad: list[tuple[str, str]] = []
+    try:
+        for item in records_io.iter_file(path, _WORK.setdefault("shared", {})):
+            if isinstance(item, RecordProblem):
+                bad.append((item.where, item.what))
+            else:
+                found.append(item)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc}); skipped"
+    return aggregate.raw_frame(found, classify, find_warnings), bad
+
+
+def _pool_map(function: Any, jobs: list[Any]) -> list[Any]:
+    """`function` over `jobs` in forked worker processes, one per usable CPU (serial for one job or one CPU)."""
+    workers = min(_cpus(), len(jobs))
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(job) for job in jobs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(function, jobs, chunksize=1)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def load(paths: list[Path], problems: list[RecordProblem]) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The tidy frame of every record in `paths` (`aggregate.finish`, with a `_source` column: the index of the
-    file in `paths`), its own problems (duplicates, timestamps) and each file's cache key. Unreadable files and bad
-    lines are appended to `problems`. Counts of files read and reused go to STATS."""
+    file in `paths`), its own problems (duplicates, timestamps) and each file's cache key ('' when unreadable).
+    Files not in the cache are read in parallel. Bad lines and unreadable files are appended to `problems`.
+    Counts of files read and reused go to STATS."""
     code = _code_hash(_READER_CODE)
-    classify, find_warnings = aggregate._signature_functions()
-    shared: dict[str, str] = {}
-    frames, keys = [], []
-    STATS.update(read=0, cached=0)
-    for index, path in enumerate(paths):
+    keys: list[str] = []
+    for path in paths:
         try:
-            key = file_key(path, code)
+            keys.append(file_key(path, code))
         except OSError as exc:
             problems.append(RecordProblem(str(path), f"cannot be read ({exc.strerror or exc}); skipped"))
             keys.append("")
+    got = {i: _read_cached(cache_dir() / "rows" / f"{key}.pickle") for i, key in enumerate(keys) if key}
+    todo = [i for i, value in got.items() if value is None]
+    STATS.update(read=len(todo), cached=len(got) - len(todo))
+    for i, value in zip(todo, _pool_map(_read, [paths[i] for i in todo])):
+        if isinstance(value, str):
+            problems.append(RecordProblem(str(paths[i]), value))
+            keys[i] = ""
             continue
-        cached = _read_cached(cache_dir() / "rows" / f"{key}.pickle")
-        if cached is None:
-            found: list[records_io.Record] = []
-            bad: list[RecordProblem] = []
-            try:
-                for item in records_io.iter_file(path, shared):
-                    (bad if isinstance(item, RecordProblem) else found).append(item)  # type: ignore[arg-type]
-            except OSError as exc:
-                problems.append(RecordProblem(str(path), f"cannot be read ({exc.strerror or exc}); skipped"))
-                keys.append("")
-                continue
-            cached = (aggregate.raw_frame(found, classify, find_warnings), [(b.where, b.what) for b in bad])
-            _write_cached(cache_dir() / "rows" / f"{key}.pickle", cached)
-            STATS["read"] += 1
-        else:
-            STATS["cached"] += 1
-        frame, bad_lines = cached
+        got[i] = value
+        _write_cached(cache_dir() / "rows" / f"{keys[i]}.pickle", value)
+    frames = []
+    for i, key in enumerate(keys):
+        if not key:
+            continue
+        frame, bad_lines = got[i]
         problems.extend(RecordProblem(where, what) for where, what in bad_lines)
         if len(frame):
-            frames.append(frame.assign(_source=index))
-        keys.append(key)
+            frames.append(frame.assign(_source=i))
     whole = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     frame, own = aggregate.finish(whole)
     return frame, own, keys
 
 
 STATS: dict[str, int] = {"read": 0, "cached": 0}
+_WORK: dict[str, Any] = {}  # per process: the signature memo, shared strings; the exports' frame for forked workers
 
 
-def write_exports(frame: pd.DataFrame, sources: pd.Series, keys: list[str], data_dir: Path) -> dict[str, int]:
+def _members(positions: list[int]) -> tuple[bytes, bytes]:
+    """The gzip members (CSV rows, JSON rows) of the published rows at `positions`."""
+    rows = _WORK["published"].iloc[positions]
+    csv = io.BytesIO()
+    rows.to_csv(csv, index=False, header=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
+    return _gz(csv.getvalue()), _gz(exports.json_lines(rows))
+
+
+def write_exports(frame: pd.DataFrame, sources: pd.Series | None, keys: list[str], data_dir: Path) -> dict[str, int]:
     """data/results.csv.gz and data/results.json.gz: a gzip member per results file, taken from the cache when
-    that file's rows and the columns are unchanged. Returns counts of members made and reused."""
+    that file's rows and the columns are unchanged, else made (in parallel). Returns counts made and reused."""
     published = exports.export_frame(frame)
     columns = list(published.columns)
     code = hashlib.sha256((_code_hash(_EXPORT_CODE) + "|".join(columns)).encode()).hexdigest()[:16]
     header = published.iloc[:0].to_csv(index=False, lineterminator="\n").encode()
+    by_source: dict[int, list[int]] = {}
+    for position, source in enumerate([] if sources is None else sources.tolist()):
+        by_source.setdefault(int(source), []).append(position)
+    members: dict[int, Any] = {}
+    for index, positions in by_source.items():
+        member_key = hashlib.sha256(f"{keys[index]}|{code}|{len(positions)}".encode()).hexdigest()[:32]
+        members[index] = (member_key, _read_cached(cache_dir() / "exports" / f"{member_key}.pickle")
+                          if keys[index] else None)
+    todo = [i for i, (_, cached) in members.items() if cached is None]
+    _WORK["published"] = published
+    try:
+        made = _pool_map(_members, [by_source[i] for i in todo])
+    finally:
+        _WORK.pop("published", None)
+    for index, value in zip(todo, made):
+        members[index] = (members[index][0], value)
+        if keys[index]:
+            _write_cached(cache_dir() / "exports" / f"{members[index][0]}.pickle", value)
     parts: dict[str, list[bytes]] = {"csv": [_gz(header)], "json": [_gz(b"[")]}
-    counts = {"made": 0, "reused": 0}
-    first = True
-    positions = pd.Series(range(len(sources)), index=sources.to_numpy()).groupby(level=0).agg(list) \
-        if len(sources) else pd.Series(dtype=object)
-    for index, key in enumerate(keys):
-        if index not in positions.index:
-            continue
-        rows = published.iloc[positions[index]]
-        member_key = hashlib.sha256(f"{key}|{code}|{len(rows)}".encode()).hexdigest()[:32]
-        cached = _read_cached(cache_dir() / "exports" / f"{member_key}.pickle") if key else None
-        if cached is None:
-            csv = io.BytesIO()
-            rows.to_csv(csv, index=False, header=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
-            json_text = exports.json_lines(rows)
-            cached = (_gz(csv.getvalue()), _gz(json_text))
-            if key:
-                _write_cached(cache_dir() / "exports" / f"{member_key}.pickle", cached)
-            counts["made"] += 1
-        else:
-            counts["reused"] += 1
-        parts["csv"].append(cached[0])
-        parts["json"] += [_gz(b"\n" if first else b",\n"), cached[1]]
-        first = False
+    for n, index in enumerate(sorted(members)):
+        csv_member, json_member = members[index][1]
+        parts["csv"].append(csv_member)
+        parts["json"] += [_gz(b",\n" if n else b"\n"), json_member]
     parts["json"].append(_gz(b"\n]\n"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name, members in (("results.csv.gz", parts["csv"]), ("results.json.gz", parts["json"])):
+    for name, chunks in (("results.csv.gz", parts["csv"]), ("results.json.gz", parts["json"])):
         with open(data_dir / name, "wb") as handle:
-            handle.writelines(members)
-    return counts
+            handle.writelines(chunks)
+    return {"made": len(todo), "reused": len(members) - len(todo)}
 
 
 def _gz(data: bytes) -> bytes:
