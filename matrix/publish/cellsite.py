@@ -26,13 +26,16 @@ import numpy as np
 import pandas as pd
 
 from matrix import urls
-from matrix.publish import badge, charts, direct, pages
+from markupsafe import Markup, escape
+
+from matrix.publish import badge, charts, direct, pages, render
 from matrix.publish.aggregate import CELL, FAILED
-from matrix.publish.render import VERDICT_LABELS
+from matrix.publish.render import VERDICT_LABELS  # noqa: F401 - also render.VERDICT_LABELS
 
 MANIFEST = ".bnb-matrix/cells.json"
 CELL_FILES = ("index.html", "history.js", "badge.svg", "badge.json", *pages.CELL_CHARTS)
 HISTORY = ["timestamp", "run_id", "recipe", "shape", "budget", "outcome"]  # history.js columns
+# the Results table's, the failures' and the charts' (charts.CELL_COLUMNS) columns
 ROW_COLUMNS = ["recipe", "shape", "budget", "budget_gib", "outcome", "flaky", "time_load_s", "time_forward_s",
                "mem_gpu_load_peak_mib", "mem_gpu_forward_peak_mib", "mem_cpu_peak_rss_mib", "mem_footprint_mib",
                "check_rel_error", "check_placement", "signature", "skip_reason", "warnings", "last_seen", "stage",
@@ -47,6 +50,7 @@ def _hash_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     if frame.empty:
         return pd.Series(dtype="uint64")
     cols = [c for c in columns if c in frame]
+    # as text: a column's dtype can change when a file adds rows (float NaN in one file, None in another)
     hashed = pd.util.hash_pandas_object(frame[cols].astype(str), index=False).to_numpy(dtype="uint64")
     codes = frame.groupby(CELL, sort=False).ngroup().to_numpy()
     acc = np.zeros(codes.max() + 1, dtype="uint64")
@@ -83,7 +87,8 @@ class Cells:
         code = hashlib.sha256(b"".join(p.read_bytes() for p in _CODE)
                               + (site.site_dir / "templates" / "cell.html.j2").read_bytes()
                               + shell.head.encode() + shell.tail.encode()).hexdigest()
-        row_hash = _hash_rows(frame, list(frame.columns))
+        row_hash = _hash_rows(frame, list(dict.fromkeys(
+            CELL + ROW_COLUMNS + HISTORY + self.versions + ["cell_path", "date", "error_message", "stderr_tail"])))
         self.keys: dict[str, str] = {}
         for path, cell in self.cells.items():
             rows = int(row_hash.get(tuple(cell[k] for k in CELL), 0))
@@ -114,8 +119,6 @@ class Cells:
         rows_of: dict[str, list[dict[str, Any]]] = {}
         for path, row in zip(latest["cell_path"], latest[row_cols].to_dict(orient="records")):
             rows_of.setdefault(path, []).append(row)
-        chart_cols = [c for c in charts.CELL_COLUMNS if c in latest]
-        charts_of = dict(tuple(latest[["cell_path"] + chart_cols].groupby("cell_path", sort=False)))
         history = self.history[self.history["cell_path"].isin(wanted)]
         hist_of: dict[str, list[str]] = {}
         for path, values in zip(history["cell_path"], history[HISTORY].itertuples(index=False, name=None)):
@@ -138,8 +141,7 @@ class Cells:
                 "why": why, "prediction": self._prediction(cell), "without_gpu": self._without_gpu(cell),
                 "command": self._command(cell["runner_kind"], cell["torch"], cell["bnb"]),
                 "snippet": pages.markdown_snippet(cell, why), "cell_url": urls.absolute(path),
-                "history_rows": len(hist_of.get(path, [])), "_history": hist_of.get(path, []),
-                "_chart_rows": charts_of.get(path)}
+                "history_rows": len(hist_of.get(path, [])), "_history": hist_of.get(path, [])}
         return out
 
     def _command(self, kind: str, torch: str, bnb: str) -> str:
@@ -163,6 +165,62 @@ class Cells:
         return items + [("history", "History"), ("link-it-from-an-issue", "Link it from an issue")]
 
 
+class Helpers:
+    """What the cell template calls per link, verdict, outcome and heading, as Python (a Jinja macro call costs
+    tens of microseconds, and a cell page makes hundreds). Output is escaped markup."""
+
+    def __init__(self, env_globals: dict[str, Any]) -> None:
+        self.g = env_globals
+        self.here = ""
+
+    def names(self, here: str) -> dict[str, Any]:
+        self.here = here
+        return {name: getattr(self, name) for name in ("url", "a", "verdict", "outcome", "budget", "recipe_link",
+                                                        "fixes", "error_link", "h")}
+
+    def url(self, target: str) -> str:
+        if self.here.count("/") == _DEPTH and not render.is_cell_page(target):  # every cell page: cells/r/t/b/tf/
+            return "../" * _DEPTH + (target + "index.html" if target.endswith("/") or not target else target)
+        return render.rel_url(self.here, target)
+
+    def a(self, target: str, text: Any, cls: str = "") -> Markup:
+        attr = f' class="{escape(cls)}"' if cls else ""
+        return Markup(f'<a{attr} href="{escape(self.url(target))}">{escape(text)}</a>')
+
+    def verdict(self, v: str) -> Markup:
+        return Markup(f'<span class="verdict verdict-{escape(v)}">{escape(VERDICT_LABELS[v])}</span>')
+
+    def outcome(self, o: str, flaky: Any = False) -> Markup:
+        out = f'<span class="outcome outcome-{escape(o)}">{escape(o)}</span>'
+        return Markup(out + (' <span class="flaky" title="outcomes differ across runs">flaky</span>' if flaky is True
+                             else ""))
+
+    def budget(self, b: str) -> Markup:
+        if b:
+            return Markup(f'<span data-sort="{escape(b)}">{escape(b)} GiB</span>')
+        return Markup('<span data-sort="1000000">whole card</span>')
+
+    def recipe_link(self, name: str) -> Markup:
+        return self.a(urls.fix_path(name), name) if self.g["has_fix_page"](name) else escape(name)
+
+    def fixes(self, names: str) -> Markup:
+        return Markup(", ").join(self.recipe_link(f) for f in names.split())
+
+    def error_link(self, slug: str, short: bool = False) -> Markup:
+        known = self.g["known_error"](slug)
+        if short:
+            return self.a(urls.error_path(known), known, "nowrap")
+        sigs = self.g["signatures"]
+        return self.a(urls.error_path(known), sigs[known].title if known in sigs else "an unrecognised failure")
+
+    def h(self, level: int, text: str, anchor: str) -> Markup:
+        return Markup(f'<h{level} id="{escape(anchor)}">{escape(text)}<a class="headerlink" href="#{escape(anchor)}" '
+                      f'title="Permanent link">&para;</a></h{level}>')
+
+
+_DEPTH = 5
+
+
 @functools.lru_cache(maxsize=16)
 def _badges(verdict: str) -> dict[str, bytes]:
     return badge.files(verdict)
@@ -175,15 +233,14 @@ def _render_one(path: str, context: dict[str, Any], out: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     files = dict(_badges(context["cell"]["verdict"]))
     context["charts"] = []
-    chart_rows = context.pop("_chart_rows")
     for (name, alt), draw in zip(pages.CELL_CHARTS.items(), pages._CELL_DRAWS):
-        svg = draw(chart_rows) if chart_rows is not None else None
+        svg = draw(context["rows"]) if context["rows"] else None
         if svg:
             files[name] = svg
             context["charts"].append({"file": name, "alt": alt})
     history = context.pop("_history")
     files["history.js"] = ("window.bnbMatrixHistory = [\n" + ",\n".join(history) + "\n];\n").encode()
-    body = _WORK["template"].render(**context)
+    body = _WORK["template"].render(**context, **_WORK["helpers"].names(path))
     files["index.html"] = cells.shell.page(path, context["title"], cells.toc(context), body)
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -227,7 +284,7 @@ def write_cells(site: Any, out: Path, previous: Path | None, shell_html: str) ->
         else:
             todo.append(path)
     env = site.env
-    _WORK.update(cells=cells, out=out, template=env.get_template("cell.html.j2"))
+    _WORK.update(cells=cells, out=out, template=env.get_template("cell.html.j2"), helpers=Helpers(env.globals))
     try:
         workers = _workers(len(todo))
         if workers > 1:

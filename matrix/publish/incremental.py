@@ -141,6 +141,21 @@ def load(paths: list[Path], problems: list[RecordProblem]) -> tuple[pd.DataFrame
     return frame, own, keys
 
 
+def cached_call(name: str, function: Any, *args: Any, code: list[Path]) -> Any:
+    """`function(*args)`, remembered under the cache folder by the pickled arguments and the source files `code`
+    (for slow pure functions of committed data, such as the predictions from the wheel readings)."""
+    try:
+        key = hashlib.sha256(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL) + _code_hash(code).encode())
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return function(*args)
+    path = cache_dir() / name / f"{key.hexdigest()[:32]}.pickle"
+    value = _read_cached(path)
+    if value is None:
+        value = function(*args)
+        _write_cached(path, value)
+    return value
+
+
 STATS: dict[str, int] = {"read": 0, "cached": 0}
 _WORK: dict[str, Any] = {}  # per process: the signature memo, shared strings; the exports' frame for forked workers
 

@@ -13,13 +13,14 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from markupsafe import Markup
 
 from matrix import urls
-from matrix.publish import badge, charts, findings, gpus as gpus_page, wayout
+from matrix.publish import badge, charts, findings, gpus as gpus_page, incremental, wayout
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
 from matrix.predict import predict
@@ -81,7 +82,8 @@ class SiteData:
         """The predicted layer, read once: wheel readings and torch builds (committed caches), the prediction of
         every (GPU arch, torch build, bitsandbytes release) and the GPUs page's context."""
         readings, builds = gpus_page.load_inputs(self.axes.path)
-        preds = predict.predictions(readings, builds)
+        code = sorted(Path(predict.__file__).parent.glob("*.py"))  # the same inputs and code: the same predictions
+        preds = incremental.cached_call("predictions", predict.predictions, readings, builds, code=code)
         context = gpus_page.gpus_context(readings, builds, self.agg.latest, axes_names=list(self.axes.torch_builds),
                                          preds=preds)
         return {"readings": readings, "preds": preds, "context": context}

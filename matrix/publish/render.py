@@ -31,6 +31,8 @@ from matrix.publish.pages import num, plural
 
 SITE_DIR = Path(__file__).resolve().parents[2] / "site"
 TEXT_LIMIT = 4000
+LIST_LIMIT = 100  # rows of a long table on a narrative page (fix, error, runner); all are in the data exports
+VERBATIM_LIMIT = 20  # failures quoted in full on an error page
 VERDICT_LABELS = {"works": "works", "works-with-fix": "works with a fix", "fails": "fails",
                   "not-installable": "cannot be installed together", "not-available": "no installable release",
                   "not-measured": "not measured"}
@@ -151,6 +153,7 @@ def environment(site_dir: Path = SITE_DIR) -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(pre=pre, md=md, clean=clean, heading=heading, fence=fence, num=num, sci=sci, placement=placement)
     env.tests["safe_url"] = lambda text: bool(re.fullmatch(r"https?://[^\s()<>\[\]\"'`]+", str(text)))
+    env.globals.update(LIST_LIMIT=LIST_LIMIT, VERBATIM_LIMIT=VERBATIM_LIMIT)
     env.globals.update(link=_link, url=_url, plural=plural, VERDICT_LABELS=VERDICT_LABELS,
                        VERDICT_SYMBOLS=VERDICT_SYMBOLS, cell_path=urls.cell_path, error_path=urls.error_path,
                        fix_path=urls.fix_path, runner_path=urls.runner_path,

@@ -251,10 +251,10 @@ def assemble(gen: Generated, config: Path, docs: Path, site: Path, previous: Pat
                        if not name.startswith(direct.CELL_SHELL))
         shell = (site / direct.CELL_SHELL / "index.html").read_text(encoding="utf-8")
     else:
-        files, shell = old["mkdocs_files"], (previous / STATE_DIR / "shell.html").read_text(encoding="utf-8")  # type: ignore[operator]
+        files, shell = old["mkdocs_files"], (previous / STATE_DIR / "shell").read_text(encoding="utf-8")  # type: ignore[operator]
     mkdocs_s = time.monotonic() - started
     (site / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    (site / STATE_DIR / "shell.html").write_text(shell, encoding="utf-8")
+    (site / STATE_DIR / "shell").write_text(shell, encoding="utf-8")
     import pandas as pd
 
     sources = gen.sources if gen.sources is not None else pd.Series(dtype=int)
