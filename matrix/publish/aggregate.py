@@ -8,6 +8,7 @@ depend on file or line order and aggregating twice gives the same frames.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -66,6 +67,7 @@ class Aggregate:
     releases: dict[str, Any] | None = None
 
 
+@functools.lru_cache(maxsize=65536)
 def version_key(text: Any) -> tuple:
     """Sort key for versions: PEP 440 order where parseable ('0.10' after '0.9'), text order otherwise."""
     try:
@@ -178,16 +180,13 @@ def raw_frame(records: Iterable[Record], classify: Callable[[Record], str | None
 
 def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | None = None,
          find_warnings: Callable[[str], list[str]] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """One row per record, sorted on KEY, time, then the record's own JSON (so input order never matters).
-
-    Exact duplicate records count once. Returns the frame and the problems found (duplicates, bad timestamps).
-    """
+    """One row per record, sorted on KEY, time, then the record's digest (input order never matters); exact
+    duplicates count once. Returns the frame and the problems found (duplicates, bad timestamps)."""
     return finish(raw_frame(records, classify, find_warnings))
 
 
 def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """`tidy` of rows already flattened (`raw_frame`, or several concatenated): columns in order, duplicates
-    counted once, time parsed, rows sorted. A `_source` column, if any, is kept (last)."""
+    """`tidy` of flattened rows (`raw_frame`s, concatenated); a `_source` column, if any, is kept (last)."""
     problems: list[str] = []
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS + ["_order"])
@@ -215,8 +214,11 @@ def latest_with_history(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(first_seen="", last_seen="", runs=0, outcomes="", flaky=False)
     groups = frame.groupby(KEY, sort=True, dropna=False)
     history = groups.agg(first_seen=("date", "first"), last_seen=("date", "last"), runs=("outcome", "size"),
-                         outcomes=("outcome", lambda s: " ".join(s)),
                          distinct=("outcome", "nunique")).reset_index()
+    joined: list[list[str]] = [[] for _ in range(len(history))]  # outcomes oldest first, over plain lists
+    for group, outcome in zip(groups.ngroup().tolist(), frame["outcome"].tolist()):
+        joined[group].append(outcome)
+    history.insert(len(KEY) + 3, "outcomes", [" ".join(o) for o in joined])
     history["flaky"] = history.pop("distinct") > 1
     latest = groups.tail(1).merge(history, on=KEY, how="left", validate="one_to_one")
     return latest.sort_values(KEY, kind="mergesort").reset_index(drop=True)
@@ -290,9 +292,9 @@ def sort_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Sort on runner, then versions in PEP 440 order (newest torch/bnb last)."""
     if frame.empty:
         return frame.reset_index(drop=True)
+    columns = [frame[c].tolist() for c in CELL]  # plain lists: a frame lookup per row cost seconds at 100k
     order = sorted(range(len(frame)), key=lambda i: (
-        frame["runner"].iat[i], version_key(frame["torch"].iat[i]), version_key(frame["bnb"].iat[i]),
-        version_key(frame["transformers"].iat[i])))
+        columns[0][i], version_key(columns[1][i]), version_key(columns[2][i]), version_key(columns[3][i])))
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -326,9 +328,10 @@ def fix_pairs(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
     columns = ["recipe"] + CELL + ["shape", "budget", "plain_outcome", "outcome", "change", "plain_signature",
                                    "signature", "last_seen",
                                    "last_seen_plain", "cell_path"] + [f"delta_{n}" for n in DELTAS]
-    order = sorted(range(len(pairs)), key=lambda i: (pairs["recipe"].iat[i], pairs["runner"].iat[i],
-                   version_key(pairs["torch"].iat[i]), version_key(pairs["bnb"].iat[i]),
-                   version_key(pairs["transformers"].iat[i]), pairs["shape"].iat[i], pairs["budget"].iat[i]))
+    c = {name: pairs[name].tolist() for name in ["recipe"] + CELL + ["shape", "budget"]}  # lists, not .iat per row
+    order = sorted(range(len(pairs)), key=lambda i: (
+        c["recipe"][i], c["runner"][i], version_key(c["torch"][i]), version_key(c["bnb"][i]),
+        version_key(c["transformers"][i]), c["shape"][i], c["budget"][i]))
     return pairs[columns].iloc[order].reset_index(drop=True)
 
 

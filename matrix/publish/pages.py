@@ -24,12 +24,14 @@ from matrix.publish import badge, charts, findings, gpus as gpus_page, increment
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
 from matrix.predict import predict
-from matrix.publish.aggregate import Aggregate
+from matrix.publish.aggregate import CELL, Aggregate
 from matrix.measure.axes import Axes, load_axes
 from matrix.publish.findings import records
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 _CELL_DRAWS = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
+OWN_COLUMNS = CELL + ["recipe", "shape", "budget", "outcome", "flaky", "time_load_s", "mem_gpu_load_peak_mib",
+                      "last_seen", "cell_path"]  # a fix page's table of its own results
 HAND_WRITTEN_NAV = (("Data", "data/index.md"), ("Records", "records/index.md"), ("Axes", "axes/index.md"))  # site/*.md
 
 
@@ -229,7 +231,7 @@ def fix(site: SiteData) -> Iterator[Page]:
     for name in _fix_names(site):
         item = _fix_item(site, name)
         pairs = site.agg.pairs[site.agg.pairs["recipe"] == name]
-        own = site.agg.latest[site.agg.latest["recipe"] == name]
+        own = site.agg.latest.loc[site.agg.latest["recipe"] == name, OWN_COLUMNS]  # what the page shows
         yield Page(urls.fix_path(name), {
             **item, "snippet": recipe_snippet(item["recipe"]) if item["recipe"] else "", "pairs": records(pairs),
             "own": records(own), "baseline": site.baseline, "rescued": site.found.fixes[name]["rescued"],
