@@ -26,6 +26,8 @@ from matrix.predict import predict
 from matrix.publish.aggregate import CELL, FAILED, Aggregate
 from matrix.measure.axes import Axes, load_axes
 from matrix.publish.findings import records
+from matrix.publish import reproduce
+from matrix.publish.reproduce import reproduce_command  # noqa: F401  (the name tests and callers use)
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 _CELL_DRAWS = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
@@ -137,17 +139,6 @@ def recipe_snippet(recipe: Any) -> str:
     return "\n".join(lines)
 
 
-def reproduce_command(runner_kind: str, torch: str, bnb: str, axes: Axes | None = None) -> str:
-    """The command that measures this cell again on a runner of the same kind, as typed in a checkout after the
-    README's install: the venv's nox, a profile whose sessions include this pair (the runner kind's default when
-    it has it), and `--force`, since the cell is already measured."""
-    profile = runner.default_profile(str(runner_kind))
-    if axes is not None and (torch, bnb) not in (axes.profiles[profile].pairs() if profile in axes.profiles else []):
-        having = [name for name, p in axes.profiles.items() if (torch, bnb) in p.pairs()]
-        profile = next((n for n in having if n.startswith(profile)), having[0] if having else profile)
-    return f"BNB_MATRIX_PROFILE={profile} .venv/bin/nox -s \"probe(torch='{torch}', bnb='{bnb}')\" -- --force"
-
-
 def markdown_snippet(cell: dict[str, Any], why: dict[str, Any] | None) -> str:
     """What a maintainer pastes into an issue about a cell: its badge linked to its page, and a one-line verdict
     (with its cause and measured way out, `wayout.summary`, when it does not simply work)."""
@@ -242,7 +233,7 @@ def cell(site: SiteData) -> Iterator[Page]:
             "why": site.found.causes.get(cell["cell_path"]),
             "prediction": gpus_page.cell_prediction(site.gpu["preds"], _text(newest.get("runner_compute_capability")),
                                                     cell["torch"], cell["bnb"]),
-            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"], site.axes),
+            "command": reproduce.cell_command(cell, site.axes),
             "snippet": markdown_snippet(cell, site.found.causes.get(cell["cell_path"])),
             "cell_url": urls.absolute(cell["cell_path"])},
             files)
