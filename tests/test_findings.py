@@ -76,3 +76,31 @@ def test_records_are_built_and_validated_in_one_place(tmp_path):
     draft = records.draft(base, {"slug": "cpu-x86_64"}, "plain", "tiny")
     with pytest.raises(records.RecordProblem, match="outcome"):
         records.from_dict(draft)  # outcome not yet set: not a record
+
+
+def test_feed_carries_runs_that_measured_new_cells_dated_by_their_records(agg, built_site):
+    """Re-measuring with the same verdicts changes nothing, so a feed of changes alone stays empty: each run that
+    measured cells for the first time is an entry too, dated by its first record."""
+    import xml.etree.ElementTree as ET
+
+    from matrix.publish.aggregate import is_result
+
+    firsts = findings.first_measured(agg.frame, load_axes().baseline)
+    cells = [c["cell_path"] for r in firsts for c in r["cells"]]
+    assert sorted(cells) == sorted(agg.verdicts["cell_path"]) and len(set(cells)) == len(cells)  # each cell once
+    frame = agg.frame[is_result(agg.frame)]
+    for run in firsts:
+        rows = frame[frame["run_id"] == run["run_id"]]
+        assert run["time"] == rows["time"].min().isoformat() and run["runner"] in set(rows["runner"])
+        assert sum(run["verdicts"].values()) == len(run["cells"])
+        for c in run["cells"]:  # no earlier run measured it
+            earlier = frame[(frame["cell_path"] == c["cell_path"]) & (frame["time"] < rows["time"].min())]
+            assert earlier.empty
+    assert [r["time"] for r in firsts] == sorted((r["time"] for r in firsts), reverse=True)
+    atom = "{http://www.w3.org/2005/Atom}"
+    _, out = built_site
+    titles = [e.find(f"{atom}title").text for e in ET.parse(out / "feed.xml").getroot().findall(f"{atom}entry")]
+    new = [t for t in titles if " new cell" in t]
+    assert len(new) == len(firsts) >= 1
+    first = firsts[0]
+    assert new[0].startswith(f"{len(first['cells'])} new cell") and first["runner"] in new[0]

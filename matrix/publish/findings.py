@@ -210,6 +210,30 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     return sorted(changes, key=lambda c: (c["time"], c["run_id"]), reverse=True)
 
 
+def first_measured(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
+    """Each run that measured cells for the first time, newest first: its runner, time (its first record's), the
+    cells with their verdict after that run (by the site's rule, over that run's results alone) and the versions
+    they span. The feed's entries for new cells, beside `verdict_changes`."""
+    frame = frame[is_result(frame)]
+    if frame.empty:
+        return []
+    frame = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
+    frame = frame.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    first_run = frame.groupby(CELL, sort=False)["run_id"].transform("first")
+    runs = []
+    for (time, run_id), rows in frame[frame["run_id"] == first_run].groupby(["run_time", "run_id"], sort=True):
+        cells = []
+        for _, mine in rows.groupby(CELL, sort=True):
+            newest = mine.drop_duplicates(["recipe", "shape", "budget"], keep="last")
+            verdict = cell_verdict(list(newest[list(VERDICT_COLUMNS)].itertuples(index=False, name=None)), baseline)
+            cells.append({"cell_path": mine["cell_path"].iloc[0], "verdict": verdict[0]})
+        counts = pd.Series([c["verdict"] for c in cells]).value_counts()
+        runs.append({"run_id": run_id, "time": pd.Timestamp(time).isoformat(), "runner": rows["runner"].iloc[0],
+                     "cells": cells, "verdicts": {str(v): int(n) for v, n in counts.sort_index().items()},
+                     **{k: sorted(set(rows[k]), key=version_key) for k in ("torch", "bnb", "transformers")}})
+    return sorted(runs, key=lambda r: (r["time"], r["run_id"]), reverse=True)
+
+
 @dataclass
 class Findings:
     """Every page-level finding of one aggregate, computed once (the pages and `exports()` read it)."""
@@ -221,6 +245,7 @@ class Findings:
     causes: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell path -> cause in words, way out
     releases: list[dict[str, Any]] = field(default_factory=list)  # newest on PyPI per package, measured or not
     changes: list[dict[str, Any]] = field(default_factory=list)  # verdict changes between runs, newest first
+    firsts: list[dict[str, Any]] = field(default_factory=list)  # runs that measured cells first, newest first
 
 
 def effect_split(pairs: pd.DataFrame) -> list[dict[str, Any]]:
@@ -265,7 +290,7 @@ def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: di
     way out) and the newest releases on PyPI (`in_axes`: package -> versions the axes list)."""
     recipes = list(recipes)
     found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline),
-                     changes=verdict_changes(agg.frame, baseline))
+                     changes=verdict_changes(agg.frame, baseline), firsts=first_measured(agg.frame, baseline))
     verdicts = records(agg.verdicts)
     found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest), baseline, catalogue)
     found.releases = newest_releases(agg.releases, agg.latest, in_axes or {})

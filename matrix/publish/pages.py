@@ -320,12 +320,15 @@ _XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")  # not
 
 
 def feed(site: SiteData) -> Iterator[Page]:
-    """feed.xml: the Atom feed of verdict changes between runs, with absolute links (feed readers need them)."""
+    """feed.xml: the Atom feed of verdict changes between runs and of runs that measured new cells, with absolute
+    links (feed readers need them)."""
     changes = [{k: _XML_UNSAFE.sub("", str(v)) for k, v in c.items()} for c in site.found.changes]
-    runs = site.agg.frame["time"] if len(site.agg.frame) else pd.Series(dtype="datetime64[ns, UTC]")
-    updated = changes[0]["time"] if changes else (pd.Timestamp(runs.max()).isoformat() if len(runs) else
-                                                   "1970-01-01T00:00:00+00:00")
-    yield Page("feed.xml", {"changes": changes, "updated": updated, "site_url": urls.site_url()})
+    firsts = [{k: _XML_UNSAFE.sub("", v) if isinstance(v, str) else [_XML_UNSAFE.sub("", str(x)) for x in v]
+               if k in ("torch", "bnb", "transformers") else v for k, v in r.items() if k != "cells"}
+              | {"cells_count": len(r["cells"])} for r in site.found.firsts]
+    times = [c["time"] for c in changes] + [r["time"] for r in firsts]
+    updated = max(times, key=pd.Timestamp) if times else "1970-01-01T00:00:00+00:00"
+    yield Page("feed.xml", {"changes": changes, "firsts": firsts, "updated": updated, "site_url": urls.site_url()})
 
 
 @dataclass(frozen=True)
