@@ -104,3 +104,20 @@ def test_feed_carries_runs_that_measured_new_cells_dated_by_their_records(agg, b
     assert len(new) == len(firsts) >= 1
     first = firsts[0]
     assert new[0].startswith(f"{len(first['cells'])} new cell") and first["runner"] in new[0]
+
+
+def test_a_budget_not_run_is_not_called_a_failure():
+    """'only the whole card' only where every budget was run and failed; a budget not run is named as such."""
+    import pandas as pd
+
+    cell = {"runner": "h100-sm90", "torch": "2.11.0+cu130", "bnb": "0.50.2", "transformers": "4.57.6",
+            "shape": "8b", "cell_path": "cells/x/", "last_seen": "2026-11-25"}
+    rows = [("plain", None, "pass"), ("plain", 6.0, "fail"), ("plain", 8.0, "pass"),
+            ("seed-fix", None, "pass"), ("seed-fix", 6.0, "fail"),  # 8 GiB never run for seed-fix
+            ("nf4-bf16", None, "pass"), ("nf4-bf16", 6.0, "fail"), ("nf4-bf16", 8.0, "fail")]
+    latest = pd.DataFrame([{**cell, "recipe": r, "budget_gib": b, "outcome": o} for r, b, o in rows])
+    (block,) = findings.budget_blocks(latest, "plain")
+    smallest = {s["recipe"]: s for s in block["smallest"]}
+    assert smallest["plain"] == {"recipe": "plain", "budget": "8", "failed": ["6"], "not_run": []}
+    assert smallest["seed-fix"] == {"recipe": "seed-fix", "budget": None, "failed": ["6"], "not_run": ["8"]}
+    assert smallest["nf4-bf16"] == {"recipe": "nf4-bf16", "budget": None, "failed": ["6", "8"], "not_run": []}

@@ -107,7 +107,8 @@ def budget_label(budget: float | None) -> str | None:
 
 def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Per cell and shape measured under emulated VRAM budgets: recipe x budget outcomes and, per recipe, the
-    smallest budget it passed under (None: only on the whole card)."""
+    smallest budget it passed under (None: on the whole card alone), the smaller budgets it failed under and
+    those it was never run under (a budget not run is not a failure: 'only the whole card' needs them all run)."""
     blocks = []
     # only the cells and shapes with a budgeted run: a frame per cell and shape cost about 10 ms each
     keys = CELL + ["shape"]
@@ -126,7 +127,11 @@ def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
             table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns]})
             passed = [c for c in columns if c in by_budget and by_budget[c]["outcome"] == "pass"]
             if passed:
-                smallest.append({"recipe": recipe, "budget": budget_label(min((c for c in passed if c), default=None))})
+                least = min((c for c in passed if c), default=None)
+                below = [c for c in columns[1:] if least is None or c < least]  # budgets under the smallest pass
+                smallest.append({"recipe": recipe, "budget": budget_label(least),
+                                 "failed": [budget_label(c) for c in below if c in by_budget],
+                                 "not_run": [budget_label(c) for c in below if c not in by_budget]})
         blocks.append({**dict(zip(CELL + ["shape"], key)), "columns": [budget_label(c) for c in columns],
                        "rows": table, "smallest": smallest, "cell_path": mine["cell_path"].iloc[0],
                        "last_seen": budgeted["last_seen"].max()})
