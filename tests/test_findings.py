@@ -121,3 +121,28 @@ def test_a_budget_not_run_is_not_called_a_failure():
     assert smallest["plain"] == {"recipe": "plain", "budget": "8", "failed": ["6"], "not_run": []}
     assert smallest["seed-fix"] == {"recipe": "seed-fix", "budget": None, "failed": ["6"], "not_run": ["8"]}
     assert smallest["nf4-bf16"] == {"recipe": "nf4-bf16", "budget": None, "failed": ["6", "8"], "not_run": []}
+
+
+def test_claim_scope_says_which_claimed_errors_were_provoked_and_which_never_occurred(agg, built_site):
+    from matrix.publish import claims
+
+    catalogue, axes = load_catalogue(), load_axes()
+    for recipe, errors in claims.load().items():  # the claims file names real recipes and real signatures
+        assert recipe in axes.recipes and errors and set(errors) <= set(catalogue), recipe
+    pairs = agg.pairs[agg.pairs["recipe"] == "seed-fix"]
+    scope = compute(agg).fixes["seed-fix"]["claim_scope"]
+    assert scope["pairs"] == len(pairs) and [e["slug"] for e in scope["errors"]] == claims.load()["seed-fix"]
+    for e in scope["errors"]:
+        hit = pairs[pairs["plain_signature"] == e["slug"]]
+        assert e["provoked"] == len(hit) and e["fixed"] == int((hit["change"] == "fail->pass").sum())
+        assert (e["slug"] in scope["untested"]) == hit.empty
+    # a made-up pairing table: one OOM under 6 GiB that the recipe fixed, nothing else
+    made = pairs.head(1).assign(plain_signature="cuda-oom", budget="6", change="fail->pass", runner="h100-sm90")
+    one = claims.scope(made, ["cuda-oom", "invalid-device-function"])
+    assert one["errors"][0] | {} == {"slug": "cuda-oom", "provoked": 1, "budgets": ["6 GiB"], "fixed": 1, "cells": 1}
+    assert one["untested"] == ["invalid-device-function"] and one["gpu_pairs"] == 1
+    _, out = built_site
+    html = (out / "fixes" / "seed-fix" / "index.html").read_text(encoding="utf-8")
+    assert "The scope of that answer." in html
+    for e in scope["errors"]:
+        assert ("never occurred" if not e["provoked"] else f"provoked in {e['provoked']} pairing") in html

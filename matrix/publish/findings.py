@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from matrix.measure import runner as runners_mod
-from matrix.publish import wayout
+from matrix.publish import claims, wayout
 from matrix.publish.aggregate import CELL, FAILED, Aggregate, is_result, version_key
 from matrix.publish.aggregate import VERDICT_COLUMNS, cell_verdict  # the site's verdict rule, applied per run here
 
@@ -128,7 +128,7 @@ def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
             passed = [c for c in columns if c in by_budget and by_budget[c]["outcome"] == "pass"]
             if passed:
                 least = min((c for c in passed if c), default=None)
-                below = [c for c in columns[1:] if least is None or c < least]  # budgets under the smallest pass
+                below = [c for c in columns if c is not None and (least is None or c < least)]  # under it
                 smallest.append({"recipe": recipe, "budget": budget_label(least),
                                  "failed": [budget_label(c) for c in below if c in by_budget],
                                  "not_run": [budget_label(c) for c in below if c not in by_budget]})
@@ -304,7 +304,8 @@ def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: di
     for name in sorted(set(recipes) | set(effects) | set(agg.latest["recipe"])):
         pairs = agg.pairs[agg.pairs["recipe"] == name]
         found.fixes[name] = {"effect": effects.get(name), "rescued": rescued_by(agg, name, baseline, catalogue),
-                             "changed_errors": changed_errors(pairs), "split": effect_split(pairs)}
+                             "changed_errors": changed_errors(pairs), "split": effect_split(pairs),
+                             "claim_scope": claims.scope(pairs, claims.load()[name]) if name in claims.load() else None}
     for slug in sorted(set(catalogue) | {"unclassified"}):
         hits = error_hits(agg.latest, slug, catalogue.get(slug))
         hit_cells = [cells[k] for k in sorted(set(map(tuple, hits[CELL].itertuples(index=False))), key=_cell_order)

@@ -264,6 +264,7 @@ def fix(site: SiteData) -> Iterator[Page]:
             **item, "snippet": recipe_snippet(item["recipe"]) if item["recipe"] else "", "pairs": records(pairs),
             "own": records(own), "baseline": site.baseline, "rescued": site.found.fixes[name]["rescued"],
             "changed_errors": site.found.fixes[name]["changed_errors"], "split": site.found.fixes[name]["split"],
+            "claim_scope": site.found.fixes[name].get("claim_scope"),
             "multi_gpu": records(findings.multi_gpu(pairs))})
 
 
