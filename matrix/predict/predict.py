@@ -17,6 +17,7 @@ from packaging.version import Version
 
 from matrix.predict import binaries, loader_rules
 from matrix.predict.fatbin import arch_number
+from matrix.predict.gpus import Gpu
 
 # The GPUs the page predicts for: compute capability (as sm_XY) and example cards.
 GPUS = {
@@ -80,8 +81,19 @@ def kernel_for(library: dict[str, Any], gpu: str) -> tuple[str, str]:
     return "no-kernel", f"SASS only for {built} and no PTX at or below {gpu}"
 
 
-def predict_cell(gpu: str, build: dict[str, Any], wheel: dict[str, Any]) -> dict[str, Any]:
-    """The prediction for one (GPU, torch build, bitsandbytes wheel), with its reason and signature slug."""
+def predict_cell(gpu: Gpu | str, build: dict[str, Any], wheel: dict[str, Any], *,
+                 evidence: dict[str, Any] | None = None, bnb_cuda_version: str | None = None,
+                 driver: str | None = None, glibc: str | None = None, system_cuda: str | None = None,
+                 platform: str | None = None) -> dict[str, Any]:
+    """The prediction for one (GPU, torch build, bitsandbytes wheel), with its reason and signature slug.
+
+    `gpu`: a `Gpu` (`matrix.predict.gpus.find_gpu`) or an arch "sm_86"; `build`: a torch build (build, cuda,
+    archs); `wheel`: a wheel reading. Keywords describe the user's system where known (None: not considered):
+    `evidence` the loader's evidence lines when the wheel record has none, `bnb_cuda_version` the value of
+    BNB_CUDA_VERSION, `driver` the NVIDIA driver version, `glibc` the C library version, `system_cuda` the CUDA
+    runtime found on the system (what releases before 0.43 pick by), `platform` the user's platform.
+    """
+    gpu = gpu.sm if isinstance(gpu, Gpu) else gpu
     row = {"gpu_arch": gpu, "gpus": GPUS.get(gpu, ""), "torch": build["build"], "torch_cuda": build.get("cuda"),
            "bnb": wheel["release"], "platform": wheel["platform"], "library": None}
     support = torch_support(build, gpu)
