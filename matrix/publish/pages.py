@@ -22,7 +22,7 @@ from matrix import urls
 from matrix.publish import badge, charts, findings, gpus as gpus_page, wayout
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
-from matrix.predict import predict
+from matrix.predict import gpus as gpu_names, predict
 from matrix.publish.aggregate import CELL, FAILED, Aggregate
 from matrix.measure.axes import Axes, load_axes
 from matrix.publish.findings import records
@@ -308,13 +308,14 @@ def errors(site: SiteData) -> Iterator[Page]:
 
 
 def gpus(site: SiteData) -> Iterator[Page]:
-    yield Page("gpus/", site.gpu["context"])
+    yield Page("gpus/", {**site.gpu["context"], "models": gpu_names.load_gpus()})  # models: GPUs users name
 
 
 def gpu(site: SiteData) -> Iterator[Page]:
     context = site.gpu["context"]
     for g in context["grid"]:
-        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"]})
+        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"], "verdicts": context["verdicts"],
+                                              "models": gpu_names.load_gpus()})
 
 
 _XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")  # not allowed in XML 1.0 at all
