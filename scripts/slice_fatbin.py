@@ -1,6 +1,7 @@
 """Cut a small real fixture out of a bitsandbytes library: its .nv_fatbin section, keeping only chosen entries.
 
     python scripts/slice_fatbin.py LIB.so OUT.fatbin sm_90 sm_120
+    python scripts/slice_fatbin.py --section __nv_relfatbin LIB.so OUT.fatbin sm_90   # the relocatable fatbin
 
 The kept entries are copied byte for byte; only the container header's size field is rewritten to match.
 Used for tests/fixtures/binaries/ (both readers, cuobjdump and matrix.predict.fatbin, are tested on it).
@@ -30,10 +31,14 @@ def slice_fatbin(section: bytes, keep: set[int]) -> bytes:
 
 
 if __name__ == "__main__":
-    lib, out, *archs = sys.argv[1:]
+    args = sys.argv[1:]
+    name = ".nv_fatbin"
+    if args[:1] == ["--section"]:
+        name, args = args[1], args[2:]
+    lib, out, *archs = args
     with open(lib, "rb") as fh:
-        section = ELFFile(fh).get_section_by_name(".nv_fatbin")
+        section = ELFFile(fh).get_section_by_name(name)
         if section is None:
-            sys.exit(f"{lib}: no .nv_fatbin section")
+            sys.exit(f"{lib}: no {name} section")
         data = section.data()
     Path(out).write_bytes(slice_fatbin(data, {int(a.split("_")[1]) for a in archs}))

@@ -1,11 +1,17 @@
-"""Predicted cells: what a (GPU architecture, torch build, bitsandbytes release) should do, from the binaries.
+"""Predicted cells: what a (GPU, torch build, bitsandbytes wheel) should do, from the binaries, step by step.
 
-Pure functions over the cached readings (`matrix.predict.wheels.load_cache`, `matrix.predict.torch_builds.load_builds`):
-1. torch itself must carry SASS for the GPU (same major, lower or equal minor) or PTX at or below it;
-2. the release's loader rule (`matrix.predict.loader_rules`) names `libbitsandbytes_cudaXY` from torch's CUDA version:
-   it must be in the wheel;
-3. that library must carry SASS the GPU can run, else PTX the driver can JIT-compile.
-A step that rests on an unreadable or disputed reading is "unknown", never a failure.
+Pure functions over the cached readings. `predict_cell` walks the chain a real import walks, and stops at the
+first step that fails; every step adds a fact (with where it comes from) to the cell's `chain`:
+1. Jetson boards (L4T) stop first: the PyPI aarch64 wheel is built against the server (SBSA) CUDA stack and fails
+   there with "named symbol not found", whatever code it carries;
+2. torch must carry SASS for the GPU (same major, lower or equal minor) or PTX at or below it, and the driver must
+   be new enough for torch's CUDA (`matrix.predict.drivers`);
+3. the release's loader rule (`matrix.predict.loader_rules`, read from its own source) names a library from the
+   CUDA version, the GPU (`_nocublaslt` below sm_75 to 0.44) and BNB_CUDA_VERSION: the wheel must ship it;
+4. that library must load: the system's glibc at or above the highest GLIBC_x.y it needs;
+5. it must carry SASS the GPU runs, else PTX the driver JIT-compiles (relocatable PTX is JIT-linked at the first
+   launch: slow, but it runs), with a driver new enough for that library's CUDA (for PTX: the toolkit's own driver).
+A step that rests on an unreadable reading or an unknown input is "unknown", never a failure.
 """
 
 from __future__ import annotations
@@ -13,27 +19,38 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from packaging.version import Version
 
-from matrix.predict import binaries, loader_rules
+from matrix.predict import binaries, drivers, gpus, loader_rules, loader_sources
 from matrix.predict.fatbin import arch_number
 from matrix.predict.gpus import Gpu
 
-# The GPUs the page predicts for: compute capability (as sm_XY) and example cards.
-GPUS = {
-    "sm_60": "Tesla P100", "sm_61": "GTX 1080, Tesla P40", "sm_70": "Tesla V100", "sm_75": "T4, RTX 20xx",
-    "sm_80": "A100", "sm_86": "RTX 30xx, A10, A40", "sm_89": "L4, L40S, RTX 40xx", "sm_90": "H100, H200",
-    "sm_100": "B200, GB200", "sm_120": "RTX 50xx, RTX PRO 6000",
+PLATFORM_ARCHS = {  # the architectures predicted per platform (GPUs found there)
+    "linux-x86_64": ("sm_50", "sm_52", "sm_60", "sm_61", "sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90",
+                     "sm_100", "sm_103", "sm_120"),
+    "windows-x86_64": ("sm_50", "sm_52", "sm_60", "sm_61", "sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90",
+                       "sm_120"),
+    "linux-aarch64": ("sm_72", "sm_75", "sm_80", "sm_87", "sm_90", "sm_100", "sm_103", "sm_110", "sm_120", "sm_121"),
 }
 PLATFORM = "linux-x86_64"
 VERDICTS = {  # verdict -> (label, signature slug a failure would show)
     "loads": ("loads", None),
-    "loads-ptx-jit": ("loads via PTX JIT", None),
+    "loads-ptx-jit": ("loads via PTX JIT (slow first launch)", None),
     "no-library": ("no library for this CUDA version", "native-library-missing"),
+    "setup-failed": ("CUDA setup fails at import", "cuda-setup-failed"),
     "no-kernel": ("no kernel for this GPU", "no-kernel-image"),
     "torch-unsupported": ("torch does not support this GPU", "no-kernel-image"),
+    "glibc-too-old": ("glibc too old for the library", None),
+    "driver-too-old": ("driver too old for this CUDA", None),
+    "l4t-abi": ("PyPI wheel fails on Jetson (L4T)", "named-symbol-not-found"),
     "unknown": ("unknown", None),
 }
+MISSING = {  # the rule's `missing` -> (verdict, what the user sees)
+    "cpu-fallback": ("no-library", "it loads the CPU library instead (a warning), and GPU 4-bit fails later"),
+    "error-on-use": ("no-library", "the first native call raises an error naming the missing file"),
+    "setup-failed": ("setup-failed", "importing bitsandbytes raises 'CUDA Setup failed despite GPU being available'"),
+    "import-error": ("setup-failed", "importing bitsandbytes raises"),
+}
+_RULES: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 def split_cc(arch: str) -> tuple[int, int]:
@@ -54,97 +71,171 @@ def ptx_jits_on(ptx: str, gpu: str) -> bool:
 
 
 def torch_support(build: dict[str, Any], gpu: str) -> str:
-    """"yes", "no" or "unknown": does this torch build carry kernels for the GPU?"""
+    """"yes", "ptx", "no" or "unknown": does this torch build carry kernels for the GPU?"""
     archs = build.get("archs")
     if not archs:
         return "unknown"
     if any(a.startswith("sm_") and sass_runs_on(a, gpu) for a in archs):
         return "yes"
-    return "yes" if any(a.startswith("compute_") and ptx_jits_on(a, gpu) for a in archs) else "no"
+    return "ptx" if any(a.startswith("compute_") and ptx_jits_on(a, gpu) for a in archs) else "no"
 
 
 def kernel_for(library: dict[str, Any], gpu: str) -> tuple[str, str]:
     """(verdict, detail) for one CUDA library on one GPU: loads, loads-ptx-jit, no-kernel or unknown."""
     cov = binaries.coverage(library)
-    failed = not binaries.readers_agree(library)
-    sass = [a for a, status in cov["sass"].items() if sass_runs_on(a, gpu)]
-    if any(cov["sass"][a] == "compiled" for a in sass):
-        return "loads", f"SASS {', '.join(sorted(a for a in sass if cov['sass'][a] == 'compiled'))}"
-    ptx = [a for a, status in cov["ptx"].items() if ptx_jits_on(a, gpu)]
-    if any(cov["ptx"][a] == "compiled" for a in ptx):
-        best = max((a for a in ptx if cov["ptx"][a] == "compiled"), key=arch_number)
-        return "loads-ptx-jit", f"no SASS for {gpu}; PTX {best} JIT-compiled by the driver on first use"
-    if failed or sass or ptx:
-        problem = library.get("cuobjdump", {}).get("error") or library.get("fatbin", {}).get("error")
-        return "unknown", f"the readers disagree or failed on this library ({problem or 'different arch lists'})"
-    built = ", ".join(sorted(cov["sass"], key=arch_number)) or "nothing"
-    return "no-kernel", f"SASS only for {built} and no PTX at or below {gpu}"
+    sass = sorted((a for a, s in cov["sass"].items() if s == "compiled" and sass_runs_on(a, gpu)), key=arch_number)
+    if sass:
+        return "loads", f"SASS {' '.join(sass)}"
+    ptx = [a for a, s in cov["ptx"].items() if s == "compiled" and ptx_jits_on(a, gpu)]
+    if ptx:
+        best = max(ptx, key=arch_number)
+        where = binaries.ptx_section(library, best) if hasattr(binaries, "ptx_section") else None
+        how = ("relocatable PTX (__nv_relfatbin): JIT-compiled and linked by the runtime at the first launch, slow"
+               if where == "relfatbin" else "PTX: JIT-compiled by the driver at the first launch")
+        return "loads-ptx-jit", f"no SASS for {gpu}; {how} ({best})"
+    doubtful = [a for kind in cov.values() for a, s in kind.items() if s == "unknown"]
+    if doubtful or not binaries.readers_agree(library):
+        problem = binaries.problem(library) if hasattr(binaries, "problem") else None
+        return "unknown", f"part of the library's code could not be confirmed ({problem or 'the readers disagree'})"
+    built = " ".join(sorted(cov["sass"], key=arch_number)) or "nothing"
+    ptx_all = " ".join(sorted(cov["ptx"], key=arch_number)) or "none"
+    return "no-kernel", f"SASS only for {built}, PTX {ptx_all}: nothing at or below {gpu}"
+
+
+def release_rule(wheel: dict[str, Any], evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The loader rule of a wheel's release: from `evidence` if given, else the whole source kept in
+    results/binaries/loader/, else the lines kept in the wheel reading (cached per release)."""
+    key = (wheel["release"], "given" if evidence is not None else "kept")
+    if evidence is not None or key not in _RULES:
+        found = evidence or loader_sources.evidence(wheel["release"]) or wheel.get("loader") or {}
+        _RULES[key] = loader_rules.rule(found)
+    return _RULES[key]
+
+
+def glibc_floor(library: dict[str, Any]) -> str | None:
+    """"2.34" from the library's highest GLIBC_2.34 version need (None: not read)."""
+    value = library.get("glibc")
+    return str(value).removeprefix("GLIBC_") if value else None
+
+
+def older(have: str, need: str) -> bool:
+    return tuple(int(x) for x in have.split(".")) < tuple(int(x) for x in need.split("."))
+
+
+def as_gpu(gpu: Gpu | str) -> Gpu:
+    if isinstance(gpu, Gpu):
+        return gpu
+    found = gpus.arch_gpu(gpu) if gpu.startswith("sm_") else gpus.find_gpu(gpu)
+    if found is None:
+        raise ValueError(f"GPU {gpu!r} is not in matrix/predict/data/gpus.toml: name a known GPU or an arch (sm_86)")
+    return found
 
 
 def predict_cell(gpu: Gpu | str, build: dict[str, Any], wheel: dict[str, Any], *,
                  evidence: dict[str, Any] | None = None, bnb_cuda_version: str | None = None,
                  driver: str | None = None, glibc: str | None = None, system_cuda: str | None = None,
                  platform: str | None = None) -> dict[str, Any]:
-    """The prediction for one (GPU, torch build, bitsandbytes wheel), with its reason and signature slug.
+    """The prediction for one (GPU, torch build, bitsandbytes wheel): verdict, label, signature, reason, chain.
 
-    `gpu`: a `Gpu` (`matrix.predict.gpus.find_gpu`) or an arch "sm_86"; `build`: a torch build (build, cuda,
-    archs); `wheel`: a wheel reading. Keywords describe the user's system where known (None: not considered):
-    `evidence` the loader's evidence lines when the wheel record has none, `bnb_cuda_version` the value of
-    BNB_CUDA_VERSION, `driver` the NVIDIA driver version, `glibc` the C library version, `system_cuda` the CUDA
-    runtime found on the system (what releases before 0.43 pick by), `platform` the user's platform.
+    `gpu`: a `Gpu` (`matrix.predict.gpus.find_gpu`), an arch "sm_86" or a name; `build`: a torch build (build, cuda,
+    archs, archs_source); `wheel`: a wheel reading. Keywords describe the user's system where known (None: not
+    considered): `evidence` the loader's evidence lines (instead of the kept source), `bnb_cuda_version` the value
+    of BNB_CUDA_VERSION, `driver` the NVIDIA driver version, `glibc` the C library version, `system_cuda` the CUDA
+    runtime found on the system (what 0.39-0.40 pick by), `platform` the user's platform (default: the wheel's).
     """
-    gpu = gpu.sm if isinstance(gpu, Gpu) else gpu
-    row = {"gpu_arch": gpu, "gpus": GPUS.get(gpu, ""), "torch": build["build"], "torch_cuda": build.get("cuda"),
-           "bnb": wheel["release"], "platform": wheel["platform"], "library": None}
-    support = torch_support(build, gpu)
-    rule = loader_rules.rule(wheel["loader"])
-    shipped = [lib["cuda"] for lib in wheel["libraries"] if lib.get("cuda") and not lib["nocublaslt"]]
-    name = loader_rules.library_name(rule, build["cuda"], shipped) if build.get("cuda") else None
+    card = as_gpu(gpu)
+    sm, platform = card.sm, platform or wheel["platform"]
+    row: dict[str, Any] = {
+        "gpu_arch": sm, "gpus": gpus.names_by_arch().get(sm, card.name), "torch": build["build"],
+        "torch_cuda": build.get("cuda"), "torch_index": build.get("index"), "torch_archs_kind": build.get("archs_kind"),
+        "bnb": wheel["release"], "platform": platform, "library": None, "glibc_floor": None, "driver_floor": None}
+    chain: list[dict[str, str]] = []
+    rule = release_rule(wheel, evidence)
 
-    def done(verdict: str, reason: str) -> dict[str, Any]:
-        return {**row, "verdict": verdict, "label": VERDICTS[verdict][0], "signature": VERDICTS[verdict][1],
-                "reason": reason, "torch_supports_gpu": support, "rule_at": rule["template_at"]}
+    def fact(step: str, text: str, source: str | None = None) -> None:
+        chain.append({"step": step, "fact": text, "source": source or ""})
 
+    def done(verdict: str, reason: str, signature: str | None = None) -> dict[str, Any]:
+        return {**row, "verdict": verdict, "label": VERDICTS[verdict][0],
+                "signature": signature or VERDICTS[verdict][1],
+                "reason": reason, "torch_supports_gpu": support, "rule_at": rule.get("template_at"),
+                "chain": chain}
+
+    support = torch_support(build, sm)
+    if platform != wheel["platform"]:
+        fact("platform", f"{wheel.get('filename', 'the wheel')} holds {wheel['platform']} libraries only",
+             "wheel reading")
+        if str(wheel.get("filename", "")).endswith("-any.whl"):
+            return done("setup-failed", f"pip installs this py3-none-any wheel on {platform} too, but its libraries "
+                                        "are Linux x86-64 files that cannot load there: the CUDA setup fails at import")
+        return done("unknown", f"the wheel is for {wheel['platform']}, not {platform}")
+    if card.jetson and sm != "sm_110" and platform == "linux-aarch64":
+        fact("platform", f"{card.name} runs L4T (JetPack), whose CUDA differs from the server (SBSA) stack the PyPI "
+                         "aarch64 wheel is built for", "bnb issue reports (data/reports.jsonl)")
+        return done("l4t-abi", "the PyPI aarch64 wheel fails on L4T with 'named symbol not found' (an ABI mismatch), "
+                               "even where it carries SASS the GPU could run; build bitsandbytes on the device")
+    archs = " ".join(build.get("archs") or []) or "unknown"
+    fact("torch", f"torch {build['build']} (CUDA {build.get('cuda')}) is built for {archs}",
+         f"{build.get('archs_kind', 'unknown')}: {build.get('archs_source', 'unknown')}")
     if support == "no":
-        return done("torch-unsupported", f"torch {build['build']} is built for {' '.join(build['archs'])}: no "
-                                         f"kernel for {gpu}, so CUDA work fails before bitsandbytes runs")
+        return done("torch-unsupported", f"torch {build['build']} is built for {archs}: no kernel for {sm}, so CUDA "
+                                         "work fails before bitsandbytes runs")
+    torch_driver = drivers.check(driver, build.get("cuda"), platform)
+    if torch_driver["ok"] is False:
+        fact("driver", torch_driver["reason"], drivers.SOURCE)
+        return done("driver-too-old", f"torch's CUDA {build.get('cuda')}: {torch_driver['reason']}")
+    shipped = [lib["cuda"] for lib in wheel["libraries"] if lib.get("cuda") and not lib["nocublaslt"]]
+    if rule["version_from"] == "system libcudart" and system_cuda is None:
+        fact("loader", f"bitsandbytes {wheel['release']} picks its library by the CUDA runtime (libcudart.so) it finds "
+                       "on the system, not torch's; with none there (no toolkit on LD_LIBRARY_PATH, in conda or in "
+                       "/usr/local/cuda) it loads the CPU library", rule.get("version_from_at"))
+        return done("no-library", "assuming no CUDA runtime besides torch's own on the system: this release finds "
+                                  "none, loads its CPU library and GPU 4-bit fails ('compiled without GPU support'); "
+                                  "with a system CUDA X.Y it loads libbitsandbytes_cudaXY", "compiled-without-gpu")
+    name, notes = loader_rules.library_name(rule, build.get("cuda"), shipped, capability=card.capability,
+                                            override=bnb_cuda_version, system_cuda=system_cuda)
+    pointer = rule.get("override_at") if bnb_cuda_version else rule.get("template_at")
+    fact("loader", f"bitsandbytes {wheel['release']} loads {name or 'an unknown library'}: " + "; ".join(notes),
+         pointer)
     if name is None:
-        return done("unknown", "the release's loader rule could not be read from its source")
-    library = next((lib for lib in wheel["libraries"] if lib["name"].split(".")[0] == name), None)
+        return done("unknown", notes[-1])
     row["library"] = name
+    library = next((lib for lib in wheel["libraries"] if lib["name"].split(".")[0] == name), None)
     if library is None:
-        fallback = {"cpu-fallback": "it loads the CPU library instead (warning), and GPU 4-bit fails later",
-                    "error-on-use": "the first native call raises an error naming the missing file",
-                    "import-error": "importing bitsandbytes raises"}.get(rule["missing"], "what follows is unknown")
-        return done("no-library", f"torch has CUDA {build['cuda']}, the release loads {name}, which the wheel does "
-                                  f"not ship (it ships CUDA {', '.join(shipped)}); {fallback}")
-    verdict, detail = kernel_for(library, gpu)
-    reasons = {"loads": f"{name} carries {detail}",
-               "loads-ptx-jit": f"{name}: {detail}; needs a driver that supports CUDA {library.get('cuda')}",
-               "no-kernel": f"{name}: {detail}", "unknown": f"{name}: {detail}"}
+        verdict, what = MISSING.get(rule["missing"], ("unknown", "what follows is not known"))
+        cudas = ", ".join(sorted(set(shipped))) or "none"
+        fact("wheel", f"the {platform} wheel ships no {name} (its CUDA libraries: {cudas})", rule.get("missing_at"))
+        return done(verdict, f"the release loads {name}, which the wheel does not ship (CUDA {cudas}); {what}")
+    floor = row["glibc_floor"] = glibc_floor(library)
+    if floor:
+        fact("glibc", f"{name} needs GLIBC_{floor}", "the library's version needs (.gnu.version_r)")
+        if glibc and older(glibc, floor):
+            return done("glibc-too-old", f"{name} needs GLIBC_{floor}; glibc {glibc} cannot load it (dlopen fails: "
+                                         f"version `GLIBC_{floor}' not found)")
+    verdict, detail = kernel_for(library, sm)
+    fact("code", f"{name}: {detail}", "fatbin readings (data/binaries.csv)")
+    lib_driver = drivers.check(driver, library.get("cuda"), platform, ptx=verdict == "loads-ptx-jit")
+    row["driver_floor"] = lib_driver["minimum"]
+    if lib_driver["minimum"]:
+        fact("driver", lib_driver["reason"], drivers.SOURCE)
+    if lib_driver["ok"] is False and verdict in ("loads", "loads-ptx-jit"):
+        return done("driver-too-old", f"{name} (CUDA {library.get('cuda')}): {lib_driver['reason']}")
+    reason = f"{name}: {detail}"
+    if verdict == "loads-ptx-jit":
+        reason += f"; needs a driver >= {lib_driver['minimum']}" if lib_driver["minimum"] else ""
     if verdict in ("loads", "loads-ptx-jit") and support == "unknown":
-        return done("unknown", reasons[verdict] + f"; torch {build['build']}'s arch list is unknown")
-    return done(verdict, reasons[verdict])
+        return done("unknown", reason + f"; torch {build['build']}'s arch list is unknown")
+    if support == "ptx":
+        reason += f"; torch itself runs on {sm} only through PTX JIT"
+    return done(verdict, reason)
 
 
-def torch_build_list(read: list[dict[str, Any]], axes_builds: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Torch builds to predict for: every PyPI default build read, plus the axes' builds (CUDA from the variant,
-    arch list from the matching PyPI read when it is the same build, else unknown)."""
-    builds = {r["version"]: {"build": r["version"], "cuda": r.get("cuda"), "archs": r.get("archs"),
-                             "source": r.get("filename")} for r in read if r.get("version")}
-    for name, spec in (axes_builds or {}).items():
-        variant = spec.get("variant", "") if isinstance(spec, dict) else getattr(spec, "variant", "")
-        if name in builds or not variant.startswith("cu"):
-            continue
-        digits = variant[2:]
-        builds[name] = {"build": name, "cuda": f"{digits[:-1]}.{digits[-1]}", "archs": None,
-                        "source": "the axes (variant); its wheel was not readable from here"}
-    return sorted(builds.values(), key=lambda b: (Version(b["build"].split("+")[0]), b["build"]))
-
-
-def predictions(wheels: list[dict[str, Any]], builds: list[dict[str, Any]], gpus: Any = GPUS,
-                platform: str = PLATFORM) -> pd.DataFrame:
-    """One row per (GPU arch, torch build, bitsandbytes release) for one platform's wheels."""
-    rows = [predict_cell(gpu, build, wheel) for wheel in wheels if wheel["platform"] == platform
-            for build in builds if build.get("cuda") for gpu in gpus]
+def predictions(wheels: list[dict[str, Any]], builds: list[dict[str, Any]],
+                platform_archs: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """One row per (GPU arch, torch build, bitsandbytes release, platform): every wheel against every CUDA torch
+    build of its platform, for the architectures of `PLATFORM_ARCHS`."""
+    archs = platform_archs or PLATFORM_ARCHS
+    rows = [predict_cell(gpu, build, wheel) for wheel in wheels if wheel["platform"] in archs
+            for build in builds if build.get("cuda") and build.get("platform", PLATFORM) == wheel["platform"]
+            for gpu in archs[wheel["platform"]]]
     return pd.DataFrame(rows)

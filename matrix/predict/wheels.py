@@ -1,16 +1,18 @@
 """bitsandbytes wheels from PyPI, read once and cached by sha256 as small JSON files in `results/binaries/`.
 
 `refresh()` lists every release from `FIRST_RELEASE` on from PyPI's JSON API, and for each wheel of a platform
-we read (Linux x86_64 and aarch64, Windows) that has no cache file yet: downloads it to a temporary file,
-checks its sha256, reads every native library in it (`matrix.predict.binaries`) and the loader's Python source
-(`matrix.predict.loader_rules`), writes `results/binaries/<sha256>.json` and deletes the wheel. A new release is a new
-file on the next run; nothing already read is downloaded again.
+we read (Linux x86_64 and aarch64, Windows) that has no cache file at the current `SCHEMA` yet: downloads it
+(to a temporary file, or to `$BNB_WHEEL_CACHE` to keep it), checks its sha256, reads every native library in
+it (`matrix.predict.binaries`) and the loader's Python source (`matrix.predict.loader_rules`), and writes
+`results/binaries/<sha256>.json`. A new release is a new file on the next run; nothing already read at this
+schema is downloaded again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 import time
@@ -28,12 +30,13 @@ from matrix.predict.store import CACHE_DIR
 from matrix.measure import discover
 
 PYPI_JSON = "https://pypi.org/pypi/bitsandbytes/json"
-FIRST_RELEASE = Version("0.43.0")
-SCHEMA = 1
+FIRST_RELEASE = Version("0.39.0")  # the oldest release read (0.39-0.42: one py3-none-any wheel each)
+SCHEMA = 2  # 2: relocatable fatbin (__nv_relfatbin), payload reading, glibc/glibcxx/cxxabi floors
 PLATFORMS = {  # wheel platform tag suffix -> our platform name
     "manylinux_2_24_x86_64": "linux-x86_64", "manylinux2014_x86_64": "linux-x86_64",
     "manylinux_2_24_aarch64": "linux-aarch64", "manylinux2014_aarch64": "linux-aarch64",
     "win_amd64": "windows-x86_64",
+    "any": "linux-x86_64",  # 0.39-0.42: one py3-none-any wheel holding Linux x86-64 libraries only
 }
 NATIVE_SUFFIXES = (".so", ".dll", ".dylib")
 
@@ -41,7 +44,9 @@ NATIVE_SUFFIXES = (".so", ".dll", ".dylib")
 def platform_of(filename: str) -> str | None:
     """`bitsandbytes-0.45.5-py3-none-manylinux_2_24_x86_64.whl` -> `linux-x86_64` (None: a platform we skip)."""
     tag = filename.removesuffix(".whl").split("-")[-1]
-    return next((name for suffix, name in PLATFORMS.items() if tag.endswith(suffix)), None)
+    if tag == "any":
+        return PLATFORMS["any"]
+    return next((name for suffix, name in PLATFORMS.items() if suffix != "any" and tag.endswith(suffix)), None)
 
 
 def list_wheels(index: dict[str, Any]) -> list[dict[str, Any]]:
@@ -109,21 +114,25 @@ def read_wheel(wheel: dict[str, Any], path: Path, tool: str | None) -> dict[str,
 
 def refresh(cache_dir: Path = CACHE_DIR, index: dict[str, Any] | None = None,
             only: Callable[[dict[str, Any]], bool] = lambda w: True,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Read every wheel not yet cached; returns counts and timings for the log and BENCHMARKS.md."""
+            log: Callable[[str], None] = print, wheel_dir: Path | None = None) -> dict[str, Any]:
+    """Read every wheel not yet cached at this SCHEMA; returns counts and timings for the log and BENCHMARKS.md.
+
+    `wheel_dir` (default: $BNB_WHEEL_CACHE, else none) keeps downloaded wheels for the next reading; a wheel already
+    there is used once its sha256 matches PyPI's.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
     wheels = [w for w in list_wheels(index or fetch_index()) if only(w)]
     tool = binaries.find_cuobjdump()
+    wheel_dir = wheel_dir or (Path(os.environ["BNB_WHEEL_CACHE"]) if os.environ.get("BNB_WHEEL_CACHE") else None)
     stats = {"wheels": len(wheels), "cached": 0, "read": 0, "bytes": 0, "download_s": 0.0, "read_s": 0.0}
     for wheel in wheels:
         target = cache_dir / f"{wheel['sha256']}.json"
-        if target.exists():
+        if target.exists() and json.loads(target.read_text() or "{}").get("schema", SCHEMA) >= SCHEMA:
             stats["cached"] += 1
             continue
         with tempfile.TemporaryDirectory(prefix="bnb-wheel-") as tmp:
-            path = Path(tmp) / wheel["filename"]
             t0 = time.monotonic()
-            download(wheel["url"], wheel["sha256"], path)
+            path = fetch_wheel(wheel, Path(tmp), wheel_dir)
             t1 = time.monotonic()
             record = read_wheel(wheel, path, tool)
             t2 = time.monotonic()
@@ -135,6 +144,22 @@ def refresh(cache_dir: Path = CACHE_DIR, index: dict[str, Any] | None = None,
         log(f"{wheel['filename']}: {len(record['libraries'])} libraries, {wheel['size'] / 1e6:.0f} MB, "
             f"download {t1 - t0:.1f} s, read {t2 - t1:.1f} s")
     return stats
+
+
+def fetch_wheel(wheel: dict[str, Any], tmp: Path, wheel_dir: Path | None) -> Path:
+    """The wheel's local path: from `wheel_dir` when it holds it with the right sha256, else downloaded."""
+    if wheel_dir is not None:
+        kept = wheel_dir / wheel["filename"]
+        if kept.exists() and hashlib.sha256(kept.read_bytes()).hexdigest() == wheel["sha256"]:
+            return kept
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        part = kept.with_name(kept.name + f".{os.getpid()}.part")
+        download(wheel["url"], wheel["sha256"], part)
+        part.replace(kept)
+        return kept
+    path = tmp / wheel["filename"]
+    download(wheel["url"], wheel["sha256"], path)
+    return path
 
 
 def load_cache(cache_dir: Path = CACHE_DIR) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import pandas as pd
 import tomllib
 from packaging.version import Version
 
-from matrix.predict import binaries, loader_rules, predict, torch_builds, wheels
+from matrix.predict import binaries, gpus, predict, reports, torch_builds, wheels
 from matrix.measure.axes import DEFAULT_AXES
 from matrix.predict.fatbin import arch_number
 
@@ -26,49 +26,57 @@ MEASURED = {
     "frozenset-device-check": None,
 }
 BEFORE_LOADING = ("install", "import")  # stages where a failure says nothing about the native library
-AGREES = {"loads": {"loads", "loads-ptx-jit"}, "no-library": {"no-library"},
+AGREES = {"loads": {"loads", "loads-ptx-jit"}, "no-library": {"no-library", "setup-failed"},
           "no-kernel": {"no-kernel", "torch-unsupported"}}
+KIND_ORDER = {"read": 0, "build-script": 1, "reported": 2, "inferred": 3}  # which arch list a grid column prefers
 
 
 def load_inputs(axes_path: Path | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(wheel readings, torch builds to predict for) from the committed caches and the axes file."""
     axes_path = axes_path or DEFAULT_AXES
     axes_builds = tomllib.loads(axes_path.read_text()).get("torch_builds", {})
-    return wheels.load_cache(), predict.torch_build_list(torch_builds.load_builds(), axes_builds)
+    return wheels.load_cache(), torch_builds.all_builds(torch_builds.load_builds(), axes_builds)
 
 
 def binaries_frame(readings: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (release, platform, library, kind, arch): status compiled or unknown. PTX arch as sm_XX."""
+    """One row per (release, platform, library, section, kind, arch): status compiled or unknown. PTX arch as sm_XX.
+
+    `section` is where the code sits: nv_fatbin (device-linked) or relfatbin (relocatable; its PTX is JIT-linked
+    by the runtime at first launch); glibc/glibcxx are the library's highest needed GLIBC_/GLIBCXX_ versions."""
     rows = []
     for wheel in readings:
         for lib in wheel["libraries"]:
             base = {"release": wheel["release"], "platform": wheel["platform"], "library": lib["name"],
-                    "backend": lib["backend"], "cuda": lib.get("cuda", "")}
-            cov = binaries.coverage(lib)
-            for kind in ("sass", "ptx"):
-                for arch, status in sorted(cov[kind].items(), key=lambda kv: arch_number(kv[0])):
-                    rows.append({**base, "kind": kind, "arch": f"sm_{arch_number(arch)}", "status": status})
-            if not binaries.readers_agree(lib) and not any(cov.values()):
-                rows.append({**base, "kind": "unknown", "arch": "", "status": "unknown"})
-    return pd.DataFrame(rows, columns=["release", "platform", "library", "backend", "cuda", "kind", "arch", "status"])
+                    "backend": lib["backend"], "cuda": lib.get("cuda", ""), "nocublaslt": lib.get("nocublaslt", False),
+                    "glibc": lib.get("glibc") or "", "glibcxx": lib.get("glibcxx") or ""}
+            by_section = binaries.coverage_by_section(lib)
+            for section, cov in by_section.items():
+                for kind in ("sass", "ptx"):
+                    for arch, status in sorted(cov[kind].items(), key=lambda kv: arch_number(kv[0])):
+                        rows.append({**base, "section": section, "kind": kind, "arch": f"sm_{arch_number(arch)}",
+                                     "status": status})
+            if binaries.problem(lib) and not any(c for cov in by_section.values() for c in cov.values()):
+                rows.append({**base, "section": "", "kind": "unknown", "arch": "", "status": "unknown"})
+    return pd.DataFrame(rows, columns=["release", "platform", "library", "backend", "cuda", "kind", "arch", "section",
+                                       "status", "nocublaslt", "glibc", "glibcxx"])
 
 
 def libraries_frame(readings: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (release, platform, library): what it needs and whether both readers agreed on it."""
     rows = [{"release": w["release"], "platform": w["platform"], "library": lib["name"], "backend": lib["backend"],
              "cuda": lib.get("cuda", ""), "size": lib["size"], "needed": " ".join(lib["needed"]),
-             "readers_agree": binaries.readers_agree(lib),
-             "problem": lib["cuobjdump"].get("error") or lib["fatbin"].get("error") or ""}
+             "glibc": lib.get("glibc") or "", "glibcxx": lib.get("glibcxx") or "", "cxxabi": lib.get("cxxabi") or "",
+             "readers_agree": binaries.readers_agree(lib), "problem": binaries.problem(lib) or ""}
             for w in readings for lib in w["libraries"]]
     return pd.DataFrame(rows)
 
 
 def release_rules(readings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The loading rule of each release (from its Linux x86_64 wheel's source), newest first."""
+    """The loading rule of each release (from its own source), newest first."""
     seen: dict[str, dict[str, Any]] = {}
     for wheel in readings:
         if wheel["platform"] == predict.PLATFORM:
-            seen[wheel["release"]] = {"release": wheel["release"], **loader_rules.rule(wheel["loader"])}
+            seen[wheel["release"]] = {"release": wheel["release"], **predict.release_rule(wheel)}
     return sorted(seen.values(), key=lambda r: Version(r["release"]), reverse=True)
 
 
@@ -101,7 +109,8 @@ def agreement(latest: pd.DataFrame, preds: pd.DataFrame) -> list[dict[str, Any]]
         return []
     gpu_rows = latest[latest["runner_compute_capability"].fillna("").astype(str) != ""]
     cells = gpu_rows.groupby(["runner", "runner_compute_capability", "torch", "bnb"], sort=True)
-    index = {(r.gpu_arch, r.torch, r.bnb): r for r in preds.itertuples()} if not preds.empty else {}
+    linux = preds[preds.platform == predict.PLATFORM] if not preds.empty else preds  # the measuring runners' platform
+    index = {(r.gpu_arch, r.torch, r.bnb): r for r in linux.itertuples()} if not linux.empty else {}
     out = []
     for (runner, cc, torch, bnb), rows in cells:
         gpu = "sm_" + str(cc).replace(".", "")
@@ -139,40 +148,63 @@ def cell_prediction(preds: pd.DataFrame, compute_capability: str, torch: str, bn
     if preds.empty or not compute_capability:
         return None
     gpu = "sm_" + str(compute_capability).replace(".", "")
-    hit = preds[(preds.gpu_arch == gpu) & (preds.torch == torch) & (preds.bnb == bnb)]
+    hit = preds[(preds.gpu_arch == gpu) & (preds.torch == torch) & (preds.bnb == bnb)
+                & (preds.platform == predict.PLATFORM)]
     return hit.iloc[0].to_dict() if len(hit) else None
 
 
-def grid(preds: pd.DataFrame, builds: list[str]) -> list[dict[str, Any]]:
-    """Per GPU arch: rows of (release, cells for each torch build in `builds`), newest release first."""
+def home_platform(arch: str) -> str:
+    """Where an architecture's grid is drawn: Linux x86_64, or Linux aarch64 for Arm-only GPUs (Jetson, Spark)."""
+    return predict.PLATFORM if arch in predict.PLATFORM_ARCHS[predict.PLATFORM] else "linux-aarch64"
+
+
+def grid(preds: pd.DataFrame, columns: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Per GPU arch: rows of (release, cells for each torch build of `columns[platform]`), newest release first."""
+    names = gpus.names_by_arch()
     out = []
-    for gpu, names in predict.GPUS.items():
-        sub = preds[(preds.gpu_arch == gpu) & preds.torch.isin(builds)]
+    for arch in sorted({a for archs in predict.PLATFORM_ARCHS.values() for a in archs}, key=arch_number):
+        platform = home_platform(arch)
+        builds = columns.get(platform, [])
+        mine = preds[(preds.gpu_arch == arch) & (preds.platform == platform)] if not preds.empty else preds
+        sub = mine[mine.torch.isin(builds)] if not mine.empty else mine
         rows = []
-        for bnb in sorted(sub.bnb.unique(), key=Version, reverse=True):
+        for bnb in sorted(set(sub.bnb) if not sub.empty else set(), key=Version, reverse=True):
             cells = {r.torch: {"verdict": r.verdict, "label": r.label, "reason": r.reason,
                                "signature": r.signature if isinstance(r.signature, str) else None}  # NaN: none
                      for r in sub[sub.bnb == bnb].itertuples()}
             rows.append({"bnb": bnb, "cells": [cells.get(b) for b in builds]})
-        counts = preds[preds.gpu_arch == gpu]["verdict"].value_counts().to_dict() if not preds.empty else {}
-        out.append({"arch": gpu, "gpus": names, "rows": rows, "counts": counts})
+        counts = mine["verdict"].value_counts().to_dict() if not mine.empty else {}
+        out.append({"arch": arch, "gpus": names.get(arch, ""), "platform": platform, "builds": builds, "rows": rows,
+                    "counts": counts})
     return out
 
 
-def grid_builds(builds: list[dict[str, Any]], axes_names: list[str] | None = None) -> list[str]:
-    """The torch builds the grid shows: the newest build of each CUDA version, plus the axes' CUDA builds."""
-    newest: dict[str, str] = {}
-    for b in builds:
-        if b.get("cuda"):
-            newest[b["cuda"]] = b["build"]  # builds come oldest first
-    chosen = set(newest.values()) | {n for n in (axes_names or []) if any(b["build"] == n for b in builds)}
-    return [b["build"] for b in builds if b["build"] in chosen]
+def grid_builds(builds: list[dict[str, Any]], platform: str = predict.PLATFORM,
+                axes_names: list[str] | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """(the torch builds a platform's grid shows, the builds it leaves out with why).
+
+    Per CUDA version: the newest build whose arch list is known (read from a wheel before a build script, before a
+    report, before an inference); the axes' builds whose arch list is known are shown too."""
+    mine = [b for b in builds if b.get("platform", predict.PLATFORM) == platform and b.get("cuda")]
+    known = [b for b in mine if b.get("archs")]
+    best: dict[str, dict[str, Any]] = {}
+    for b in known:  # builds come oldest first: a newer release replaces an older one of the same kind or worse
+        old = best.get(b["cuda"])
+        if old is None or KIND_ORDER.get(b["archs_kind"], 9) <= KIND_ORDER.get(old["archs_kind"], 9):
+            best[b["cuda"]] = b
+    chosen = {b["build"] for b in best.values()} | {b["build"] for b in known if b["build"] in (axes_names or [])}
+    shown = [b["build"] for b in mine if b["build"] in chosen]
+    left = [{"build": b["build"], "cuda": b["cuda"],
+             "why": "its arch list is unknown" if not b.get("archs") else
+             f"a newer or better-read CUDA {b['cuda']} build is shown ({best[b['cuda']]['build']})"}
+            for b in mine if b["build"] not in chosen]
+    return shown, left
 
 
 def predictions_csv(preds: pd.DataFrame) -> bytes:
     """data/predictions.csv: one row per (GPU arch, torch build, bitsandbytes release)."""
-    cols = ["gpu_arch", "gpus", "torch", "torch_cuda", "bnb", "platform", "library", "verdict", "signature",
-            "reason", "torch_supports_gpu", "rule_at"]
+    cols = ["gpu_arch", "gpus", "torch", "torch_cuda", "torch_index", "torch_archs_kind", "bnb", "platform",
+            "library", "verdict", "signature", "reason", "torch_supports_gpu", "glibc_floor", "driver_floor", "rule_at"]
     return preds.reindex(columns=cols).to_csv(index=False).encode()
 
 
@@ -185,16 +217,26 @@ def gpus_context(readings: list[dict[str, Any]], builds: list[dict[str, Any]], l
                  axes_names: list[str] | None = None, preds: pd.DataFrame | None = None) -> dict[str, Any]:
     """Everything `site/templates/gpus.md.j2` needs; `preds` when the caller has made the predictions already."""
     preds = predict.predictions(readings, builds) if preds is None else preds
-    shown = grid_builds(builds, axes_names)
+    columns, left_out = {}, {}
+    for platform in predict.PLATFORM_ARCHS:
+        columns[platform], left_out[platform] = grid_builds(builds, platform, axes_names)
     agree = agreement(latest if latest is not None else pd.DataFrame(), preds)
     libs = libraries_frame(readings)
     releases = sorted({w["release"] for w in readings}, key=Version)
+    reported = reports.compare(reports.load(), readings, builds)
+    arch_grid = grid(preds, columns)
+    for g in arch_grid:  # each architecture's page lists the reports about a GPU of it
+        g["reported"] = [r for r in reported if r.get("gpu") and (found := gpus.find_gpu(r["gpu"])) is not None
+                         and found.sm == g["arch"]]
     return {
-        "gpus": [{"arch": a, "names": n} for a, n in predict.GPUS.items()],
-        "builds": [b for b in builds if b["build"] in shown], "all_builds": builds,
-        "grid": grid(preds, shown), "verdicts": predict.VERDICTS,
+        "gpus": [{"arch": a, "names": n} for a, n in gpus.names_by_arch().items()],
+        "builds": [b for b in builds if b["build"] in columns[predict.PLATFORM]
+                   and b.get("platform", predict.PLATFORM) == predict.PLATFORM],
+        "all_builds": builds, "left_out": left_out, "columns": columns,
+        "grid": arch_grid, "verdicts": predict.VERDICTS,
         "coverage": coverage_rows(readings), "rules": release_rules(readings), "agreement": agree,
         "disagreements": [a for a in agree if a["agrees"] == "no"],
+        "reported": reported, "reported_summary": reports.summary(reported),
         "releases": releases, "platforms": sorted({w["platform"] for w in readings}),
         "unknown_libraries": libs[~libs.readers_agree & (libs.backend == "cuda")].to_dict("records")
         if not libs.empty else [],
