@@ -146,3 +146,15 @@ def test_claim_scope_says_which_claimed_errors_were_provoked_and_which_never_occ
     assert "The scope of that answer." in html
     for e in scope["errors"]:
         assert ("never occurred" if not e["provoked"] else f"provoked in {e['provoked']} pairing") in html
+
+
+def test_search_finds_gpu_names_on_their_arch_page_and_skips_the_grid(built_site):
+    """A card's name is in its architecture page's searchable text; the grid's squares (a reason each) are not,
+    which would multiply the search index for no query anyone types."""
+    _, out = built_site
+    docs = json.loads((out / "search" / "search_index.json").read_text(encoding="utf-8"))["docs"]
+    pages = {d["location"]: d for d in docs if d["location"].startswith("gpus/sm-") and "#" not in d["location"]}
+    for name, arch in (("4090", "sm-89"), ("T4", "sm-75"), ("A100", "sm-80"), ("A6000", "sm-86"), ("5090", "sm-120")):
+        assert name in pages[f"gpus/{arch}/index.html"]["text"], name
+        assert pages[f"gpus/{arch}/index.html"].get("boost", 1) > 1
+    assert all(len(d["text"]) < 20_000 for d in pages.values())  # the grid is data-search-exclude
