@@ -115,7 +115,8 @@ def test_a_budget_not_run_is_not_called_a_failure():
     rows = [("plain", None, "pass"), ("plain", 6.0, "fail"), ("plain", 8.0, "pass"),
             ("seed-fix", None, "pass"), ("seed-fix", 6.0, "fail"),  # 8 GiB never run for seed-fix
             ("nf4-bf16", None, "pass"), ("nf4-bf16", 6.0, "fail"), ("nf4-bf16", 8.0, "fail")]
-    latest = pd.DataFrame([{**cell, "recipe": r, "budget_gib": b, "outcome": o} for r, b, o in rows])
+    latest = pd.DataFrame([{**cell, "recipe": r, "budget_gib": b, "outcome": o,
+                            "signature": "cuda-oom" if o == "fail" else ""} for r, b, o in rows])
     (block,) = findings.budget_blocks(latest, "plain")
     smallest = {s["recipe"]: s for s in block["smallest"]}
     assert smallest["plain"] == {"recipe": "plain", "budget": "8", "failed": ["6"], "not_run": []}

@@ -170,20 +170,32 @@ def _columns(rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
+def raw_frame(records: Iterable[Record], classify: Callable[[Record], str | None] | None = None,
+              find_warnings: Callable[[str], list[str]] | None = None) -> pd.DataFrame:
+    """One row per record, as read (not yet deduplicated or sorted): what a site build caches per results file."""
+    return pd.DataFrame(_columns(record_row(r, classify, find_warnings) for r in records))
+
+
 def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | None = None,
          find_warnings: Callable[[str], list[str]] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """One row per record, sorted on KEY, time, then the record's own JSON (so input order never matters).
 
     Exact duplicate records count once. Returns the frame and the problems found (duplicates, bad timestamps).
     """
+    return finish(raw_frame(records, classify, find_warnings))
+
+
+def finish(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """`tidy` of rows already flattened (`raw_frame`, or several concatenated): columns in order, duplicates
+    counted once, time parsed, rows sorted. A `_source` column, if any, is kept (last)."""
     problems: list[str] = []
-    frame = pd.DataFrame(_columns(record_row(r, classify, find_warnings) for r in records))
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS + ["_order"])
     for column in BASE_COLUMNS:
         if column not in frame:
             frame[column] = float("nan") if column.startswith(("time_", "mem_")) or column == "budget_gib" else ""
-    frame = frame[BASE_COLUMNS + sorted(set(frame.columns) - set(BASE_COLUMNS) - {"_order"}) + ["_order"]]
+    internal = ["_order"] + (["_source"] if "_source" in frame else [])
+    frame = frame[BASE_COLUMNS + sorted(set(frame.columns) - set(BASE_COLUMNS) - set(internal)) + internal]
     duplicates = frame.duplicated("_order")
     if duplicates.any():
         problems.append(f"{int(duplicates.sum())} exact duplicate record(s) counted once")
@@ -358,11 +370,16 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
     if use_signatures and classify is None and find_warnings is None:
         classify, find_warnings = _signature_functions()
     frame, own = tidy(records, classify, find_warnings)
+    return from_tidy(frame, tuple(str(p) for p in problems) + tuple(own), recipes, baseline, releases)
+
+
+def from_tidy(frame: pd.DataFrame, problems: tuple[str, ...], recipes: Iterable[str] = (), baseline: str = "plain",
+              releases: dict[str, Any] | None = None) -> Aggregate:
+    """Every aggregate from the tidy frame (`tidy`/`finish`); `problems` as text."""
     latest = latest_with_history(frame[is_result(frame)])
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
-                     effects=fix_effects(pairs, baseline, recipes),
-                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases)
+                     effects=fix_effects(pairs, baseline, recipes), problems=problems, releases=releases)
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:

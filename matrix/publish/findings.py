@@ -108,33 +108,41 @@ def budget_label(budget: float | None) -> str | None:
 def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Per cell and shape measured under emulated VRAM budgets: recipe x budget outcomes and, per recipe, the
     smallest budget it passed under (None: on the whole card alone), the smaller budgets it failed under and
-    those it was never run under (a budget not run is not a failure: 'only the whole card' needs them all run)."""
-    blocks = []
-    # only the cells and shapes with a budgeted run: a frame per cell and shape cost about 10 ms each
+    those it was never run under (a budget not run is not a failure: 'only the whole card' needs them all run).
+    Each outcome is the row's recipe, budget, outcome and signature (what the budgets page and data/budgets.json
+    show)."""
     keys = CELL + ["shape"]
     budgeted_keys = set(latest.loc[latest["budget_gib"].notna(), keys].itertuples(index=False, name=None))
-    latest = latest[pd.Series([k in budgeted_keys for k in latest[keys].itertuples(index=False, name=None)],
-                              index=latest.index, dtype=bool)]
-    for key, mine in latest.groupby(keys, sort=True):
-        budgeted = mine[mine["budget_gib"].notna()]
-        if budgeted.empty:
-            continue
-        columns = [None] + sorted(float(b) for b in budgeted["budget_gib"].unique())
+    if not budgeted_keys:
+        return []
+    # one pass over the few columns used, only the cells and shapes with a budgeted run (a frame and a
+    # to_dict of ~80 columns per cell, shape and recipe cost minutes at 100,000 records)
+    columns = keys + ["recipe", "budget_gib", "outcome", "signature", "cell_path", "last_seen"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in records(latest[columns]):
+        key = tuple(row[k] for k in keys)
+        if key in budgeted_keys:
+            groups.setdefault(key, []).append(row)
+    blocks = []
+    for key in sorted(groups):
+        mine = groups[key]
+        budgets = sorted({float(r["budget_gib"]) for r in mine if not pd.isna(r["budget_gib"])})
+        columns_ = [None, *budgets]
         table, smallest = [], []
-        for recipe in sorted(mine["recipe"].unique(), key=lambda r: (r != baseline, r)):
+        for recipe in sorted({r["recipe"] for r in mine}, key=lambda r: (r != baseline, r)):
             by_budget = {None if pd.isna(r["budget_gib"]) else float(r["budget_gib"]): r
-                         for r in records(mine[mine["recipe"] == recipe])}
-            table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns]})
-            passed = [c for c in columns if c in by_budget and by_budget[c]["outcome"] == "pass"]
+                         for r in mine if r["recipe"] == recipe}
+            table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns_]})
+            passed = [c for c in columns_ if c in by_budget and by_budget[c]["outcome"] == "pass"]
             if passed:
                 least = min((c for c in passed if c), default=None)
-                below = [c for c in columns if c is not None and (least is None or c < least)]  # under it
+                below = [c for c in budgets if least is None or c < least]  # budgets under the smallest pass
                 smallest.append({"recipe": recipe, "budget": budget_label(least),
                                  "failed": [budget_label(c) for c in below if c in by_budget],
                                  "not_run": [budget_label(c) for c in below if c not in by_budget]})
-        blocks.append({**dict(zip(CELL + ["shape"], key)), "columns": [budget_label(c) for c in columns],
-                       "rows": table, "smallest": smallest, "cell_path": mine["cell_path"].iloc[0],
-                       "last_seen": budgeted["last_seen"].max()})
+        blocks.append({**dict(zip(keys, key)), "columns": [budget_label(c) for c in columns_],
+                       "rows": table, "smallest": smallest, "cell_path": mine[0]["cell_path"],
+                       "last_seen": max(r["last_seen"] for r in mine if not pd.isna(r["budget_gib"]))})
     return blocks
 
 
@@ -186,18 +194,23 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     frame = frame[is_result(frame)]  # as the site's latest: a network failure decides nothing
     ordered = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
     ordered = ordered.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    # plain tuples per cell, in that order (a frame per cell, split from all ~80 columns, cost minutes at 100k)
     columns = ["run_time", "run_id", "recipe", "shape", "budget", "outcome"]
-    for cell, rows in ordered.groupby(CELL, sort=True):
-        if rows["run_id"].nunique() < 2:
+    names = CELL + columns + ["cell_path"] + list(VERDICT_COLUMNS)
+    cells: dict[tuple, list[tuple]] = {}
+    for row in zip(*(ordered[c].tolist() for c in names)):
+        cells.setdefault(row[:len(CELL)], []).append(row[len(CELL):])
+    for cell in sorted(cells):
+        rows = cells[cell]
+        if len({r[1] for r in rows}) < 2:
             continue  # measured once: nothing to change from
-        latest: dict[tuple, tuple[int, str]] = {}  # (recipe, shape, budget) -> (row label, outcome), newest so far
+        latest: dict[tuple, tuple[int, str]] = {}  # (recipe, shape, budget) -> (row number, outcome), newest so far
         runs: dict[tuple, list] = {}
-        for label, *values in zip(rows.index, *(rows[c] for c in columns)):
-            runs.setdefault((values[0], values[1]), []).append((label, *values[2:]))
+        for label, values in enumerate(rows):
+            runs.setdefault((values[0], values[1]), []).append((label, *values[2:6]))
 
-        def verdict(latest: dict[tuple, tuple[int, str]] = latest) -> str:
-            chosen = ordered.loc[[label for label, _ in latest.values()], list(VERDICT_COLUMNS)]
-            return cell_verdict(list(chosen.itertuples(index=False, name=None)), baseline)[0]
+        def verdict(latest: dict[tuple, tuple[int, str]] = latest, rows: list[tuple] = rows) -> str:
+            return cell_verdict([rows[label][7:] for label, _ in latest.values()], baseline)[0]
 
         before = None  # computed only when needed: most runs repeat the outcomes they replace
         for n, ((time, run_id), run) in enumerate(runs.items()):
@@ -210,7 +223,7 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
             after = verdict()
             if after != before:
                 changes.append({**dict(zip(CELL, cell)), "before": before, "after": after, "run_id": run_id,
-                                "time": pd.Timestamp(time).isoformat(), "cell_path": rows["cell_path"].iloc[0]})
+                                "time": pd.Timestamp(time).isoformat(), "cell_path": rows[0][6]})
             before = after
     return sorted(changes, key=lambda c: (c["time"], c["run_id"]), reverse=True)
 

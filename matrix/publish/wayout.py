@@ -82,16 +82,28 @@ def _nearest(mine: str, others: Iterable[str], newer_first: bool) -> str | None:
     return min(candidates, key=lambda v: (abs(ordered.index(v) - at), ordered.index(v) < at))
 
 
-def way_out(cell: dict[str, Any], cells: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
+def passing_index(cells: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, Any]]]:
+    """The passing cells by (axis, the other three key values) -> {that axis' value: cell}: `way_out`'s lookup,
+    made once (scanning every cell of the runner for every cell and axis was quadratic)."""
+    index: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for other in cells:
+        if other["verdict"] in PASSING:
+            for axis, _ in AXES:
+                index.setdefault((axis, *(other[k] for k in CELL if k != axis)), {})[other[axis]] = other
+    return index
+
+
+def way_out(cell: dict[str, Any], cells: dict[tuple, dict[str, Any]],
+            index: dict[tuple, dict[str, dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Per axis (bitsandbytes, transformers, torch), the nearest cell on the same runner that differs in that
     axis alone and passes, as {axis, label, change, cell_path, verdict, fixes}: the nearest that works plainly,
     and only where none does, the nearest that works with a fix (a plain pass is the better advice); the axes
-    whose way out works plainly come first."""
+    whose way out works plainly come first. `index`: `passing_index` of `cells` (made here when not given)."""
+    index = passing_index(cells.values()) if index is None else index
     out = []
     for axis, label in AXES:
-        same = [k for k in CELL if k != axis]
-        near = {key[CELL.index(axis)]: other for key, other in cells.items()
-                if other["verdict"] in PASSING and all(other[k] == cell[k] for k in same)}
+        near = {value: other for value, other in
+                index.get((axis, *(cell[k] for k in CELL if k != axis)), {}).items() if value != cell[axis]}
         plain = {value: other for value, other in near.items() if other["verdict"] == "works"}
         passing = plain or near
         best = _nearest(cell[axis], passing, newer_first=axis == "bnb") if passing else None
@@ -114,6 +126,7 @@ def cell_causes(verdicts: list[dict[str, Any]], latest: dict[tuple, list[dict[st
     by_runner: dict[str, dict[tuple, dict[str, Any]]] = {}
     for cell in verdicts:
         by_runner.setdefault(cell["runner"], {})[tuple(cell[k] for k in CELL)] = cell
+    index = passing_index(verdicts)  # keys include the runner: one index serves every runner
     out = {}
     for cell in verdicts:
         if cell["verdict"] in ("works", "not-measured"):
@@ -126,7 +139,7 @@ def cell_causes(verdicts: list[dict[str, Any]], latest: dict[tuple, list[dict[st
         out[cell["cell_path"]] = {
             "slug": slug, "words": cause_words(row, catalogue), "recipe": row["recipe"], "shape": row["shape"],
             "stage": _text(row.get("stage")), "torch_label": torch_label(row),
-            "way_out": way_out(cell, by_runner[cell["runner"]]), "recipes": passing_recipes(rows, baseline)}
+            "way_out": way_out(cell, by_runner[cell["runner"]], index), "recipes": passing_recipes(rows, baseline)}
     return out
 
 
@@ -165,6 +178,9 @@ def error_way_outs(hit_cells: list[dict[str, Any]], causes: dict[str, dict[str, 
     needs a fix says so ('..., works with a fix: seed-fix'). Each group lists its items: where it failed (runner,
     torch build, transformers), the failing cell's path and the passing cell's path."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
+    alike: dict[tuple, list[dict[str, Any]]] = {}  # cells by runner, torch and transformers, made once
+    for c in cells.values():
+        alike.setdefault((c["runner"], c["torch"], c["transformers"]), []).append(c)
     for cell in hit_cells:
         why = causes.get(cell["cell_path"])
         if not why:
@@ -172,9 +188,9 @@ def error_way_outs(hit_cells: list[dict[str, Any]], causes: dict[str, dict[str, 
         for out in why["way_out"]:
             change = out["change"]
             if out["axis"] == "bnb":
-                newer = [c for k, c in cells.items() if c["runner"] == cell["runner"] and c["torch"] == cell["torch"]
-                         and c["transformers"] == cell["transformers"]
-                         and version_key(c["bnb"]) >= version_key(out["value"])]
+                least = version_key(out["value"])
+                newer = [c for c in alike.get((cell["runner"], cell["torch"], cell["transformers"]), [])
+                         if version_key(c["bnb"]) >= least]
                 enough = ("works",) if out["verdict"] == "works" else PASSING
                 if all(c["verdict"] in enough for c in newer):
                     change = f"bitsandbytes >= {out['value']}"

@@ -1,20 +1,56 @@
-/* bnb-matrix: the filter box on the All cells page. Every whitespace-separated word typed must occur (case-
-   insensitively) somewhere in a row for the row to stay visible. Works with and without Material's instant loading. */
+/* bnb-matrix: the All cells page. Its rows are made from cells/index.js (window.bnbMatrixCells, the compact index
+   of every cell that matrix/publish/cellsite.py writes) with textContent only, so no record text is ever parsed as
+   HTML. Every whitespace-separated word typed must occur (case-insensitively) somewhere in a row, its error
+   signatures included, for the row to stay visible. Works with and without Material's instant loading. */
 (function () {
+  function cell(row, text, href) {
+    var td = document.createElement("td");
+    if (href) {
+      var a = document.createElement("a");
+      a.href = href;
+      a.textContent = text;
+      td.appendChild(a);
+    } else {
+      td.textContent = text;
+    }
+    row.appendChild(td);
+    return td;
+  }
+  function fill(body, index) {
+    var col = {};
+    index.columns.forEach(function (name, i) { col[name] = i; });
+    var frag = document.createDocumentFragment();
+    index.rows.forEach(function (r) {
+      var row = document.createElement("tr");
+      cell(row, "open", r[col.path] + "index.html");
+      cell(row, r[col.runner], "../" + r[col.runner_path] + "index.html");
+      ["hardware", "torch", "bnb", "transformers"].forEach(function (name) { cell(row, r[col[name]]); });
+      var span = document.createElement("span");
+      span.className = "verdict verdict-" + r[col.verdict];
+      span.textContent = index.labels[r[col.verdict]] || r[col.verdict];
+      cell(row, "").appendChild(span);
+      ["fixes", "signatures", "last_measured"].forEach(function (name) { cell(row, r[col[name]]); });
+      frag.appendChild(row);
+    });
+    body.appendChild(frag);
+    if (window.bnbMatrixSortTables) window.bnbMatrixSortTables();
+  }
   function setup() {
     var input = document.getElementById("cell-filter");
     if (!input || input.dataset.ready) return;
     input.dataset.ready = "1";
-    var table = document.querySelector(".md-typeset table:not(.heatmap)");
+    var body = document.getElementById("cells-body");
+    if (body && window.bnbMatrixCells && !body.rows.length) fill(body, window.bnbMatrixCells);
+    var table = body ? body.parentNode : document.querySelector(".md-typeset table:not(.heatmap)");
     var count = document.getElementById("cell-filter-count");
     if (!table) return;
     var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+    var texts = rows.map(function (row) { return row.textContent.toLowerCase(); });
     function apply() {
       var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
       var shown = 0;
-      rows.forEach(function (row) {
-        var text = row.textContent.toLowerCase();
-        var ok = words.every(function (w) { return text.indexOf(w) !== -1; });
+      rows.forEach(function (row, i) {
+        var ok = words.every(function (w) { return texts[i].indexOf(w) !== -1; });
         row.hidden = !ok;
         if (ok) shown += 1;
       });

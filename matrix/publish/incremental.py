@@ -1,0 +1,210 @@
+"""What a site build keeps between builds, so a new run costs only its own records.
+
+- **Rows per results file** (`load`): each *.jsonl file's records flattened into rows (`aggregate.raw_frame`, the
+  costly part of aggregation: JSON, validation, signatures) are pickled under the cache folder, keyed by the file's
+  path, size and modification time and by the code that reads them. A rebuild reads only new or changed files; the
+  frames are concatenated and finished (`aggregate.finish`: duplicates, sort) as one.
+- **Exports per results file** (`write_exports`): data/results.csv.gz and data/results.json.gz are gzip files made
+  of one member per results file (gzip readers join members), each compressed once and cached under the same key
+  plus the column list. Rows come grouped by results file (files in name order), sorted within each file.
+
+The cache folder is `site/generated/cache/` (gitignored) or $BNB_MATRIX_SITE_CACHE. A cache that cannot be read
+or written is skipped (the build goes on from the records).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import multiprocessing
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from matrix.measure import records as records_io
+from matrix.measure.records import RecordProblem
+from matrix.publish import aggregate, exports
+
+ROOT = Path(__file__).resolve().parents[2]
+_READER_CODE = [ROOT / "matrix" / "publish" / "aggregate.py", ROOT / "matrix" / "measure" / "records.py",
+                *sorted((ROOT / "matrix" / "diagnose").rglob("*.py")), *sorted((ROOT / "matrix" / "data").rglob("*"))]
+_EXPORT_CODE = [ROOT / "matrix" / "publish" / "exports.py", Path(__file__)]
+GZIP_LEVEL = 6
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BNB_MATRIX_SITE_CACHE") or ROOT / "site" / "generated" / "cache")
+
+
+def _code_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def file_key(path: Path, code: str) -> str:
+    """The cache key of one results file: its path, size and modification time, and the reading code."""
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{code}".encode()).hexdigest()[:32]
+
+
+def _read_cached(path: Path) -> Any:
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        return None
+
+
+def _write_cached(path: Path, value: Any) -> None:
+    """Atomically (temp name + rename); a cache that cannot be written is skipped."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(temp, "wb") as handle:
+            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temp, path)
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]] | str:
+    """One results file's rows (`aggregate.raw_frame`) and bad lines, or why it cannot be read."""
+    classify, find_warnings = _WORK.setdefault("signatures", aggregate._signature_functions())
+    found: list[records_io.Record] = []
+    bad: list[tuple[str, str]] = []
+    try:
+        for item in records_io.iter_file(path, _WORK.setdefault("shared", {})):
+            if isinstance(item, RecordProblem):
+                bad.append((item.where, item.what))
+            else:
+                found.append(item)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc}); skipped"
+    return aggregate.raw_frame(found, classify, find_warnings), bad
+
+
+def _pool_map(function: Any, jobs: list[Any]) -> list[Any]:
+    """`function` over `jobs` in forked worker processes, one per usable CPU (serial for one job or one CPU)."""
+    workers = min(_cpus(), len(jobs))
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(job) for job in jobs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(function, jobs, chunksize=1)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def load(paths: list[Path], problems: list[RecordProblem]) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The tidy frame of every record in `paths` (`aggregate.finish`, with a `_source` column: the index of the
+    file in `paths`), its own problems (duplicates, timestamps) and each file's cache key ('' when unreadable).
+    Files not in the cache are read in parallel. Bad lines and unreadable files are appended to `problems`.
+    Counts of files read and reused go to STATS."""
+    code = _code_hash(_READER_CODE)
+    keys: list[str] = []
+    for path in paths:
+        try:
+            keys.append(file_key(path, code))
+        except OSError as exc:
+            problems.append(RecordProblem(str(path), f"cannot be read ({exc.strerror or exc}); skipped"))
+            keys.append("")
+    got = {i: _read_cached(cache_dir() / "rows" / f"{key}.pickle") for i, key in enumerate(keys) if key}
+    todo = [i for i, value in got.items() if value is None]
+    STATS.update(read=len(todo), cached=len(got) - len(todo))
+    for i, value in zip(todo, _pool_map(_read, [paths[i] for i in todo])):
+        if isinstance(value, str):
+            problems.append(RecordProblem(str(paths[i]), value))
+            keys[i] = ""
+            continue
+        got[i] = value
+        _write_cached(cache_dir() / "rows" / f"{keys[i]}.pickle", value)
+    frames = []
+    for i, key in enumerate(keys):
+        if not key:
+            continue
+        frame, bad_lines = got[i]
+        problems.extend(RecordProblem(where, what) for where, what in bad_lines)
+        if len(frame):
+            frames.append(frame.assign(_source=i))
+    whole = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+    frame, own = aggregate.finish(whole)
+    return frame, own, keys
+
+
+def cached_call(name: str, function: Any, *args: Any, code: list[Path]) -> Any:
+    """`function(*args)`, remembered under the cache folder by the pickled arguments and the source files `code`
+    (for slow pure functions of committed data, such as the predictions from the wheel readings)."""
+    try:
+        key = hashlib.sha256(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL) + _code_hash(code).encode())
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return function(*args)
+    path = cache_dir() / name / f"{key.hexdigest()[:32]}.pickle"
+    value = _read_cached(path)
+    if value is None:
+        value = function(*args)
+        _write_cached(path, value)
+    return value
+
+
+STATS: dict[str, int] = {"read": 0, "cached": 0}
+_WORK: dict[str, Any] = {}  # per process: the signature memo, shared strings; the exports' frame for forked workers
+
+
+def _members(positions: list[int]) -> tuple[bytes, bytes]:
+    """The gzip members (CSV rows, JSON rows) of the published rows at `positions`."""
+    rows = _WORK["published"].iloc[positions]
+    csv = io.BytesIO()
+    rows.to_csv(csv, index=False, header=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
+    return _gz(csv.getvalue()), _gz(exports.json_lines(rows))
+
+
+def write_exports(frame: pd.DataFrame, sources: pd.Series | None, keys: list[str], data_dir: Path) -> dict[str, int]:
+    """data/results.csv.gz and data/results.json.gz: a gzip member per results file, taken from the cache when
+    that file's rows and the columns are unchanged, else made (in parallel). Returns counts made and reused."""
+    published = exports.export_frame(frame)
+    columns = list(published.columns)
+    code = hashlib.sha256((_code_hash(_EXPORT_CODE) + "|".join(columns)).encode()).hexdigest()[:16]
+    header = published.iloc[:0].to_csv(index=False, lineterminator="\n").encode()
+    by_source: dict[int, list[int]] = {}
+    for position, source in enumerate([] if sources is None else sources.tolist()):
+        by_source.setdefault(int(source), []).append(position)
+    members: dict[int, Any] = {}
+    for index, positions in by_source.items():
+        member_key = hashlib.sha256(f"{keys[index]}|{code}|{len(positions)}".encode()).hexdigest()[:32]
+        members[index] = (member_key, _read_cached(cache_dir() / "exports" / f"{member_key}.pickle")
+                          if keys[index] else None)
+    todo = [i for i, (_, cached) in members.items() if cached is None]
+    _WORK["published"] = published
+    try:
+        made = _pool_map(_members, [by_source[i] for i in todo])
+    finally:
+        _WORK.pop("published", None)
+    for index, value in zip(todo, made):
+        members[index] = (members[index][0], value)
+        if keys[index]:
+            _write_cached(cache_dir() / "exports" / f"{members[index][0]}.pickle", value)
+    parts: dict[str, list[bytes]] = {"csv": [_gz(header)], "json": [_gz(b"[")]}
+    for n, index in enumerate(sorted(members)):
+        csv_member, json_member = members[index][1]
+        parts["csv"].append(csv_member)
+        parts["json"] += [_gz(b",\n" if n else b"\n"), json_member]
+    parts["json"].append(_gz(b"\n]\n"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, chunks in (("results.csv.gz", parts["csv"]), ("results.json.gz", parts["json"])):
+        with open(data_dir / name, "wb") as handle:
+            handle.writelines(chunks)
+    return {"made": len(todo), "reused": len(members) - len(todo)}
+
+
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
