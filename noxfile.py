@@ -7,6 +7,8 @@
     nox -s probe -- --install offline   install mode for this run (online, offline, system)
     nox -s site / serve      build / preview the site from results/
     nox -s discover          PyPI releases the axes lack (`-- --add PROFILE` adds them)
+    nox -s readback -- --phase write; nox -s readback   pre-quantized checkpoints: every cell of the prequant-cpu
+                             (prequant-cuda on a GPU) profile writes, then reads what every cell wrote
 
 Environment: BNB_MATRIX_PROFILE (cpu, cuda, ... default: cuda when nvidia-smi sees a GPU), BNB_MATRIX_AXES (axes
 file), BNB_MATRIX_INSTALL (online, offline, system), BNB_MATRIX_WHEELHOUSE (local wheels), BNB_MATRIX_RESULTS.
@@ -51,6 +53,11 @@ nox.options.reuse_venv = "yes"  # warm re-runs reuse each cell's venv; installs 
 nox.options.sessions = ["probe", "site"]
 
 PAIRS = [nox.param(t, b, id=f"torch='{t}', bnb='{b}'") for t, b in PROFILE.pairs()]
+# The readback session's profile: the chosen one if its recipes are prequantized, else prequant-<cpu|cuda>.
+PREQUANT = PROFILE if all(AXES.recipes[r].kind for r in PROFILE.recipes) else AXES.profiles.get(
+    "prequant-cuda" if runner_facts()["kind"] == "gpu" else "prequant-cpu")
+CELLS = [nox.param(t, b, x, id=f"torch='{t}', bnb='{b}', transformers='{x}'")
+         for t, b in (PREQUANT.pairs() if PREQUANT else []) for x in (PREQUANT.transformers if PREQUANT else [])]
 
 
 def posarg_install(session: nox.Session) -> str | None:
@@ -72,6 +79,8 @@ def posarg_install(session: nox.Session) -> str | None:
 @nox.parametrize(("torch", "bnb"), PAIRS)
 def probe(session: nox.Session, torch: str, bnb: str) -> None:
     """Install one (torch, bitsandbytes) pair in its own venv and probe every recipe of the profile."""
+    if PROFILE is PREQUANT:
+        session.error(f"profile {PROFILE.name} holds prequantized recipes: run them with nox -s readback")
     force = "--force" in session.posargs
     install = posarg_install(session) or INSTALL
     python = Path(session.virtualenv.location) / "bin" / "python"
@@ -84,6 +93,33 @@ def probe(session: nox.Session, torch: str, bnb: str) -> None:
         session.error(exc.line())
     for rec in new:  # one line per record, naming the error page a failure classifies as
         session.log(summary_line(rec))
+
+
+@nox.session(venv_params=["--system-site-packages"] if INSTALL == "system" else [])
+@nox.parametrize(("torch", "bnb", "transformers"), CELLS)
+def readback(session: nox.Session, torch: str, bnb: str, transformers: str) -> None:
+    """Pre-quantized checkpoints: write this cell's (nf4/fp4, double quant on/off), read every release's.
+    `-- --phase write|read|both` (default both), `--force` rewrites and re-reads."""
+    from matrix.measure.readback import PHASES, readback_cell
+
+    assert PREQUANT is not None  # CELLS is empty without it
+    args = session.posargs
+    phase = args[args.index("--phase") + 1] if "--phase" in args[:-1] else "both"
+    if phase not in PHASES:
+        session.error(f"--phase {phase!r}: allowed: {', '.join(PHASES)}")
+    python = Path(session.virtualenv.location) / "bin" / "python"
+    installer = "uv" if session.venv_backend == "uv" else "pip"
+    session.log(f"profile {PREQUANT.name}, phase {phase}, results -> {RESULTS}")
+    try:
+        new = readback_cell(python, AXES, PREQUANT, torch, bnb, transformers, RESULTS, SETTINGS.run_id,
+                            installer=installer, install=posarg_install(session) or INSTALL, phase=phase,
+                            force="--force" in args, log=session.log, settings=SETTINGS)
+    except UserError as exc:
+        session.error(exc.line())
+    for rec in new:
+        who = rec.get("saved_with", {})
+        session.log(f"{rec['checks'].get('role')} {rec['recipe']} written by bnb {who.get('bitsandbytes')} / "
+                    f"transformers {who.get('transformers')}: {rec['outcome']} {rec.get('error_type', '')}")
 
 
 def sigterm_stops_children() -> None:

@@ -79,6 +79,14 @@ def _discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def dev_addr(text: str) -> str:
+    """`--dev-addr`: host:port with a port from 1 to 65535 (argparse prints the ValueError as one line)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port with a port from 1 to 65535 (127.0.0.1:8000)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m matrix", description="bnb-matrix: measured 4-bit loading")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--out", default="public", help="where the built site goes (default: public)")
     site.add_argument("--no-strict", action="store_true", help="do not pass --strict to mkdocs")
     site.add_argument("--serve", action="store_true", help="generate pages, then run mkdocs serve")
-    site.add_argument("--dev-addr", default="127.0.0.1:8000", help="host:port for --serve (default: 127.0.0.1:8000)")
+    site.add_argument("--dev-addr", default="127.0.0.1:8000", type=dev_addr,
+                      help="host:port for --serve (default: 127.0.0.1:8000)")
     site.set_defaults(func=_site)
 
     explain = sub.add_parser("explain", help="map an error text or pasted traceback to its signature page")
     explain.add_argument("text", nargs="*", help="error text (default: read a whole traceback from stdin)")
-    explain.add_argument("--json", action="store_true", help='print {"slug", "title", "url"}')
+    explain.add_argument("--json", action="store_true",
+                         help='print {"slug", "title", "url", "specific"} ("specific": false for a fallback cause)')
     explain.add_argument("--markdown", action="store_true",
                          help="print a Markdown reply to paste into an issue (cause, fix, link per cause present)")
     explain.set_defaults(func=_explain)
@@ -154,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.filename is None and exc.errno in (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT):
             return _stdout_failed(exc) or 141  # a write to stdout failed (print names no file)
+        if exc.filename is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            print(f"bnb-matrix: {exc.filename}: {exc.strerror} (free space or fix permissions there)",
+                  file=sys.stderr)  # the machine, not our bug: one line naming the path
+            return 1
         raise
     except UserError as exc:
         print(f"bnb-matrix: {exc.line()}", file=sys.stderr)

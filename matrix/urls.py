@@ -4,7 +4,8 @@ all use these, so a link pasted into an issue keeps working. Never change a sche
 from __future__ import annotations
 
 import os
-import re
+
+from matrix.measure import schema
 
 DEFAULT_SITE_URL = "https://bnb-matrix.github.io/bnb-matrix/"
 
@@ -20,9 +21,9 @@ SLUG_LIMIT = 80  # characters; a path segment must stay far below the file syste
 
 def slug(text: str) -> str:
     """Lower-case, URL-safe: '2.11.0+cu130' -> '2.11.0-cu130', 'NVIDIA H100' -> 'nvidia-h100'. Never '.', '..'
-    or a segment too long for a file name (records are validated before this; this is the second line)."""
-    out = re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-")[:SLUG_LIMIT].strip("-")
-    return "unknown" if not out.strip(".") else out
+    or a segment too long for a file name (records are validated before this; this is the second line). The one
+    URL form of a name (schema.url_form): the reader compares names in it, so two names never share a page."""
+    return schema.url_form(text, SLUG_LIMIT)
 
 
 def cell_path(runner: str, torch: str, bnb: str, transformers: str) -> str:

@@ -346,6 +346,55 @@ def site_build(n: int, work: Path, tree: Path = ROOT, step: str = "cold") -> dic
     return figures
 
 
+def search_timing(site: Path) -> dict:
+    """Seconds to the first search result in the built site opened from disk (file://), in Debian's headless
+    Chromium: the All cells page loaded with a query (cells/index.js searched, matching rows shown), and
+    Material's search box on the home page (narrative pages, full text) once the page has loaded. Empty when
+    selenium or Chromium is missing."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+    except ImportError:
+        return {}
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        return {}
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    out: dict = {}
+    try:
+        for query in ("0.48 fails", "h100-sm90-v3 works", "triton-ops-missing"):
+            start = time.monotonic()
+            driver.get((site / "cells" / "index.html").as_uri() + "?q=" + query.replace(" ", "+"))
+            WebDriverWait(driver, 60, poll_frequency=0.02).until(
+                lambda d: " of " in d.find_element(By.ID, "cell-filter-count").text)
+            out[f"cells: {query}"] = (time.monotonic() - start,
+                                      driver.find_element(By.ID, "cell-filter-count").text)
+        driver.get((site / "index.html").as_uri())
+        box = WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "input[data-md-component=search-query]"))
+        driver.find_element(By.CSS_SELECTOR, "label.md-search__icon, .md-search__input").click()
+        time.sleep(3)  # the search worker has built its index
+        start = time.monotonic()
+        driver.execute_script("var b = arguments[0]; b.value = arguments[1]; "
+                              "b.dispatchEvent(new Event('input', {bubbles: true})); "
+                              "b.dispatchEvent(new KeyboardEvent('keyup', {bubbles: true}));",
+                              box, "4-bit quantization requires bitsandbytes")
+        WebDriverWait(driver, 60, poll_frequency=0.02).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".md-search-result__item a"))
+        first = driver.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")[0].get_attribute("href") or ""
+        out["material: 4-bit quantization requires bitsandbytes"] = (time.monotonic() - start,
+                                                                      first.split("-public/")[-1])
+    finally:
+        driver.quit()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- report
 def table(fig: dict) -> str:
     """The figures as a Markdown table, with each target's verdict."""
@@ -413,6 +462,9 @@ def table(fig: dict) -> str:
                 f"results files {again['details'].get('files_read', 0)} read, "
                 f"{again['details'].get('files_cached', 0)} from the cache", "< 10 s" if "new run" in what else "",
                 again["total"] < 10 if "new run" in what else None)
+    for what, (seconds, result) in fig.get("search", {}).items():
+        add(f"first search result from file://, {max(map(int, sites)):,} records, {what}",
+            f"{seconds:.2f} s ({result})", "< 1 s", seconds < 1)
     base = fig.get("site_baseline")
     if base:
         now = sites.get(str(base["records"]))
@@ -476,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 fig["site"][str(n)] = site_build(n, work)
                 print(f"site {n}: {fig['site'][str(n)]}", file=sys.stderr)
+            fig["search"] = search_timing(work / f"site-{sizes[-1]}-{ROOT.name}-public")
+            print(f"search: {fig['search']}", file=sys.stderr)
             for step, key in (("nothing-new", "site_nothing_new"), ("new-run", "site_new_run")):
                 fig[key] = {"records": sizes[-1], **site_build(sizes[-1], work, step=step)}
                 print(f"site {step}: {fig[key]}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import sys
 from pathlib import Path
 
@@ -255,3 +256,17 @@ def test_exports_tag_sections_and_name_glibc_without_tool_text() -> None:
     assert set(row.glibc) == {"GLIBC_2.34"}
     text = gpus.binaries_csv(readings).decode() + gpus.libraries_frame(readings).to_csv()
     assert "/tmp" not in text and "fatal" not in text.lower()
+
+
+def test_jit_test_output_comes_from_the_committed_sources() -> None:
+    import hashlib
+
+    folder = Path(__file__).parents[1] / "scripts" / "jit_test"
+    output = (folder / "output-h100.txt").read_text()
+    found = (re.fullmatch(r"([0-9a-f]{64})  (\S+)", line) for line in output.splitlines())
+    sums = {match.group(2): match.group(1) for match in found if match}
+    assert set(sums) == {"helper.cu", "kernel.cu", "main.cpp", "build.sh", "run.sh"}
+    assert all(hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest for name, digest in sums.items())
+    assert "librdc_ptx80.so: RAN first launch" in output
+    assert "libsass80.so: FAILED first launch" in output and "cudaErrorNoKernelImageForDevice" in output
+    assert "cudaErrorJitCompilationDisabled" in output

@@ -112,10 +112,28 @@ def test_run_explain_json_shape() -> None:
     out = io.StringIO()
     assert run_explain("Error named symbol not found at line 116 in file ops.cu", as_json=True, out=out) == 0
     payload = json.loads(out.getvalue())
-    assert list(payload) == ["slug", "title", "url"]
+    assert list(payload) == ["slug", "title", "url", "specific"]
     assert payload == {"slug": "named-symbol-not-found",
                        "title": default_catalogue()["named-symbol-not-found"].title,
-                       "url": urls.absolute("errors/named-symbol-not-found/")}
+                       "url": urls.absolute("errors/named-symbol-not-found/"), "specific": True}
+
+
+def test_json_says_when_the_answer_is_only_a_fallback() -> None:
+    def payload(text: str) -> dict:
+        out = io.StringIO()
+        run_explain(text, as_json=True, out=out)
+        return json.loads(out.getvalue())
+
+    umbrella = "RuntimeError: CUDA Setup failed despite GPU being available. Please run python -m bitsandbytes"
+    assert payload(umbrella)["slug"] == "cuda-setup-failed" and payload(umbrella)["specific"] is False
+    assert payload("Segmentation fault")["specific"] is False
+    assert payload("KeyError: 'foo'")["specific"] is False  # unclassified: nothing specific either
+    glibc = ("Could not load bitsandbytes native library: /lib64/libc.so.6: version `GLIBC_2.34' not found (required "
+             "by /venv/bitsandbytes/libbitsandbytes_cuda128.so)\n" + umbrella)
+    both = payload(glibc)
+    assert both["slug"] == "glibc-too-old" and both["specific"] is True
+    assert both["also"] == [{"slug": "cuda-setup-failed", "title": default_catalogue()["cuda-setup-failed"].title,
+                             "url": urls.absolute("errors/cuda-setup-failed/"), "specific": False}]
 
 
 def test_run_explain_no_match() -> None:
@@ -164,7 +182,7 @@ def test_cli_explain_json_and_exit_codes(args: list[str], slug: str, code: int) 
     assert proc.returncode == code, proc.stderr
     payload = json.loads(proc.stdout)
     assert payload == {"slug": slug, "title": default_catalogue()[slug].title,
-                       "url": urls.DEFAULT_SITE_URL + f"errors/{slug}/"}
+                       "url": urls.DEFAULT_SITE_URL + f"errors/{slug}/", "specific": slug != "unclassified"}
 
 
 def test_cli_explain_reads_a_whole_traceback_from_stdin() -> None:
@@ -211,3 +229,85 @@ def test_markdown_reply_for_one_cause_and_for_none(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_explain("hello", as_json=False, out=out, markdown=True) == 1
     assert urls.absolute(urls.error_path("unclassified")) in out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# platform evidence (issue 23): the paste's paths decide between a generic symptom and its real cause
+
+
+@pytest.mark.parametrize("paste,slug", [
+    # a Linux-only release on Windows: the libcuda search fails, but Windows is the cause
+    ("bin D:\\venv\\lib\\site-packages\\bitsandbytes\\libbitsandbytes_cpu.so\n"
+     "CUDA SETUP: WARNING! libcuda.so not found! Do you have a CUDA driver installed?", "windows-unsupported"),
+    # the same search on Linux (a container build, WSL): the driver library is the cause
+    ("CUDA SETUP: WARNING! libcuda.so not found! Do you have a CUDA driver installed?", "libcuda-not-found"),
+    # a Mac: "requires the latest bitsandbytes" is what transformers says when there is no CUDA GPU
+    ("/Users/dd/ComfyUI/models/LLM\n!!! Exception during processing !!! Using `bitsandbytes` 4-bit quantization "
+     "requires the latest version of bitsandbytes: `pip install -U bitsandbytes`", "no-gpu"),
+    ("I am on M2 Max Chip MacOS\nThe installed version of bitsandbytes was compiled without GPU support.", "no-gpu"),
+    # Windows does not override a specific cause: a community Windows build with no kernel for the GPU
+    ("Error no kernel image is available for execution on the device at line 167 in file "
+     "D:\\ai\\tool\\bitsandbytes\\csrc\\ops.cu", "no-kernel-image"),
+    # notebooks on Windows link their frames as file:///C:/...; that is not a Mac's /Users
+    ("File [c:\\Users\\k\\venv\\Lib\\site-packages\\bitsandbytes\\cextension.py](file:///C:/Users/k/venv/Lib/"
+     "site-packages/bitsandbytes/cextension.py)\nThe installed version of bitsandbytes was compiled without GPU "
+     "support.", "compiled-without-gpu"),
+])
+def test_platform_evidence_picks_the_cause(paste: str, slug: str) -> None:
+    assert slug_of(paste) == slug
+
+
+def test_platform_of() -> None:
+    from matrix.diagnose.platform import platform_of
+
+    assert platform_of("C:\\Users\\me\\venv") == "windows"
+    assert platform_of("argument of type 'WindowsPath' is not iterable") == "windows"
+    assert platform_of("/Users/me/venv/lib/python3.11") == "mac"
+    assert platform_of("file:///C:/Users/me/x.py") == "windows"
+    assert platform_of("/home/me/venv") == "" and platform_of(None) == ""  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fixes by measured pass rate (issue 22 item 6)
+
+
+def _record(recipe: str, outcome: str, shape: str = "s", error: str = "", when: str = "2026-01-01T00:00:00Z"):
+    from matrix.measure.records import Record
+
+    return Record(run_id="r", timestamp=when, runner={"slug": "t4"}, requested={"torch": "2.6", "bnb": "0.45",
+                  "transformers": "4.5"}, versions={"bitsandbytes": "0.45"}, recipe=recipe, shape=shape,
+                  outcome=outcome, stage="" if outcome == "pass" else "load", error_type="ValueError" if error else "",
+                  error_message=error)
+
+
+def test_fixes_are_ranked_by_measured_pass_rate() -> None:
+    from matrix.diagnose.fixrates import ranked_fixes
+
+    sig = default_catalogue()["dispatched-to-cpu"]
+    error = "Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM"
+    measured = [f for f in sig.fixes if f.recipe]
+    assert measured, "dispatched-to-cpu has a fix measured as a recipe"
+    recipe = measured[0].recipe
+    records = [_record("plain", "fail", "a", error), _record("plain", "fail", "b", error),
+               _record(recipe, "pass", "a"), _record(recipe, "fail", "b", "x"),
+               # an older record of the same situation does not count: the latest one does
+               _record(recipe, "fail", "a", "x", when="2025-01-01T00:00:00Z")]
+    ranked = ranked_fixes(sig, records)
+    assert ranked[0].fix.recipe == recipe and (ranked[0].passed, ranked[0].situations) == (1, 2)
+    # measured and never passing where the error occurred: after the unmeasured ones
+    never = ranked_fixes(sig, records[:2] + [_record(recipe, "fail", "a", "x"), _record(recipe, "fail", "b", "x")])
+    assert never[-1].fix.recipe == recipe and never[-1].measured and never[-1].passed == 0
+    assert "passed in 1 of 2 cases" in ranked[0].describe()
+    assert all(r.describe() == "not measured" for r in ranked[1:] if not r.fix.recipe)
+    assert [r.fix for r in ranked_fixes(sig, [])] == list(sig.fixes)  # nothing measured: file order
+    assert ranked_fixes(sig, [])[0].describe().startswith(("not measured", "not measured where"))
+
+
+def test_text_lists_every_fix_with_what_was_measured(tmp_path: Path) -> None:
+    out = io.StringIO()
+    paste = "ValueError: Blockwise quantization only supports 16/32-bit floats, but got torch.uint8"
+    assert run_explain(paste, as_json=False, out=out, results=tmp_path) == 0  # an empty results folder
+    text = out.getvalue()
+    sig = default_catalogue()["requantize-uint8"]
+    assert all(fix.title in text for fix in sig.fixes)
+    assert text.count("not measured") == len(sig.fixes)

@@ -153,7 +153,7 @@ def unvalidated_site(tmp_path_factory):
     (results / "good.jsonl").write_bytes((FIXTURES / "records.jsonl").read_bytes())
     write_lines(results / "evil.jsonl", [*XSS.values(), *BREAKERS.values()])
     patch = pytest.MonkeyPatch()
-    patch.setattr(records, "check_fields", lambda kwargs, where: None)
+    patch.setattr(records, "check_fields", lambda kwargs, where: kwargs)
     try:
         report = build_site(results, base / "public", strict=True, work_dir=base / "work", quiet=True)
     finally:
@@ -264,3 +264,143 @@ def test_our_own_runner_slugs_pass_the_read_check():
     for names in (["NVIDIA H100 80GB HBM3"], ["NVIDIA A100-SXM4-40GB"] * 2, ["Quadro (ES)/X <b>"], ["é" * 100]):
         assert records.RUNNER_SLUG.fullmatch(runner.slug(names, "8.6")), names
     assert records.RUNNER_SLUG.fullmatch(runner.slug([], machine="x86_64"))
+
+
+# ------------------------------------------------------------------ issue 24: no record can break the matrix
+def _adversary():
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "scripts" / "adversary.py"
+    spec = importlib.util.spec_from_file_location("adversary", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ADVERSARY = _adversary()
+PASSING = json.loads((FIXTURES / "records.jsonl").read_text().splitlines()[1])
+ROUND2 = ADVERSARY.hostile_lines(PASSING)
+SPELLINGS = {name for name in ROUND2 if name.startswith("spelling-")}
+
+
+@pytest.mark.parametrize("name", sorted(set(ROUND2) - SPELLINGS))
+def test_round_two_lines_are_each_one_problem_with_their_place(name):
+    """A 400-digit integer, one over 4,300 digits, a lone surrogate, a reserved name, a wide or deep group, a
+    future or unreadable time: each a RecordProblem naming file:line, never another exception."""
+    with pytest.raises(RecordProblem) as info:
+        records.parse_line(ROUND2[name], "results/evil.jsonl:9")
+    assert str(info.value).startswith("results/evil.jsonl:9: ")
+    assert len(str(info.value)) < 700 and "\n" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def round_two(tmp_path_factory):
+    """Fixture records alone, and with every round-two line and 300 valid wide records added, generated."""
+    from matrix.publish.sitebuild import generate
+
+    base = tmp_path_factory.mktemp("round2")
+    out = {}
+    for name, extra in (("plain", []), ("hostile", [*ROUND2.values(), *ADVERSARY.wide_records(PASSING, 300)])):
+        results = base / name / "results"
+        results.mkdir(parents=True)
+        (results / "good.jsonl").write_bytes((FIXTURES / "records.jsonl").read_bytes())
+        (results / "zz-evil.jsonl").write_text("".join(line + "\n" for line in extra), encoding="utf-8")
+        out[name] = (results, *generate(results, base / name / "docs", quiet=True))
+    return out
+
+
+def test_a_build_over_round_two_warns_once_per_line_and_keeps_every_cell(round_two):
+    results, agg, _ = round_two["hostile"]
+    warned = [p for p in agg.problems if "zz-evil.jsonl:" in p]
+    assert sorted(int(p.split(": ")[0].rsplit(":", 1)[1]) for p in warned) == list(range(1, len(ROUND2) + 1))
+    _, plain, _ = round_two["plain"]
+    mine = agg.verdicts[agg.verdicts["cell_path"].isin(plain.verdicts["cell_path"])].reset_index(drop=True)
+    assert mine.drop(columns=["records", "runs"]).equals(plain.verdicts.drop(columns=["records", "runs"]))
+    for path in plain.verdicts["cell_path"]:  # the badge each real cell shows is the one it had
+        badge = Path(round_two["plain"][0]).parent / "docs" / path / "badge.svg"
+        assert badge.read_bytes() == (results.parent / "docs" / path / "badge.svg").read_bytes()
+
+
+def test_wide_records_add_two_columns_not_thousands(round_two):
+    """300 records with 16 keys of their own in checks and in timings: one `<group>_other` column each."""
+    _, agg, _ = round_two["hostile"]
+    _, plain, _ = round_two["plain"]
+    assert set(agg.frame.columns) - set(plain.frame.columns) == {"checks_other", "timings_s_other"}
+    assert agg.frame["checks_other"].dropna().str.len().max() < 1000
+
+
+def test_the_probe_reads_fingerprints_past_every_hostile_line(round_two):
+    """`nox -s probe` reads fingerprints through the same reader: a hostile line is skipped there too."""
+    from matrix.measure import jobs
+
+    found = jobs.measured_fingerprints(round_two["hostile"][0])
+    assert PASSING["fingerprint"] in found and "adversary-299" in found
+
+
+def test_other_spellings_of_a_real_name_are_refused_not_replacing_its_page(round_two):
+    _, agg, _ = round_two["hostile"]
+    spelled = [p for p in agg.problems if "would share one page" in p]
+    assert len(spelled) == len(SPELLINGS)
+    assert any("torch '2.13.0-CPU' and '2.13.0+cpu' would share one page (2.13.0-cpu)" in p for p in spelled)
+    assert not agg.frame["torch"].isin(["2.13.0-CPU"]).any() and "Plain" not in set(agg.frame["recipe"])
+
+
+def test_a_name_clash_keeps_the_axes_spelling_then_the_most_measured_one(tmp_path):
+    day = "2026-11-2{}T00:00:00Z"
+    located = [(f"f:{n}", records.from_dict({**PASSING, "timestamp": day.format(n), "run_id": f"r{n}",
+                                              "runner": {**PASSING["runner"], "slug": slug}}))
+               for n, slug in enumerate(["cpu-x86_64", "cpu-x86_64", "cpu-x86_64", "cpu-x86-64"], start=1)]
+    back_dated = (("f:0", records.from_dict({**PASSING, "timestamp": "2000-01-01T00:00:00Z",
+                                             "runner": {**PASSING["runner"], "slug": "cpu-x86-64"}})))
+    kept, problems = records.one_identity([*located, back_dated])  # a back-dated line does not take the page
+    assert [r.runner["slug"] for r in kept] == ["cpu-x86_64"] * 3
+    assert [p.where for p in problems] == ["f:4", "f:0"] and "'cpu-x86_64' keeps it" in problems[0].what
+    kept, problems = records.one_identity([*located, back_dated], preferred={"cpu-x86-64"})
+    assert [p.where for p in problems] == ["f:1", "f:2", "f:3"]
+
+
+def test_numbers_text_and_times_at_the_edges():
+    from matrix.measure import schema
+
+    assert schema.number(10**15, "n", -1e15, 1e15) == 10**15
+    with pytest.raises(schema.Invalid, match="an integer of 401 digits"):
+        schema.number(10**400, "n", 0, 1e6)
+    now = __import__("datetime").datetime(2026, 12, 7, tzinfo=__import__("datetime").timezone.utc)
+    assert schema.timestamp("2026-12-07T00:59:00Z", now)  # a clock a little ahead is tolerated
+    with pytest.raises(schema.Invalid, match="in the future"):
+        schema.timestamp("2026-12-07T01:01:00Z", now)
+    with pytest.raises(schema.Invalid, match="not a real date"):
+        schema.timestamp("2026-02-30T00:00:00Z", now)
+    assert schema.text("a\r\nb\rc", "stderr_tail") == "a\nb\nc"
+
+
+def test_a_lone_carriage_return_is_cleaned_on_read():
+    line = json.dumps({**PASSING, "error_message": "first\rsecond", "stderr_tail": "x\r\ny"})
+    record = records.parse_line(line, "r:1")
+    assert record.error_message == "first\nsecond" and record.stderr_tail == "x\ny"
+
+
+def test_saved_with_of_a_prequantized_checkpoint_is_kept_and_a_column():
+    from matrix.publish.aggregate import record_row
+
+    saved = {"bitsandbytes": "0.45.5", "transformers": "4.57.1", "torch": "2.6.0", "quant_type": "nf4",
+             "double_quant": True}
+    record = records.parse_line(json.dumps({**PASSING, "saved_with": saved}), "r:1")
+    assert record.saved_with == saved
+    assert record_row(record)["saved_with_quant_type"] == "nf4"
+
+
+def test_the_markdown_snippet_carries_only_our_words_and_versions():
+    """The installer's own text (links, @mentions) never lands in the snippet pasted into issues."""
+    from matrix.publish import pages, wayout
+
+    row = {"stage": "install", "error_type": "ResolutionImpossible", "torch": "2.6.0", "bnb": "0.45.5",
+           "transformers": "4.57.1",
+           "error_message": "Because [pwn](https://evil.example) @maintainer needs x, we are stuck"}
+    why = {"words": wayout.cause_words(row, {}), "own_words": wayout.cause_words(row, {}, quote=False),
+           "way_out": [], "recipes": []}
+    assert "evil.example" in why["words"]  # the page quotes the installer (escaped there)
+    cell = {"cell_path": "cells/x/", "verdict": "not-installable", "torch": "2.6.0", "bnb": "0.45.5",
+            "transformers": "4.57.1", "runner": "cpu-x86_64", "fixes": "", "last_measured": "2026-12-01"}
+    snippet = pages.markdown_snippet(cell, why)
+    assert "evil" not in snippet and "@" not in snippet and "cannot be installed together" in snippet

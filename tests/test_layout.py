@@ -16,7 +16,7 @@ MAY_READ = {
     "publish": {"measure", "predict", "diagnose", "check"},
 }
 PROBE_SIDE = ("measure/probe.py", "measure/checkpoint.py", "measure/checks.py", "measure/gpu_memory.py",
-              "measure/records.py", "measure/runner.py", "measure/prequant.py")
+              "measure/records.py", "measure/schema.py", "measure/runner.py", "measure/prequant.py")
 
 
 def imported_modules(path: Path) -> list[tuple[str, bool]]:

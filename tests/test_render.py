@@ -122,8 +122,9 @@ def test_every_page_at_its_permanent_path(built_site, agg):
     for cell in agg.verdicts.itertuples():
         html = page(out, urls.cell_path(cell.runner, cell.torch, cell.bnb, cell.transformers))
         assert cell.runner in html and cell.last_measured in html
-    for recipe in load_axes().recipes:
-        assert (out / urls.fix_path(recipe) / "index.html").is_file()
+    for recipe, definition in load_axes().recipes.items():  # prequantized recipes: the prequantized/ pages
+        assert (out / urls.fix_path(recipe) / "index.html").is_file() == (not definition.kind), recipe
+    assert (out / "prequantized" / "index.html").is_file()
     for runner in agg.frame["runner"].unique():
         assert "Intel" in page(out, urls.runner_path(runner)) or "H100" in page(out, urls.runner_path(runner))
     for slug in list(render.load_catalogue()) + ["unclassified"]:
@@ -339,7 +340,7 @@ def test_seed_fix_page_has_a_multi_gpu_section(built_site):
 
 def test_the_committed_results_build_strict_with_a_page_for_everything(tmp_path):
     """The published data, not fixtures: every cell, recipe, runner and error has its page; exports are there."""
-    from matrix.publish import aggregate
+    from matrix.publish import aggregate, prequant
 
     results = Path(__file__).resolve().parent.parent / "results"
     report = build_site(results, tmp_path / "public", strict=True, work_dir=tmp_path / "work", quiet=True)
@@ -349,8 +350,11 @@ def test_the_committed_results_build_strict_with_a_page_for_everything(tmp_path)
     for cell in agg.verdicts.itertuples():
         html = page(out, urls.cell_path(cell.runner, cell.torch, cell.bnb, cell.transformers))
         assert cell.runner in html and cell.last_measured in html
-    for recipe in set(load_axes().recipes) | set(agg.latest["recipe"]):
+    on_the_fly = {name for name, recipe in load_axes().recipes.items() if not recipe.kind}
+    for recipe in on_the_fly | set(agg.latest["recipe"]):
         assert (out / urls.fix_path(recipe) / "index.html").is_file(), recipe
+    for path, _ in prequant.reader_contexts(agg.prequant):  # a page per reader release of pre-quantized checkpoints
+        assert (out / path / "index.html").is_file(), path
     for runner in agg.frame["runner"].unique():
         assert (out / urls.runner_path(runner) / "index.html").is_file(), runner
     for slug in {s for s in agg.latest["signature"].dropna() if s}:

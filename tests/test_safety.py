@@ -362,3 +362,165 @@ def test_axes_values_are_checked_in_one_line(tmp_path, old, new, message):
     proc = matrix("axes", str(path), "--profile", "cpu")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+# ----------------------------------------------------------------------------- issue 24: the smaller promises
+def test_out_refuses_a_folder_it_did_not_build_and_deletes_nothing(results, tmp_path):
+    """An `index.html` no longer makes a folder ours: without the marker a build refuses it in one line."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "index.html").write_text("my own page")
+    (out / "notes.txt").write_text("keep me")
+    proc = matrix("site", "--results", str(results), "--out", str(out))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert ".bnb-matrix-site" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_out_takes_a_new_an_empty_or_its_own_folder_and_marks_it(old_site, results, tmp_path):
+    from matrix.publish import safeio
+
+    assert (old_site / safeio.MARKER).is_file()  # every site swap_in puts in place is marked
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sitebuild.check_out_dir(empty)
+    sitebuild.check_out_dir(tmp_path / "new")
+    sitebuild.check_out_dir(old_site)
+    unmarked = tmp_path / "unmarked"
+    shutil.copytree(old_site, unmarked)
+    (unmarked / safeio.MARKER).unlink()
+    with pytest.raises(UserError, match="not a previous site build"):
+        safeio.swap_in(empty, unmarked)  # the swap itself refuses, whoever calls it
+    assert snapshot(unmarked) == {k: v for k, v in snapshot(old_site).items() if k != safeio.MARKER}
+
+
+def test_a_results_folder_readable_but_not_searchable_is_one_line(results, tmp_path):
+    results.chmod(0o444)
+    try:
+        proc = subprocess.run([*NO_DAC, sys.executable, "-m", "matrix", "site", "--results", str(results),
+                               "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    finally:
+        results.chmod(0o755)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "cannot be read or searched" in proc.stderr
+
+
+def test_a_sub_folder_readable_but_not_searchable_is_a_warning_and_the_build_goes_on(results, tmp_path):
+    locked = results / "old"
+    locked.mkdir()
+    shutil.copy(FIXTURE, locked / "more.jsonl")
+    locked.chmod(0o444)
+    try:
+        proc = subprocess.run([*NO_DAC, sys.executable, "-m", "matrix", "site", "--results", str(results),
+                               "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"warning: {locked}: folder cannot be read (Permission denied)" in proc.stderr
+
+
+def test_a_full_disk_in_the_work_folder_names_the_folder_not_stdout(results, tmp_path, monkeypatch, capsys):
+    """A write that hits a full disk names no file; it used to be reported as 'cannot write to stdout'."""
+    import errno
+
+    from matrix import cli
+    from matrix.publish import render
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(render, "render_site", full)
+    code = cli.main(["site", "--results", str(results), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "stdout" not in err and "No space left on device" in err
+    assert "site/generated/build-" in err and "free space there" in err
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1:99999", "127.0.0.1:0", "localhost", "127.0.0.1:80 80"])
+def test_serve_dev_addr_is_checked_in_one_line(results, addr):
+    proc = matrix("site", "--serve", "--results", str(results), "--dev-addr", addr)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is not host:port with a port from 1 to 65535" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("log", "kind"), [
+    ("pip._vendor.urllib3.exceptions.ProtocolError: ('Connection broken: IncompleteRead(1024 bytes read, "
+     "4096 more expected)', IncompleteRead(1024 bytes read, 4096 more expected))", "DownloadCorrupt"),
+    ("ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE.\n    torch from https://x "
+     "Expected sha256 abc\n Got def", "DownloadCorrupt"),
+    ("error: Failed to install: torch-2.6.0.whl\n  Caused by: No space left on device (os error 28)", "DiskFull"),
+    ("ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device", "DiskFull"),
+    ("Downloading torch (800MiB)\n" + "\n".join(__import__("matrix.measure.install", fromlist=["x"])
+                                                  .killed_line(-9)), "InstallerKilled"),
+    ("Collecting torch\n" + "\n".join(__import__("matrix.measure.install", fromlist=["x"]).killed_line(137)),
+     "InstallerKilled"),
+    ("ERROR: No matching distribution found for bitsandbytes==9.9", "NoMatchingDistribution"),
+])
+def test_transient_install_failures_are_typed_to_be_retried(log, kind):
+    from matrix.measure.install import TRANSIENT, install_failure_type
+
+    assert install_failure_type(log) == kind
+    assert (kind in TRANSIENT) == (kind != "NoMatchingDistribution")
+
+
+def test_a_transient_install_failure_is_retried_and_decides_no_verdict(tmp_path, monkeypatch):
+    """measure_pair writes such a record without a fingerprint (the next run measures the job again), and the
+    site never takes it for a verdict."""
+    from matrix.measure import records
+    from matrix.measure.axes import load_axes
+    from matrix.publish import aggregate
+
+    axes = load_axes()
+    profile = axes.profile("cpu")
+    log = "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device"
+    monkeypatch.setattr(measure, "install_cell", lambda *a, **k: (False, log))
+    written = measure.measure_pair(Path(sys.executable), axes, profile, profile.torch[0], profile.bitsandbytes[0],
+                                   tmp_path / "results", "20260101T000000Z-test-0001", installer="pip",
+                                   log=lambda *_: None)
+    assert written and all(r["error_type"] == "DiskFull" and r["fingerprint"] == "" for r in written)
+    assert measure.measured_fingerprints(tmp_path / "results") == set()
+    found, problems = records.read_results(tmp_path / "results")
+    agg = aggregate.aggregate(found, problems, use_signatures=False)
+    assert set(agg.verdicts["verdict"]) == set() and agg.latest.empty
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('bitsandbytes = ["', 'bitsandbytes = ["1!0.45.5", "', "is not a version a record can name"),
+    ("budgets_gib = [6, 8, 12]", "budgets_gib = [6, nan]", "must be a list of budgets in GiB"),
+    ("budgets_gib = [6, 8, 12]", "budgets_gib = [6, 1e9]", "must be a list of budgets in GiB"),
+    ("[recipes.plain]", '[recipes."index.md"]\ntitle = "x"\ndescription = "x"\nbnb_config = { load_in_4bit = true }'
+                        "\n\n[recipes.plain]", "a name the site uses for its own files"),
+])
+def test_axes_refuse_what_the_reader_would_refuse(tmp_path, old, new, message):
+    text = (ROOT / "matrix" / "measure" / "axes.toml").read_text()
+    assert old in text, old
+    path = tmp_path / "axes.toml"
+    path.write_text(text.replace(old, new, 1))
+    proc = matrix("axes", str(path), "--profile", "cpu")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_a_run_id_the_reader_would_refuse_is_refused_before_measuring():
+    with pytest.raises(UserError, match="not a usable run id"):
+        measure.check_run_id("r" * 85)
+    with pytest.raises(UserError, match="not a usable run id"):
+        measure.check_run_id("index.md")
+    assert len(measure.new_run_id("x" * 64)) <= 64 and measure.check_run_id(measure.new_run_id("x" * 64))
+
+
+def test_a_full_disk_beside_the_output_names_that_path(results, tmp_path, monkeypatch, capsys):
+    """ENOSPC where the new site is built (an OSError naming its path) is one line with the path."""
+    import errno
+
+    from matrix import cli
+    from matrix.publish import safeio
+
+    def full(command, cwd, env, capture):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".out.building-1"))
+
+    monkeypatch.setattr(safeio, "run_child", full)
+    code = cli.main(["site", "--results", str(results), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and f"{tmp_path / '.out.building-1'}: No space left on device" in err

@@ -258,6 +258,56 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
         ("Fatal Python error: Segmentation fault\n\nCurrent thread 0x0000763bcdcde1c0 (most recent call first):",
          "https://github.com/sgl-project/sglang/issues/3778"),
         ("python test_bigdl_7B.py\nSegmentation fault (core dumped)", "https://github.com/intel/ipex-llm/issues/8939"),
+        # a bare "Segmentation fault", without the shell's "(core dumped)"
+        ("I got a segmentation fault when I ran llama-13b-4bit-128g with the following arguments:",
+         "https://github.com/oobabooga/textgen/issues/972"),
+    ],
+    # signatures added from the second round of real pastes (issue 23); texts from matrix/diagnose/data
+    "glibc-too-old": [
+        ("Could not load bitsandbytes native library: /lib64/libc.so.6: version `GLIBC_2.34' not found (required by "
+         "/home/it4i-chang505/.local/lib/python3.11/site-packages/bitsandbytes/libbitsandbytes_cuda128.so)",
+         "https://github.com/AnswerDotAI/fsdp_qlora/issues/76"),
+        ("OSError: /lib64/libstdc++.so.6: version `CXXABI_1.3.9' not found (required by /extradata/hf_env/lib/"
+         "python3.9/site-packages/bitsandbytes/libbitsandbytes_cuda114_nocublaslt.so)",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/70"),
+        ("< /bitsandbytes/libbitsandbytes_cpu.so: /lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.29' not "
+         "found (required by /bitsandbytes/libbitsandbytes_cpu.so)",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/pull/1113"),
+    ],
+    "libcuda-not-found": [
+        ("CUDA SETUP: WARNING! libcuda.so not found! Do you have a CUDA driver installed? If you are on a cluster, "
+         "make sure you are on a CUDA machine!", "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/243"),
+        ("#16 1.968 CUDA SETUP: CUDA runtime path found: /usr/local/cuda/lib64/libcudart.so\n#16 1.968 CUDA SETUP: "
+         "WARNING! libcuda.so not found! Do you have a CUDA driver installed?",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/81"),
+    ],
+    "rocm-undefined-symbol": [
+        ("well, `libbitsandbytes_rocm62.so: undefined symbol: "
+         "_Z36__device_stub__kOptimizer32bit1StateI12hip_bfloat16Li2EEvPT_S2_PfS3_ffffffiffbi`",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1508"),
+        ("Could not load bitsandbytes native library: /home/loong/miniconda3/envs/geneformer/lib/python3.11/"
+         "site-packages/bitsandbytes/libbitsandbytes_rocm62.so: undefined symbol: "
+         "_Z36__device_stub__kOptimizer32bit1StateI12hip_bfloat16Li2EEvPT_S2_PfS3_ffffffiffbi",
+         "https://github.com/bitsandbytes-foundation/bitsandbytes/issues/1550"),
+    ],
+    "scipy-missing": [
+        ("I got the error `ModuleNotFoundError: No module named 'scipy'`.",
+         "https://github.com/tloen/alpaca-lora/issues/488"),
+        ("LORA Training error ( ./train_network.py FAILED | ModuleNotFoundError: No module named 'scipy' )",
+         "https://github.com/bmaltais/kohya_ss/issues/1921"),
+    ],
+    "requantize-uint8": [
+        ("!!! ERROR during execution: Blockwise quantization only supports 16/32-bit floats, but got torch.uint8",
+         "https://github.com/lum3on/comfyui_HiDream-Sampler/issues/49"),
+        ("[PROC-0][2024-04-02 16:44:30,465][experiment][ERROR] - Error during backend allocation: Blockwise "
+         "quantization only supports 16/32-bit floats, but got torch.uint8",
+         "https://github.com/huggingface/optimum-benchmark/issues/175"),
+    ],
+    "quantized-no-adapters": [
+        ("ValueError: You cannot perform fine-tuning on purely quantized models. Please attach trainable adapters on "
+         "top of the quantized model to correctly perform fine-tuning.", "https://github.com/unslothai/unsloth/issues/241"),
+        ("When I use 8-bit quantization in the pre-training process, the code throws an error.\n\nYou cannot perform "
+         "fine-tuning on purely quantized models.", "https://github.com/BAAI-DCAI/Bunny/issues/112"),
     ],
 }
 
@@ -297,8 +347,18 @@ NEAR_MISSES = [
      "native-library-missing", "bitsandbytes' debug line on a good load"),
     ("CUDA_SETUP: WARNING! libcudart.so not found in any environmental path. Searching in backup paths...",
      "cuda-runtime-missing", "a search step that usually succeeds later"),
-    ("ModuleNotFoundError: No module named 'bitsandbytes.cuda_setup.paths'", "bnb-not-installed",
-     "installed but broken, not missing"),
+    ("ModuleNotFoundError: No module named 'bitsandbytes.cuda_setup'", "cuda-setup-failed",
+     "a broken install (bnb-not-installed covers it), not a failed CUDA setup"),
+    # issue 23: texts with the words of a new signature from other software
+    ("ImportError: /usr/lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.29' not found (required by "
+     "/opt/conda/envs/py38/lib/python3.8/site-packages/scipy/spatial/_ckdtree.cpython-38-x86_64-linux-gnu.so)",
+     "glibc-too-old", "scipy's own extension, not bitsandbytes (NVlabs/BundleSDF#185)"),
+    ("runtime.cpython-38-x86_64-linux-gnu.so: undefined symbol: _Z22hipCreateSurfaceObjectPyPK15hipResourceDesc, "
+     "version hip_4.2", "rocm-undefined-symbol", "cupy's ROCm build, not bitsandbytes (cupy/cupy#7358)"),
+    ("ModuleNotFoundError: No module named 'scipy.stats.norm'", "scipy-missing",
+     "a wrong import path, scipy is installed"),
+    ("ValueError: Blockwise quantization only supports 16/32-bit floats, but got torch.bfloat16",
+     "requantize-uint8", "bfloat16 on an old release, not already-quantized weights"),
     ("warning: one possible reason is that llama.cpp was compiled without GPU support", "compiled-without-gpu",
      "llama.cpp, not bitsandbytes"),
     ("RuntimeError: Not compiled with GPU support", "compiled-without-gpu", "a detectron2/pytorch3d extension"),
@@ -460,6 +520,21 @@ def test_cpu_only_torch_beats_the_cpu_library_warning() -> None:
     stderr = ("CUDA SETUP: Required library version not found: libsbitsandbytes_cpu.so. Maybe you need to compile "
               "it from source?\nUserWarning: The installed version of bitsandbytes was compiled without GPU support.")
     assert classify("AssertionError", "Torch not compiled with CUDA enabled", stderr) == "no-gpu"
+
+
+def test_fallback_only_when_nothing_specific_matches() -> None:
+    cat = catalogue()
+    assert {s.slug for s in cat.values() if s.fallback} == {"cuda-setup-failed", "crash"}
+    umbrella = "RuntimeError: CUDA Setup failed despite GPU being available."
+    glibc = ("Could not load bitsandbytes native library: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.34' not "
+             "found (required by /venv/bitsandbytes/libbitsandbytes_cuda126.so)")
+    assert classify("", umbrella) == "cuda-setup-failed"
+    assert classify("", umbrella, glibc) == "glibc-too-old"
+    # a low-priority specific cause still beats a fallback of higher priority
+    assert cat["crash"].priority < cat["to-not-supported"].priority  # and: fallbacks never outrank, whatever it is
+    aborted = "int igemmlt(...): Assertion `false' failed.\nAborted (core dumped)"
+    assert classify("", aborted) == "int8-matmul-failed"
+    assert classify("", "Segmentation fault") == "crash"
 
 
 def test_exception_breaks_priority_ties() -> None:

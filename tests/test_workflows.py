@@ -148,11 +148,14 @@ def test_every_action_is_pinned_by_commit_sha_with_its_version(path: Path):
         assert PINNED.match(line), f"{path.name}: not pinned by a 40-hex commit SHA with '# vX.Y.Z': {line.strip()}"
 
 
+GOOD = (ROOT / "tests" / "fixtures" / "records.jsonl").read_text().splitlines(keepends=True)[0]
+
+
 def _merge_step_env(tmp_path: Path) -> tuple[dict, Path, Path]:
     incoming = tmp_path / "runner-temp" / "incoming"
     (incoming / "records-cuda-a").mkdir(parents=True)
     (incoming / "records-cuda-b").mkdir(parents=True)
-    (incoming / "records-cuda-a" / "20260101T000000Z-h100-sm90-1a2b.jsonl").write_text('{"new": 1}\n')
+    (incoming / "records-cuda-a" / "20260101T000000Z-h100-sm90-1a2b.jsonl").write_text(GOOD + '{"new": 1}\n')
     results = tmp_path / "checkout" / "results"
     results.mkdir(parents=True)
     (results / "committed.jsonl").write_text('{"committed": 1}\n')
@@ -171,7 +174,9 @@ def test_publish_merge_step_copies_new_records(tmp_path: Path):
     env, _, results = _merge_step_env(tmp_path)
     proc, _ = _run_step(_merge_step(tmp_path), env, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert (results / "20260101T000000Z-h100-sm90-1a2b.jsonl").read_text() == '{"new": 1}\n'
+    # the valid record is copied as written; the line the site would refuse is named and left out
+    assert (results / "20260101T000000Z-h100-sm90-1a2b.jsonl").read_text() == GOOD
+    assert "1a2b.jsonl:2: missing key(s)" in proc.stdout and "1 bad line(s) left out" in proc.stdout
     assert (results / "committed.jsonl").read_text() == '{"committed": 1}\n'
 
 
@@ -319,3 +324,96 @@ def test_publish_refreshes_the_predicted_layer_before_building():
     assert binaries_at < build_at and steps[binaries_at].get("continue-on-error") is True
     commit = next(run for run in runs if "git commit" in run)
     assert "git add -- results" in commit  # results/binaries/ is committed with the records
+
+
+# --- issue 24: the workflow publishes only what built ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gpu-matrix.yml", "tests.yml"])
+def test_every_shell_step_fails_on_a_failed_pipe_and_no_checkout_keeps_the_token(name: str):
+    data = _load(name)
+    assert "-eo pipefail" in data["defaults"]["run"]["shell"]
+    for job, spec in data["jobs"].items():
+        assert "shell" not in spec.get("defaults", {}).get("run", {}), job
+        for step in spec["steps"]:
+            assert "pipefail" in step.get("shell", "pipefail"), (job, step.get("name"))
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, (job, step)
+
+
+def test_discover_piped_into_tee_fails_the_step_when_discover_fails(tmp_path: Path):
+    """`discover ... | tee` used to hide a failed discover; under the workflow's shell the step fails."""
+    data = _load("gpu-matrix.yml")
+    step = next(s for s in data["jobs"]["plan"]["steps"] if "matrix discover" in s.get("run", ""))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text("#!/bin/sh\necho 'PyPI: cannot read' >&2\nexit 3\n")
+    (fake / "python").chmod(0o755)
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"])
+    shell = data["defaults"]["run"]["shell"].replace("{0}", str(script)).split()
+    proc = subprocess.run(shell, env={**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}",
+                                      "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"), "BNB_MATRIX_PROFILE": "cpu"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc
+
+
+def test_records_are_committed_only_after_the_site_built_with_the_token_in_that_step_only():
+    steps = _load("gpu-matrix.yml")["jobs"]["publish"]["steps"]
+    site_at = next(i for i, s in enumerate(steps) if s.get("id") == "site")
+    commit_at = next(i for i, s in enumerate(steps) if "git commit" in s.get("run", ""))
+    assert site_at < commit_at and "steps.site.outcome == 'success'" in steps[commit_at]["if"]
+    assert "success()" in steps[commit_at]["if"] and "always()" not in steps[commit_at]["if"]
+    holders = [s.get("name") for s in steps if "github.token" in json.dumps(s) or "secrets." in json.dumps(s)]
+    assert holders == [steps[commit_at]["name"]]
+
+
+def test_artifacts_are_unpacked_aside_and_validated_before_the_checkout():
+    jobs = _load("gpu-matrix.yml")["jobs"]
+    for job in ("probe", "publish"):
+        steps = jobs[job]["steps"]
+        for i, step in enumerate(steps):
+            if step.get("uses", "").startswith("actions/download-artifact@"):
+                assert step["with"]["path"].startswith("${{ runner.temp }}/"), (job, step)
+                if step["with"].get("name") == "discovered":
+                    assert "scripts/accept_discovered.py" in steps[i + 1]["run"], job
+
+
+def _discovered(tmp_path: Path, axes_text: str | None = None) -> Path:
+    scratch = tmp_path / "discovered"
+    (scratch / "matrix" / "measure").mkdir(parents=True)
+    (scratch / "results").mkdir()
+    axes = (ROOT / "matrix" / "measure" / "axes.toml").read_text()
+    (scratch / "matrix" / "measure" / "axes.toml").write_text(axes_text if axes_text is not None else axes)
+    (scratch / "results" / "releases.json").write_text('{"fetched": "2026-12-07T00:00:00Z", "packages": {}}\n')
+    return scratch
+
+
+def _accept(scratch: Path, checkout: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "accept_discovered.py"), str(scratch),
+                           str(checkout)], capture_output=True, text=True, timeout=60)
+
+
+def test_accept_discovered_copies_a_valid_artifact(tmp_path: Path):
+    scratch, checkout = _discovered(tmp_path), tmp_path / "checkout"
+    proc = _accept(scratch, checkout)
+    assert proc.returncode == 0, proc.stderr
+    assert (checkout / "results" / "releases.json").read_text().startswith('{"fetched"')
+    assert (checkout / "matrix" / "measure" / "axes.toml").read_bytes() == \
+        (scratch / "matrix" / "measure" / "axes.toml").read_bytes()
+
+
+@pytest.mark.parametrize("harm", ["bad-axes", "extra-file", "symlink", "bad-json"])
+def test_accept_discovered_refuses_a_bad_artifact_in_one_line_copying_nothing(tmp_path: Path, harm: str):
+    scratch = _discovered(tmp_path, "schema = 1\n[torch_builds]\n" if harm == "bad-axes" else None)
+    if harm == "extra-file":
+        (scratch / ".github").mkdir()
+        (scratch / ".github" / "evil.yml").write_text("on: push\n")
+    elif harm == "symlink":
+        (scratch / "results" / "releases.json").unlink()
+        (scratch / "results" / "releases.json").symlink_to("/etc/passwd")
+    elif harm == "bad-json":
+        (scratch / "results" / "releases.json").write_text("[1, 2]\n")
+    checkout = tmp_path / "checkout"
+    proc = _accept(scratch, checkout)
+    assert proc.returncode == 1 and "refused, nothing copied" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not checkout.exists()

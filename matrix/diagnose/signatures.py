@@ -2,8 +2,9 @@
 
 The catalogue is data (`signatures.toml`); this module loads and validates it into frozen dataclasses and
 classifies records against it. The rule: of every error signature whose patterns match the exception line or
-the stderr tail, the one with the highest `priority` wins (the exception breaks ties). That lets the root cause
-bitsandbytes prints at import win over the generic error transformers re-raises later.
+the stderr tail, the one with the highest `priority` wins (the exception breaks ties), and a `fallback` one (an
+umbrella error such as cuda-setup-failed) only when nothing else matches. That lets the root cause bitsandbytes
+prints at import win over the generic error transformers re-raises later.
 
 Stdlib only (the probe side may import it); never raises on the text it classifies.
 """
@@ -70,6 +71,7 @@ class Signature:
     messages: tuple[str, ...]
     priority: int = 50
     patterns: tuple[re.Pattern[str], ...] = ()
+    fallback: bool = False  # an umbrella error many causes end in: chosen only when nothing specific matches
 
     def matches(self, normalised: str) -> bool:
         """True when any pattern occurs in text already passed through `normalise`."""
@@ -156,7 +158,7 @@ class _Reader:
             raise self.fail(where, f"slug {slug!r} is not a short kebab-case name", "lower-case words joined by '-'")
         if not isinstance(raw, dict):
             raise self.fail(where, f"is {type(raw).__name__}", "a table")
-        known = {"title", "kind", "priority", "patterns", "messages", "cause", "references", "fixes"}
+        known = {"title", "kind", "priority", "fallback", "patterns", "messages", "cause", "references", "fixes"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise self.fail(f"{where}.{unknown[0]}", "is not a known key", ", ".join(sorted(known)))
@@ -166,6 +168,9 @@ class _Reader:
         priority = raw.get("priority", 50)
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
             raise self.fail(f"{where}.priority", f"is {priority!r}", "an integer from 0 to 100")
+        fallback = raw.get("fallback", False)
+        if not isinstance(fallback, bool):
+            raise self.fail(f"{where}.fallback", f"is {fallback!r}", "true or false")
         sources = self.strings(raw, "patterns", where)
         if not sources and slug not in RESERVED:
             raise self.fail(f"{where}.patterns", "is empty",
@@ -186,7 +191,8 @@ class _Reader:
                                 "messages that the signature's own patterns recognise")
         return Signature(slug=slug, title=self.text(raw, "title", where), kind=kind,
                          cause=_SPACE.sub(" ", self.text(raw, "cause", where)), fixes=fixes,
-                         references=tuple(references), messages=messages, priority=priority, patterns=patterns)
+                         references=tuple(references), messages=messages, priority=priority, patterns=patterns,
+                         fallback=fallback)
 
 
 def load_catalogue(path: Path | str | None = None, recipes: tuple[str, ...] | None = None) -> dict[str, Signature]:
@@ -238,7 +244,7 @@ def default_catalogue() -> dict[str, Signature]:
 def ranked_matches(exception_text: str, stderr_text: str, catalogue: dict[str, Signature]) -> list[Signature]:
     """Every error signature matching either (already normalised) text, most specific (the root cause) first.
 
-    Order: priority, then whether the exception itself carries it, then file order.
+    Order: specific before fallback, then priority, then whether the exception itself carries it, then file order.
     """
     keyed = []
     for index, sig in enumerate(catalogue.values()):
@@ -246,7 +252,7 @@ def ranked_matches(exception_text: str, stderr_text: str, catalogue: dict[str, S
             continue
         in_exception = sig.matches(exception_text)
         if in_exception or sig.matches(stderr_text):
-            keyed.append(((sig.priority, in_exception, -index), sig))
+            keyed.append(((not sig.fallback, sig.priority, in_exception, -index), sig))
     return [sig for _, sig in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
 
 

@@ -18,11 +18,12 @@ import tomllib
 from packaging.version import InvalidVersion, Version
 
 from matrix.measure import runner
-from matrix.measure.records import IDENTIFIER
+from matrix.measure import schema
 from matrix.errors import AxesError
 
 DEFAULT_AXES = Path(__file__).with_name("axes.toml")
 INSTALL_MODES = ("online", "offline", "system")
+RECIPE_KINDS = ("", "prequantized")
 SCHEMA_VERSION = 1
 
 
@@ -63,6 +64,7 @@ class Recipe:
     from_pretrained: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     requires: str = ""  # "gpu" or ""
+    kind: str = ""  # "" = quantize on the fly (the probe); "prequantized" = save 4-bit, load it back (readback)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,12 @@ class Axes:
                             f"allowed: {', '.join(self.profiles)}")
         return self.profiles[name]
 
+    def names(self) -> set[str]:
+        """Every name the axes spell (torch builds, versions, recipes, shapes): a record spelled so keeps its page
+        when another spelling has the same URL form (records.one_identity)."""
+        versions = {v for p in self.profiles.values() for v in (*p.bitsandbytes, *p.transformers)}
+        return set(self.torch_builds) | set(self.recipes) | set(self.shapes) | versions
+
 
 # What BitsAndBytesConfig takes (transformers), with the TOML types that can hold it; dtypes are strings such as
 # "torch.bfloat16", which the probe turns into torch objects.
@@ -143,11 +151,12 @@ class _Reader:
 
     def name(self, name: str, key: str) -> str:
         """A torch build, recipe or shape name: it lands in every record, and the site skips records whose names
-        are not identifiers (records.IDENTIFIER), so such a name would be measured and then never shown."""
-        if not IDENTIFIER.fullmatch(name):
-            raise self.fail(key, f"name {name!r} is not allowed (it becomes a path, a slug and a label)",
-                            "letters, digits and . _ + - (at most 64, starting with a letter or digit)")
-        return name
+        are refused by the schema (schema.identifier), so such a name would be measured and then never shown."""
+        try:
+            return schema.identifier(name, "name")
+        except schema.Invalid as exc:
+            raise self.fail(key, f"name {name!r} is not allowed: it becomes a path, a slug and a label ({exc})",
+                            "letters, digits and . _ + - (at most 64, starting with a letter or digit)") from None
 
     def table(self, data: Any, key: str) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -214,9 +223,10 @@ class _Reader:
                                 ", ".join(known) or "(none defined)")
             if versions and item != "system":
                 try:
-                    Version(item)
-                except InvalidVersion:
-                    raise self.fail(f"{where}[{i}]", f"{item!r} is not a version", "PEP 440, e.g. 0.48.2") from None
+                    Version(schema.identifier(item, "version"))  # as records spell it: no '1!0.45.5'
+                except (InvalidVersion, schema.Invalid):
+                    raise self.fail(f"{where}[{i}]", f"{item!r} is not a version a record can name",
+                                    "PEP 440 in letters, digits and . _ + -, e.g. 0.48.2") from None
         return tuple(value)
 
 
@@ -265,16 +275,25 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
     for name, t in r.table(data["recipes"], "recipes").items():
         key = f"recipes.{name}"
         t = r.table(t, r.name(name, key))
-        r.keys(t, key, ("title", "description", "bnb_config"), ("claim", "from_pretrained", "env", "requires"))
+        r.keys(t, key, ("title", "description", "bnb_config"),
+               ("claim", "from_pretrained", "env", "requires", "kind"))
         env = r.table(t.get("env", {}), f"{key}.env")
         if not all(isinstance(v, str) for v in env.values()):
             raise r.fail(f"{key}.env", "values must be strings", 'NAME = "value"')
         requires = r.string(t, key, "requires", "")
         if requires not in ("", "gpu"):
             raise r.fail(f"{key}.requires", f"is {requires!r}", '"gpu" or leave it out')
+        kind = r.string(t, key, "kind", "")
+        if kind not in RECIPE_KINDS:
+            raise r.fail(f"{key}.kind", f"is {kind!r}", '"prequantized" or leave it out')
+        config = r.bnb_config(t["bnb_config"], f"{key}.bnb_config")
+        if kind and (config.get("load_in_4bit") is not True or t.get("from_pretrained") or env or requires):
+            raise r.fail(key, "a prequantized recipe saves and reloads a 4-bit checkpoint: it takes load_in_4bit "
+                              "= true and no from_pretrained, env or requires", "bnb_config = { load_in_4bit = true, "
+                              "bnb_4bit_quant_type = \"nf4\" }")
         recipes[name] = Recipe(name, r.string(t, key, "title"), r.string(t, key, "description"),
-                               r.string(t, key, "claim", ""), r.bnb_config(t["bnb_config"], f"{key}.bnb_config"),
-                               r.table(t.get("from_pretrained", {}), f"{key}.from_pretrained"), env, requires)
+                               r.string(t, key, "claim", ""), config,
+                               r.table(t.get("from_pretrained", {}), f"{key}.from_pretrained"), env, requires, kind)
 
     shapes = {}
     for name, t in r.table(data["shapes"], "shapes").items():
@@ -299,9 +318,14 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
             raise r.fail(f"{key}.timeout_s", f"must be a positive integer, got {timeout!r}", "seconds, e.g. 300")
         budgets = t.get("budgets_gib", [])
-        if not isinstance(budgets, list) or any(isinstance(b, bool) or not isinstance(b, (int, float)) or b <= 0
-                                                for b in budgets):
-            raise r.fail(f"{key}.budgets_gib", f"must be a list of positive numbers, got {budgets!r}", "[6, 8, 12]")
+        try:
+            if not isinstance(budgets, list):
+                raise schema.Invalid("not a list")
+            for budget in budgets:
+                schema.budget(budget, "budget")  # what a record may hold: finite, 0.001 to 10000 GiB
+        except schema.Invalid as exc:
+            raise r.fail(f"{key}.budgets_gib", f"must be a list of budgets in GiB, got {budgets!r} ({exc})",
+                         "[6, 8, 12]") from None
         if len(set(budgets)) != len(budgets):
             raise r.fail(f"{key}.budgets_gib", "has duplicates", "each budget once")
         profiles[name] = Profile(
@@ -313,9 +337,16 @@ def parse_axes(data: dict[str, Any], path: Path) -> Axes:
             budget_shapes=r.strings(t, key, "budget_shapes", shapes, allow_empty=True))
     if not profiles:
         raise r.fail("profiles", "no profile defined", "at least [profiles.cpu]")
+    for name, profile in profiles.items():  # `nox -s probe` runs one kind, `nox -s readback` the other
+        if len({recipes[n].kind for n in profile.recipes}) > 1:
+            raise r.fail(f"profiles.{name}.recipes", "mixes prequantized recipes with on-the-fly ones",
+                         "only prequantized recipes (for nox -s readback) or none (for nox -s probe)")
     baseline = r.string(data, "(top)", "baseline", "plain")
+    on_the_fly = ", ".join(n for n, rec in recipes.items() if not rec.kind)
     if baseline not in recipes:
-        raise r.fail("baseline", f"names {baseline!r}, which is not a recipe", ", ".join(recipes))
+        raise r.fail("baseline", f"names {baseline!r}, which is not a recipe", on_the_fly)
+    if recipes[baseline].kind:
+        raise r.fail("baseline", f"names {baseline!r}, a prequantized recipe: nothing is compared with it", on_the_fly)
     return Axes(path, builds, recipes, shapes, profiles, baseline)
 
 

@@ -10,6 +10,7 @@ newest releases are not measured yet: the site build itself never touches the ne
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
@@ -41,13 +42,36 @@ class Release:
     yanked: bool
 
 
-def fetch_json(url: str, timeout: float = 30) -> dict[str, Any]:
-    """PyPI's JSON for a package; one clear line when the network or the package is missing."""
+DEADLINE_S = 120  # for all of discover's requests together
+SIZE_LIMIT = 256 * 2**20  # bytes of one PyPI answer (torch's is about 10 MB)
+
+
+def fetch_json(url: str, deadline: float | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """PyPI's JSON for a package, read before `deadline` (time.monotonic(); default: DEADLINE_S from now), or one
+    clear line (UserError) saying what failed: the network, a slow, cut-short or oversized answer, or not JSON.
+    `timeout`: seconds one socket operation may wait."""
+    deadline = time.monotonic() + DEADLINE_S if deadline is None else deadline
+    hint = "check the network, or run discover later"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.load(response)
-    except (urllib.error.URLError, TimeoutError, ValueError) as exc:
-        raise UserError(url, f"cannot read PyPI ({exc})", "check the network, or run discover later") from None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no time left of discover's {DEADLINE_S} s")
+        with urllib.request.urlopen(url, timeout=min(timeout, left)) as response:
+            body = bytearray()
+            while chunk := response.read1(1 << 16):  # what one receive brought: a trickle cannot outlast the deadline
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the answer was still arriving at discover's deadline")
+                if len(body) > SIZE_LIMIT:
+                    raise ValueError(f"the answer is over {SIZE_LIMIT // 2**20} MiB")
+            if getattr(response, "length", None):  # the connection closed before the promised length arrived
+                raise http.client.IncompleteRead(bytes(body), response.length)
+        data = json.loads(bytes(body))
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, IncompleteRead, JSON
+        raise UserError(url, f"cannot read PyPI ({type(exc).__name__}: {str(exc)[:200]})", hint) from None
+    if not isinstance(data, dict) or not isinstance(data.get("releases"), dict):
+        raise UserError(url, "PyPI's answer has no 'releases' table", hint)
+    return data
 
 
 def final_releases(data: dict[str, Any]) -> Iterator[tuple[Version, str, list[dict[str, Any]]]]:
@@ -56,16 +80,17 @@ def final_releases(data: dict[str, Any]) -> Iterator[tuple[Version, str, list[di
     for text, files in data.get("releases", {}).items():
         try:
             version = Version(text)
-        except InvalidVersion:
+        except (InvalidVersion, TypeError):
             continue
+        files = [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
         if not (version.is_prerelease or version.is_devrelease) and files:
             yield version, text, files
 
 
 def releases(package: str, data: dict[str, Any]) -> list[Release]:
     """Final releases (no pre-releases, at least one file) from PyPI's JSON, oldest first."""
-    found = [Release(package, text, min(str(f.get("upload_time", "")) for f in files)[:10],
-                     all(bool(f.get("yanked")) for f in files)) for _, text, files in final_releases(data)]
+    found = [Release(package, text, min(str(f.get("upload_time", ""))[:10] for f in files),
+                     all(f.get("yanked") is True for f in files)) for _, text, files in final_releases(data)]
     return sorted(found, key=lambda r: Version(r.version))
 
 
@@ -108,19 +133,31 @@ def yanked_in_axes(axes: Axes, package: str, found: list[Release]) -> list[Relea
     return [r for r in found if r.yanked and r.version in have]
 
 
-def snapshot(axes: Axes, fetch: Callable[[str], dict[str, Any]] = fetch_json) -> dict[str, Any]:
-    """What PyPI has per package: newest release, line heads, what the axes lack, yanked ones they use."""
+def snapshot(axes: Axes, fetch: Callable[[str, float], dict[str, Any]] = fetch_json,
+             deadline_s: float = DEADLINE_S) -> dict[str, Any]:
+    """What PyPI has per package: newest release, line heads, what the axes lack, yanked ones they use. All
+    requests share one deadline (`deadline_s`); any failure is one line per package in one UserError."""
     out: dict[str, Any] = {"fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "packages": {}}
+    deadline = time.monotonic() + deadline_s
+    failed = []
     for package in PACKAGES:
-        found = releases(package, fetch(PYPI_JSON.format(name=package)))
-        if not found:
-            raise UserError(PYPI_JSON.format(name=package), "PyPI lists no final release", "try again later")
+        url = PYPI_JSON.format(name=package)
+        try:
+            found = releases(package, fetch(url, deadline))
+            if not found:
+                raise UserError(url, "PyPI lists no final release", "try again later")
+        except UserError as exc:
+            failed.append(exc.line())
+            continue
         out["packages"][package] = {
             "newest": found[-1].version,
             "line_heads": [asdict(r) for r in line_heads(found)],
             "not_in_axes": [asdict(r) for r in missing(axes, package, found)],
             "yanked_in_axes": [asdict(r) for r in yanked_in_axes(axes, package, found)],
         }
+    if failed:
+        raise UserError("discover", f"{len(failed)} of {len(PACKAGES)} package(s) not read; nothing written:\n  "
+                        + "\n  ".join(failed))
     return out
 
 
@@ -129,8 +166,12 @@ def write_snapshot(data: dict[str, Any], results_dir: Path) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / SNAPSHOT
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:  # a full disk names no file: say which
+        raise UserError(str(target), f"cannot write the snapshot ({exc.strerror or exc})",
+                        "free space there, or pass --results elsewhere") from None
     return target
 
 

@@ -204,7 +204,7 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
                 return False, "\n".join(log + [f"ERROR: cannot run {cmd[0]}: {exc}"])
             log += [proc.stdout[-4000:], proc.stderr[-8000:]]
             if proc.returncode != 0:
-                return False, "\n".join(log)
+                return False, "\n".join(log + killed_line(proc.returncode))
         if mode == "system":
             ok, words = check_environment(python)
             log += [f"$ {python} -m pip check", words]
@@ -213,6 +213,20 @@ def install_cell(python: Path, build: TorchBuild, bnb: str, transformers: str, m
     return True, "\n".join(log)
 
 
+def killed_line(code: int) -> list[str]:
+    """The line `install_failure_type` reads for an installer that a signal ended (the OOM killer: -9, or 137
+    through a shell), else nothing."""
+    signal = -code if code < 0 else code - 128 if code in (137, 143) else 0
+    return [f"ERROR: the installer was killed by signal {signal} (out of memory, or stopped)"] if signal else []
+
+
+# Failures that say nothing about the cell: the next run must try again, and they never decide a verdict.
+TRANSIENT = ("NetworkError", "DownloadCorrupt", "DiskFull", "InstallerKilled")
+_DOWNLOAD = re.compile(r"incompleteread|incomplete read|do not match the hashes|hash mismatch|hashes? (?:do|does) "
+                       r"not match|checksum mismatch|bad crc|badzipfile|not a zip file|unexpected end of (?:file|data)",
+                       re.I)
+_DISK = re.compile(r"no space left on device|\[errno 28\]|disk quota exceeded|\[errno 122\]", re.I)
+_KILLED = re.compile(r"the installer was killed by signal|^killed$", re.I | re.M)
 _NETWORK = re.compile(r"failed to fetch|error sending request|dns error|name resolution|connection refused|"
                       r"connection reset|timed out|could not connect|newconnectionerror|max retries exceeded|"
                       r"network is unreachable|failed to download", re.I)
@@ -226,12 +240,20 @@ _CONFLICT = re.compile(r"no solution found when resolving|requirements are unsat
 def install_failure_type(log: str) -> str:
     """What kind of install failure the installer's output describes, as the record's error_type.
 
-    NetworkError: the index could not be reached (transient: such a record gets no fingerprint, so the next
-    run tries again). NoMatchingDistribution: a requested version does not exist, or has no wheel for this
+    Transient (TRANSIENT: such a record gets no fingerprint, so the next run tries again, and the site never
+    takes it for a verdict): NetworkError, the index could not be reached; DownloadCorrupt, a download was cut
+    short or its hash did not match; DiskFull, no space left; InstallerKilled, a signal ended the installer (the
+    OOM killer). NoMatchingDistribution: a requested version does not exist, or has no wheel for this
     platform or Python. ResolutionImpossible: each exists, but the resolver refuses to install them together
     (the grid's "cannot be installed together"). InstallError: anything else.
     """
     reason = install_reason(log)
+    if _KILLED.search(log):
+        return "InstallerKilled"
+    if _DISK.search(log):
+        return "DiskFull"
+    if _DOWNLOAD.search(log):
+        return "DownloadCorrupt"
     if _NETWORK.search(log):  # pip says it in a WARNING line above the final ERROR
         return "NetworkError"
     if _MISSING.search(reason):

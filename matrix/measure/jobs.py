@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from matrix.measure import records
-from matrix.measure.install import cell_env, install_cell, install_failure_type, install_reason
+from matrix.measure import records, schema
+from matrix.measure.install import TRANSIENT, cell_env, install_cell, install_failure_type, install_reason
 from matrix.measure.axes import Axes, Profile
 from matrix.errors import ResultsError, UserError
 from matrix.measure.runner import is_cpu, runner_facts
@@ -51,18 +51,23 @@ class Job:
 
 def new_run_id(runner_slug: str) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"{stamp}-{runner_slug}-{random.randrange(16**4):04x}"
+    return f"{stamp}-{runner_slug[:42].rstrip('.-_')}-{random.randrange(16**4):04x}"  # 64 characters at most
 
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,159}")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # and what schema.identifier takes
 
 
 def check_run_id(run_id: str, where: str = "BNB_MATRIX_RUN_ID") -> str:
     """`run_id` if it is safe as a file name inside the results folder (letters, digits, '.', '_', '-'; no leading
-    dot, no '..', at most 160 characters), else UserError: it becomes results/<run id>.jsonl."""
-    if not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
-        raise UserError(where, f"{run_id[:80]!r} is not a usable run id: it names the results file",
-                        "letters, digits, '.', '_' and '-' only, starting with a letter or digit; or unset it")
+    dot, no '..', at most 64 characters: what the reader accepts, schema.identifier), else UserError: it becomes
+    results/<run id>.jsonl and every record's run id."""
+    try:
+        usable = bool(RUN_ID_PATTERN.fullmatch(run_id)) and ".." not in run_id and schema.identifier(run_id, "")
+    except schema.Invalid:
+        usable = False
+    if not usable:
+        raise UserError(where, f"{run_id[:80]!r} is not a usable run id: it names the results file and its records",
+                        "at most 64 letters, digits, '.', '_' and '-', starting with a letter or digit; or unset it")
     return run_id
 
 
@@ -70,8 +75,10 @@ def fingerprint(axes: Axes, runner_slug: str, torch: str, bnb: str, transformers
                 recipe: str, shape: str, budget: float | None) -> str:
     """What must be equal for a stored record to stand for a job: runner, requested versions, install mode,
     the recipe's and shape's definitions (not just names), the budget and the probe version."""
+    # a recipe's `kind` counts only when set, so adding the key left every on-the-fly fingerprint as it was
+    recipe_def = {k: v for k, v in dataclasses.asdict(axes.recipes[recipe]).items() if k != "kind" or v}
     payload = {"runner": runner_slug, "torch": dataclasses.asdict(axes.torch_builds[torch]), "bnb": bnb,
-               "transformers": transformers, "install": install, "recipe": dataclasses.asdict(axes.recipes[recipe]),
+               "transformers": transformers, "install": install, "recipe": recipe_def,
                "shape": axes.shapes[shape].config, "budget": budget, "probe": PROBE_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -218,8 +225,8 @@ def measure_pair(python: Path, axes: Axes, profile: Profile, torch: str, bnb: st
         if not ok:
             kind = install_failure_type(install_log)
             for job in jobs:
-                # a network failure is not a result: no fingerprint, so the next run measures the job again
-                job = dataclasses.replace(job, fingerprint="") if kind == "NetworkError" else job
+                # a transient failure is not a result: no fingerprint, so the next run measures the job again
+                job = dataclasses.replace(job, fingerprint="") if kind in TRANSIENT else job
                 failed = _failure(base, runner, job, "fail", "install", kind, install_reason(install_log),
                                   install_log)
                 records.append(results_file, failed)

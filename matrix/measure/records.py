@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from matrix.measure import schema
 
 SCHEMA_VERSION = 1
 STDERR_TAIL = 6000  # characters of stderr kept per record
 MESSAGE_LIMIT = 4000  # characters of an error message kept per record
-TEXT_LIMIT = 8000  # characters of a free-text field (message, stderr, skip reason) kept on read: head + tail
+TEXT_LIMIT = schema.TEXT_LIMIT  # characters of a free-text field (message, stderr, skip reason) kept on read
 LINE_LIMIT = 64 * 2**20  # bytes: a longer line is reported and skipped unread
 OUTCOMES = ("pass", "fail", "crash", "timeout", "skip")
 STAGES = ("install", "import", "checkpoint", "load", "check", "forward", "process", "")
@@ -53,6 +53,7 @@ class Record:
     checks: dict[str, Any] = field(default_factory=dict)  # linear4bit, rel_error, finite, placement, ...
     env: dict[str, str] = field(default_factory=dict)  # environment the recipe set
     fingerprint: str = ""  # environment fingerprint used to skip already-measured work on re-runs
+    saved_with: dict[str, Any] = field(default_factory=dict)  # a prequantized checkpoint: versions that saved it
     schema: int = SCHEMA_VERSION
 
     @property
@@ -80,100 +81,23 @@ class RecordProblem(ValueError):
 _FIELDS = {f.name: f for f in dataclasses.fields(Record)}
 _REQUIRED = [n for n, f in _FIELDS.items()
              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-_DICT_FIELDS = {"runner", "requested", "versions", "timings_s", "memory_mib", "checks", "env"}
+_DICT_FIELDS = {"runner", "requested", "versions", "timings_s", "memory_mib", "checks", "env", "saved_with"}
 _STR_FIELDS = {"run_id", "timestamp", "recipe", "shape", "outcome", "stage", "error_type", "error_message",
                "stderr_tail", "skip_reason", "fingerprint"}
 
 
-# Records come from runners we do not control and are published on the open web, so every field is checked on
-# read. What becomes a file name, a URL segment or a chart label (runner slug, requested versions, recipe, shape,
-# run id) is an identifier: letters, digits and ._+- only, starting with a letter or digit, at most 64 characters.
-# Other strings are labels (printable, one line, bounded); free text is capped; numbers are finite and in range.
-IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-RUNNER_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
-LABEL_LIMIT = 300
-ITEMS_LIMIT = 256  # entries of one object or list inside a record
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_TEXT_FIELDS = ("error_message", "stderr_tail", "skip_reason")
-_NUMBER_GROUPS = {"timings_s": (0.0, 1e6, "seconds"), "memory_mib": (0.0, 1e8, "MiB")}
-BUDGET_MAX_GIB = 1e4
-EXIT_RANGE = (-2**31, 2**32)
+# Every field is checked on read against the one schema (matrix/measure/schema.py); these names stay here for
+# the modules that read them from records.
+IDENTIFIER, RUNNER_SLUG, KEY = schema.IDENTIFIER, schema.RUNNER_SLUG, schema.KEY
+LABEL_LIMIT, ITEMS_LIMIT = schema.LABEL_LIMIT, schema.ITEMS_LIMIT
 
 
-def _fail(where: str, what: str) -> RecordProblem:
-    return RecordProblem(where, what + "; the record is skipped (fix or delete the line)")
-
-
-def _identifier(value: Any, name: str, where: str, pattern: re.Pattern[str] = IDENTIFIER,
-                empty: bool = False) -> None:
-    if empty and value == "":
-        return
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        if not isinstance(value, str):
-            shown = f"of type {type(value).__name__}"
-        else:
-            shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}... ({len(value)} characters)"
-        raise _fail(where, f"{name} {shown} is not a valid name (allowed: {pattern.pattern})")
-
-
-def _number(value: Any, name: str, where: str, low: float, high: float, unit: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(where, f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise _fail(where, f"{name} is {value!r}, allowed: {low:g} to {high:g}{' ' + unit if unit else ''}")
-
-
-def _value(value: Any, name: str, where: str, depth: int = 0) -> None:
-    """A nested value: null, a boolean, a finite number, a label, or a small list/object of them."""
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, (int, float)):
-        _number(value, name, where, -1e15, 1e15)
-    elif isinstance(value, str):
-        if len(value) > LABEL_LIMIT or _UNPRINTABLE.search(value):
-            raise _fail(where, f"{name} is not a one-line text of at most {LABEL_LIMIT} characters")
-    elif isinstance(value, (list, dict)):
-        if depth >= 3 or len(value) > ITEMS_LIMIT:
-            raise _fail(where, f"{name} nests deeper than 3 or has more than {ITEMS_LIMIT} entries")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(value, dict):
-                _identifier(key, f"key in {name}", where, KEY)
-            _value(item, f"{name}.{key}", where, depth + 1)
-    else:
-        raise _fail(where, f"{name} has a value of type {type(value).__name__}")
-
-
-def check_fields(kwargs: dict[str, Any], where: str) -> None:
-    """Raise RecordProblem unless every field of a record (as Record's keyword arguments) is safe to publish:
-    identifiers where names become paths and labels, finite numbers in range, bounded labels elsewhere."""
-    runner, requested, versions = kwargs["runner"], kwargs["requested"], kwargs["versions"]
-    _identifier(runner.get("slug"), "runner slug", where, RUNNER_SLUG)
-    _identifier(requested.get("torch"), "requested torch", where)
-    _identifier(requested.get("bnb"), "requested bnb", where)
-    _identifier(requested.get("transformers", ""), "requested transformers", where, empty=True)
-    for name in ("run_id", "recipe", "shape"):
-        _identifier(kwargs[name], f"'{name}'", where)
-    for key, version in versions.items():
-        if version is not None:
-            _identifier(version, f"versions.{key}", where, empty=True)
-    if not re.fullmatch(r"[a-z_]{0,32}", kwargs.get("stage", "")):
-        raise _fail(where, f"'stage' {kwargs['stage'][:40]!r} is not a stage name")
-    budget = kwargs.get("budget_gib")
-    if budget is not None:
-        _number(budget, "'budget_gib'", where, 1e-3, BUDGET_MAX_GIB, "GiB")
-    if kwargs.get("exit_code") is not None:
-        _number(kwargs["exit_code"], "'exit_code'", where, *EXIT_RANGE)
-    for group, (low, high, unit) in _NUMBER_GROUPS.items():
-        for key, number in kwargs.get(group, {}).items():
-            _identifier(key, f"key in {group}", where, KEY)
-            if number is not None:
-                _number(number, f"{group}.{key}", where, low, high, unit)
-    for name in ("runner", "requested", "versions", "checks", "env"):
-        _value(kwargs.get(name, {}), name, where)
-    for name in ("timestamp", "error_type", "fingerprint"):
-        _value(kwargs.get(name, ""), f"'{name}'", where)
+def check_fields(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    """The record's fields made safe to publish (schema.check), or RecordProblem naming `where`."""
+    try:
+        return schema.check(kwargs)
+    except schema.Invalid as exc:
+        raise RecordProblem(where, f"{exc}; the record is skipped (fix or delete the line)") from None
 
 
 def from_dict(data: Any, where: str = "<record>", shared: dict[str, str] | None = None,
@@ -185,11 +109,11 @@ def from_dict(data: Any, where: str = "<record>", shared: dict[str, str] | None 
     measurement, so a bad name is caught where records are read, reported with file:line, the line kept to mend."""
     if not isinstance(data, dict):
         raise RecordProblem(where, f"expected a JSON object, got {type(data).__name__}")
-    schema = data.get("schema", SCHEMA_VERSION)
-    if not isinstance(schema, int) or isinstance(schema, bool):
-        raise RecordProblem(where, f"'schema' must be an integer, got {schema!r}")
-    if schema > SCHEMA_VERSION:
-        raise RecordProblem(where, f"record has schema {schema}, this bnb-matrix reads up to {SCHEMA_VERSION}; "
+    version = data.get("schema", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RecordProblem(where, f"'schema' must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise RecordProblem(where, f"record has schema {version}, this bnb-matrix reads up to {SCHEMA_VERSION}; "
                                    "upgrade bnb-matrix to read it")
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
@@ -212,8 +136,8 @@ def from_dict(data: Any, where: str = "<record>", shared: dict[str, str] | None 
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
         raise RecordProblem(where, f"'exit_code' must be an integer or null, got {code!r}")
     if untrusted:
-        check_fields(kwargs, where)
-    for name in _TEXT_FIELDS:
+        kwargs = check_fields(kwargs, where)
+    for name in schema.TEXT_FIELDS:
         if name in kwargs:
             text = head_and_tail(kwargs[name], TEXT_LIMIT)
             kwargs[name] = text if shared is None else shared.setdefault(text, text)
@@ -263,16 +187,22 @@ def parse_line(line: str | bytes, where: str, shared: dict[str, str] | None = No
     """Parse one untrusted JSON line (see from_dict); RecordProblem names `where` on any defect."""
     try:
         data = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4,300 digits
         raise RecordProblem(where, f"not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); "
                                    "a run may have been cut off mid-write, delete or repair the line") from None
     return from_dict(data, where, shared, untrusted=True)
 
 
 def iter_file(path: Path, shared: dict[str, str] | None = None) -> Iterator[Record | RecordProblem]:
-    """Yield a Record per good line and a RecordProblem per bad one (never raises for content). Reads one line at
-    a time (memory stays bounded by the largest line kept, not the file); a line over LINE_LIMIT bytes is
-    skipped unread. `shared`: see from_dict."""
+    """Yield a Record per good line and a RecordProblem per bad one (never raises for content); see iter_located."""
+    for _, item in iter_located(path, shared):
+        yield item
+
+
+def iter_located(path: Path, shared: dict[str, str] | None = None) -> Iterator[tuple[str, Record | RecordProblem]]:
+    """(file:line, Record or RecordProblem) per non-blank line. Reads one line at a time (memory stays bounded by
+    the largest line kept, not the file); a line over LINE_LIMIT bytes is skipped unread. `shared`: see from_dict.
+    OSError (the file cannot be opened or read) is raised."""
     shared = {} if shared is None else shared
     with open(path, "rb") as handle:
         number = 0
@@ -285,52 +215,123 @@ def iter_file(path: Path, shared: dict[str, str] | None = None) -> Iterator[Reco
             if len(chunk) > LINE_LIMIT and not chunk.endswith(b"\n"):
                 while chunk and not chunk.endswith(b"\n"):  # skip the rest of the line without holding it
                     chunk = handle.readline(LINE_LIMIT)
-                yield RecordProblem(where, f"line longer than {LINE_LIMIT // 2**20} MiB; records are far smaller, "
-                                           "skipped (delete or repair the line)")
+                yield where, RecordProblem(where, f"line longer than {LINE_LIMIT // 2**20} MiB; records are far "
+                                                  "smaller, skipped (delete or repair the line)")
                 continue
             if not chunk.strip():
                 continue
             if not chunk.endswith(b"\n"):
-                yield RecordProblem(where, "last line has no newline: the run writing it was interrupted; "
-                                           "it is ignored (re-run to measure it again)")
+                yield where, RecordProblem(where, "last line has no newline: the run writing it was interrupted; "
+                                                  "it is ignored (re-run to measure it again)")
                 continue
             try:
                 text = chunk.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield RecordProblem(where, f"not UTF-8 at byte {exc.start}; records are written as ASCII JSON")
+                yield where, RecordProblem(where, f"not UTF-8 at byte {exc.start}; records are written as ASCII JSON")
                 continue
             try:
-                yield parse_line(text, where, shared)
+                yield where, parse_line(text, where, shared)
             except RecordProblem as problem:
-                yield problem
+                yield where, problem
 
 
-def result_files(results_dir: Path) -> list[Path]:
-    """Every results file below `results_dir`, in a stable order."""
-    return sorted(p for p in results_dir.rglob("*.jsonl") if p.is_file())
+def result_files(results_dir: Path, problems: list[RecordProblem] | None = None) -> list[Path]:
+    """Every results file below `results_dir`, in a stable order. A folder that cannot be listed or searched is
+    left out (a RecordProblem naming it in `problems`, when given), never a traceback."""
+    found = []
+
+    def unreadable(exc: OSError) -> None:
+        if problems is not None:
+            problems.append(RecordProblem(str(exc.filename), f"folder cannot be read ({exc.strerror}); skipped "
+                                                             "(chmod u+rx it)"))
+
+    for folder, subfolders, names in os.walk(results_dir, onerror=unreadable):
+        subfolders.sort()
+        for name in names:
+            path = Path(folder) / name
+            try:
+                if name.endswith(".jsonl") and path.is_file():
+                    found.append(path)
+            except OSError as exc:  # listed but not searchable: its entries cannot be looked at
+                unreadable(OSError(exc.errno, exc.strerror, folder))
+                break
+    return sorted(found)
 
 
-def iter_results(results_dir: Path, problems: list[RecordProblem]) -> Iterator[Record]:
-    """Every good record below `results_dir`, one at a time (files sorted, then by line); each bad line's
-    RecordProblem is appended to `problems`. Raises ResultsError if the dir is unusable."""
+def check_results_dir(results_dir: Path) -> None:
+    """Raise ResultsError (one line) unless `results_dir` is a folder this user can list and search."""
     from matrix.errors import ResultsError
 
     if not results_dir.is_dir():
         raise ResultsError(str(results_dir), "results directory does not exist",
                            "pass --results DIR pointing at a folder of *.jsonl files, or run a probe first")
+    if not os.access(results_dir, os.R_OK | os.X_OK):
+        raise ResultsError(str(results_dir), "results directory cannot be read or searched",
+                           "give this user read and search permission on it (chmod u+rx), or pass --results DIR")
+
+
+def read_located(results_dir: Path, problems: list[RecordProblem]) -> list[tuple[str, Record]]:
+    """(file:line, record) for every good record below `results_dir` (files sorted, then by line); each bad line,
+    unreadable file or folder is a RecordProblem appended to `problems`. Raises ResultsError if the dir is unusable."""
+    check_results_dir(results_dir)
     shared: dict[str, str] = {}  # equal messages and stderr tails (a failure re-measured) share one string
-    for path in result_files(results_dir):
-        for item in iter_file(path, shared):
-            if isinstance(item, RecordProblem):
-                problems.append(item)
-            else:
-                yield item
+    found = []
+    for path in result_files(results_dir, problems):
+        try:
+            for where, item in iter_located(path, shared):
+                if isinstance(item, RecordProblem):
+                    problems.append(item)
+                else:
+                    found.append((where, item))
+        except OSError as exc:
+            problems.append(RecordProblem(str(path), f"cannot be read ({exc.strerror or exc}); skipped"))
+    return found
+
+
+def iter_results(results_dir: Path, problems: list[RecordProblem]) -> Iterator[Record]:
+    """Every good record below `results_dir`, one name per page (see one_identity); problems as read_located."""
+    kept, clashes = one_identity(read_located(results_dir, problems))
+    problems.extend(clashes)
+    yield from kept
 
 
 def read_results(results_dir: Path) -> tuple[list[Record], list[RecordProblem]]:
     """All records below `results_dir` plus the problems found; raises ResultsError if the dir is unusable."""
     problems: list[RecordProblem] = []
     return list(iter_results(results_dir, problems)), problems
+
+
+NAMED = {"runner": lambda r: r.runner.get("slug", ""), "torch": lambda r: r.requested.get("torch", ""),
+         "bnb": lambda r: r.requested.get("bnb", ""), "transformers": lambda r: r.requested.get("transformers", ""),
+         "recipe": lambda r: r.recipe, "shape": lambda r: r.shape}
+
+
+def one_identity(located: list[tuple[str, Record]], preferred: Iterable[str] = ()
+                 ) -> tuple[list[Record], list[RecordProblem]]:
+    """One page per name: where two spellings of a runner, version, recipe or shape have one URL form
+    (`2.13.0+cpu` and `2.13.0-CPU`, `plain` and `Plain`), one spelling keeps it: one in `preferred` (the axes'
+    names), else the one with more records, else the one measured first; each record of another spelling is
+    refused with its file:line. Returns the records kept and the problems. (More records before the earliest:
+    one back-dated line must not take a runner's page from its hundreds of real records.)"""
+    preferred = set(preferred)
+    refused: dict[int, RecordProblem] = {}
+    for kind, name_of in NAMED.items():
+        spellings: dict[str, dict[str, list[int]]] = {}
+        for index, (_, record) in enumerate(located):
+            name = str(name_of(record))
+            spellings.setdefault(schema.url_form(name), {}).setdefault(name, []).append(index)
+        for form, found in spellings.items():
+            if len(found) < 2:
+                continue
+            keeper = min(found, key=lambda n: (n not in preferred, -len(found[n]),
+                                               min(located[i][1].timestamp for i in found[n]), n))
+            for name, indexes in found.items():
+                for index in indexes if name != keeper else ():
+                    refused.setdefault(index, RecordProblem(
+                        located[index][0], f"{kind} {name!r} and {keeper!r} would share one page ({form}); "
+                                           f"{keeper!r} keeps it and this record is skipped (spell it {keeper!r})"))
+    kept = [record for index, (_, record) in enumerate(located) if index not in refused]
+    return kept, [refused[i] for i in sorted(refused)]
 
 
 def append(path: Path, record: Record) -> None:

@@ -110,6 +110,7 @@ def archs() -> list[str]:
     return sorted({g.sm for g in load_gpus()}, key=lambda sm: int(sm[3:]))
 
 
+@lru_cache(maxsize=1)
 def names_by_arch() -> dict[str, str]:
     """`sm_86` -> "RTX 3060, RTX 3090, A10, ..." (short names, for page headings)."""
     out: dict[str, list[str]] = {}

@@ -4,8 +4,9 @@ The wheel readings keep only the lines of the loader that matched when they were
 (`matrix.predict.loader_rules`) is read from the whole files kept here, one JSON file per release:
 `{"release", "origin", "files": {path: {"sha256", "text", "matches_wheel"}}}`.
 
-- Releases with no git tag (0.39.1, 0.40.2, 0.41.1, 0.41.3, 0.50.2...): the files of a downloaded wheel
-  (`--wheels DIR`); the Python files are the same in every platform's wheel of a release.
+- From a folder of downloaded wheels (`--wheels DIR`, e.g. the `$BNB_WHEEL_CACHE` of `nox -s binaries`): each
+  release not yet kept, whether or not it has a git tag (0.39.0-0.42.0 and their post releases, 0.50.2...); the
+  Python files are the same in every platform's wheel of a release (line endings aside).
 - Releases with a tag: the files of the release's git tag (`python -m matrix.predict.loader_sources --git DIR`,
   DIR a clone of bitsandbytes-foundation/bitsandbytes); `matches_wheel` says whether the file's sha256 is the one
   the wheel reading recorded for its own copy.

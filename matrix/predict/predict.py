@@ -16,6 +16,7 @@ A step that rests on an unreadable reading or an unknown input is "unknown", nev
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -51,8 +52,10 @@ MISSING = {  # the rule's `missing` -> (verdict, what the user sees)
     "import-error": ("setup-failed", "importing bitsandbytes raises"),
 }
 _RULES: dict[tuple[str, str], dict[str, Any]] = {}
+_KERNELS: dict[tuple[str, str, str], tuple[str, str]] = {}  # (wheel sha256, library, gpu) -> kernel_for's answer
 
 
+@lru_cache(maxsize=4096)
 def split_cc(arch: str) -> tuple[int, int]:
     """`sm_86` -> (8, 6); `sm_120` -> (12, 0)."""
     number = arch_number(arch)
@@ -212,7 +215,10 @@ def predict_cell(gpu: Gpu | str, build: dict[str, Any], wheel: dict[str, Any], *
         if glibc and older(glibc, floor):
             return done("glibc-too-old", f"{name} needs GLIBC_{floor}; glibc {glibc} cannot load it (dlopen fails: "
                                          f"version `GLIBC_{floor}' not found)")
-    verdict, detail = kernel_for(library, sm)
+    key = (wheel.get("sha256") or "", library["name"], sm)  # a committed reading never changes: cache by its sha256
+    if not key[0] or key not in _KERNELS:
+        _KERNELS[key] = kernel_for(library, sm)
+    verdict, detail = _KERNELS[key]
     fact("code", f"{name}: {detail}", "fatbin readings (data/binaries.csv)")
     lib_driver = drivers.check(driver, library.get("cuda"), platform, ptx=verdict == "loads-ptx-jit")
     row["driver_floor"] = lib_driver["minimum"]

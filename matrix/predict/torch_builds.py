@@ -1,10 +1,12 @@
-"""torch builds: the CUDA version and the GPU architectures each was built for, read from its wheel.
+"""torch builds: the CUDA version and the GPU architectures each was built for.
 
-Without downloading 500-900 MB wheels: HTTP range requests read the wheel's zip directory, then only
-`torch/version.py` (`cuda = '13.0'`) and `torch/lib/libtorch_python.so` (~10 MB compressed), which holds the
-string `torch.cuda.get_arch_list()` returns (`sm_75 sm_80 ... sm_120`, built from TORCH_CUDA_ARCH_LIST).
-Cached by wheel sha256 in `results/binaries/torch/`. Builds that cannot be read from here (a PyTorch index
-that is not reachable) are "unknown", never guessed.
+PyPI's default builds (Linux x86_64 and aarch64, Windows; 2.3 on) are read from their wheels without downloading
+500-900 MB: HTTP range requests read the wheel's zip directory, then only `torch/version.py` (`cuda = '13.0'`) and
+`torch/lib/libtorch_python.so` (`torch_python.dll`), which holds the string `torch.cuda.get_arch_list()` returns
+(`sm_75 sm_80 ... sm_120`, built from TORCH_CUDA_ARCH_LIST). Cached by wheel sha256 in `results/binaries/torch/`.
+PyTorch's own index cannot be reached from here: its variants (cu118 ... cu130 per release line) and their arch
+lists come from `data/torch_variants.toml`, each with its kind (build script, report, inference) and source;
+`all_builds()` joins the two. A build in neither has an unknown arch list, never a guessed one.
 """
 
 from __future__ import annotations

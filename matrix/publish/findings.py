@@ -20,6 +20,12 @@ from matrix.publish.aggregate import CELL, FAILED, Aggregate, is_result, version
 from matrix.publish.aggregate import VERDICT_COLUMNS, cell_verdict  # the site's verdict rule, applied per run here
 
 WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
+# the columns of a latest row that wayout's causes and the error pages' evidence read (to_dict of every column of
+# the latest frame, about 100, cost tens of seconds at 100,000 records)
+CAUSE_COLUMNS = ["recipe", "shape", "budget", "outcome", "stage", "signature", "error_type", "error_message",
+                 "version_torch", "cell_path"]
+EVIDENCE_COLUMNS = CELL + ["recipe", "shape", "budget", "outcome", "last_seen", "stage", "error_type",
+                           "error_message", "stderr_tail", "cell_path", "signature"]
 CHANGES = ("fail->pass", "pass->fail", "both-pass", "both-fail")
 
 
@@ -49,7 +55,7 @@ def runner_history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
         items = []
         for column in columns:
             value = newest[column]
-            seen = sorted({str(v) for v in rows[column].dropna() if str(v) not in ("", "[]")} - {str(value)})
+            seen = sorted({str(v) for v in rows[column].dropna().unique() if str(v) not in ("", "[]")} - {str(value)})
             if _missing(value) and not seen:
                 continue
             items.append({"name": column.removeprefix("runner_"), "value": value, "seen": seen})
@@ -149,7 +155,7 @@ def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
 def passing(latest: pd.DataFrame) -> dict[tuple, set[str]]:
     """(cell..., shape, budget) -> the recipes that passed there."""
     out: dict[tuple, set[str]] = {}
-    for row in records(latest[latest["outcome"] == "pass"]):
+    for row in records(latest.loc[latest["outcome"] == "pass", WHERE + ["recipe"]]):
         out.setdefault(tuple(row[k] for k in WHERE), set()).add(row["recipe"])
     return out
 
@@ -167,7 +173,7 @@ def error_hits(latest: pd.DataFrame, slug: str, sig: Any) -> pd.DataFrame:
 def evidence(rows: pd.DataFrame, passed: dict[tuple, set[str]]) -> list[dict[str, Any]]:
     """Rows where a signature occurred, each with the recipes that passed in the same cell, shape, budget."""
     return [dict(row, passed_with=sorted(passed.get(tuple(row[k] for k in WHERE), set()) - {row["recipe"]}))
-            for row in records(rows)]
+            for row in records(rows[[c for c in EVIDENCE_COLUMNS if c in rows]])]
 
 
 def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -310,7 +316,8 @@ def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: di
     found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline),
                      changes=verdict_changes(agg.frame, baseline), firsts=first_measured(agg.frame, baseline))
     verdicts = records(agg.verdicts)
-    found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest), baseline, catalogue)
+    cause_columns = [c for c in CELL + CAUSE_COLUMNS if c in agg.latest]  # what wayout reads: to_dict of all ~100
+    found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest[cause_columns]), baseline, catalogue)
     found.releases = newest_releases(agg.releases, agg.latest, in_axes or {})
     cells = {tuple(c[k] for k in CELL): c for c in verdicts}
     effects = {r["recipe"]: r for r in records(agg.effects)}

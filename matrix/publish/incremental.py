@@ -1,9 +1,9 @@
 """What a site build keeps between builds, so a new run costs only its own records.
 
-- **Rows per results file** (`load`): each *.jsonl file's records flattened into rows (`aggregate.raw_frame`, the
+- **Rows per results file** (`load`): each *.jsonl file's records flattened into rows (`rows.raw_frame`, the
   costly part of aggregation: JSON, validation, signatures) are pickled under the cache folder, keyed by the file's
   path, size and modification time and by the code that reads them. A rebuild reads only new or changed files; the
-  frames are concatenated and finished (`aggregate.finish`: duplicates, sort) as one.
+  frames are concatenated and finished (`rows.finish`: duplicates, sort) as one.
 - **Exports per results file** (`write_exports`): data/results.csv.gz and data/results.json.gz are gzip files made
   of one member per results file (gzip readers join members), each compressed once and cached under the same key
   plus the column list. Rows come grouped by results file (files in name order), sorted within each file.
@@ -26,12 +26,13 @@ from typing import Any
 
 import pandas as pd
 
-from matrix.measure import records as records_io
+from matrix.measure import records as records_io, schema
 from matrix.measure.records import RecordProblem
-from matrix.publish import aggregate, exports
+from matrix.publish import aggregate, exports, rows
 
 ROOT = Path(__file__).resolve().parents[2]
-_READER_CODE = [ROOT / "matrix" / "publish" / "aggregate.py", ROOT / "matrix" / "measure" / "records.py",
+_READER_CODE = [ROOT / "matrix" / "publish" / "aggregate.py", ROOT / "matrix" / "publish" / "rows.py",
+                ROOT / "matrix" / "measure" / "records.py", ROOT / "matrix" / "measure" / "schema.py",
                 *sorted((ROOT / "matrix" / "diagnose").rglob("*.py")), *sorted((ROOT / "matrix" / "data").rglob("*"))]
 _EXPORT_CODE = [ROOT / "matrix" / "publish" / "exports.py", Path(__file__)]
 GZIP_LEVEL = 6
@@ -73,20 +74,49 @@ def _write_cached(path: Path, value: Any) -> None:
         os.replace(temp, path)
 
 
-def _read(path: Path) -> tuple[pd.DataFrame, list[tuple[str, str]]] | str:
-    """One results file's rows (`aggregate.raw_frame`) and bad lines, or why it cannot be read."""
+def _read(path: Path) -> tuple[pd.DataFrame, list[tuple[str, str]], list[tuple[str, Any]]] | str:
+    """One results file: its on-the-fly records' rows (`rows.raw_frame`, with each line's file:line in
+    `_where`), its bad lines, and its pre-quantized records (with `saved_with`: publish/prequant.py reads them as
+    records) with their file:line; or why it cannot be read."""
     classify, find_warnings = _WORK.setdefault("signatures", aggregate._signature_functions())
     found: list[records_io.Record] = []
+    where: list[str] = []
     bad: list[tuple[str, str]] = []
+    prequant: list[tuple[str, Any]] = []
     try:
-        for item in records_io.iter_file(path, _WORK.setdefault("shared", {})):
+        for line, item in records_io.iter_located(path, _WORK.setdefault("shared", {})):
             if isinstance(item, RecordProblem):
                 bad.append((item.where, item.what))
+            elif item.saved_with:
+                prequant.append((line, item))
             else:
                 found.append(item)
+                where.append(line)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc}); skipped"
-    return aggregate.raw_frame(found, classify, find_warnings), bad
+    frame = rows.raw_frame(found, classify, find_warnings)
+    return (frame.assign(_where=where) if len(frame) else frame), bad, prequant
+
+
+def one_identity(names: pd.DataFrame, preferred: set[str]) -> dict[str, RecordProblem]:
+    """`records.one_identity` over a table of (`_where`, timestamp and the NAMED columns) of every record, one row
+    each in file and line order: the file:line of each record whose spelling loses its URL form to another,
+    with the problem to report."""
+    refused: dict[str, RecordProblem] = {}
+    for kind in records_io.NAMED:
+        values = names[kind].astype(str)
+        forms = values.map({v: schema.url_form(v) for v in values.unique()})
+        spellings = values.groupby(forms).transform("nunique") if len(forms) else forms  # names per URL form
+        clash = names[spellings > 1].assign(_name=values[spellings > 1], _form=forms[spellings > 1])
+        for form, mine in clash.groupby("_form", sort=False):
+            counts, first = mine.groupby("_name").size(), mine.groupby("_name")["timestamp"].min()
+            keeper = min(counts.index, key=lambda n: (n not in preferred, -counts[n], first[n], n))
+            for line, name in zip(mine["_where"], mine["_name"]):
+                if name != keeper:
+                    refused.setdefault(line, RecordProblem(
+                        line, f"{kind} {name!r} and {keeper!r} would share one page ({form}); {keeper!r} keeps it "
+                              f"and this record is skipped (spell it {keeper!r})"))
+    return refused
 
 
 def _pool_map(function: Any, jobs: list[Any]) -> list[Any]:
@@ -105,11 +135,13 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def load(paths: list[Path], problems: list[RecordProblem]) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """The tidy frame of every record in `paths` (`aggregate.finish`, with a `_source` column: the index of the
-    file in `paths`), its own problems (duplicates, timestamps) and each file's cache key ('' when unreadable).
-    Files not in the cache are read in parallel. Bad lines and unreadable files are appended to `problems`.
-    Counts of files read and reused go to STATS."""
+def load(paths: list[Path], problems: list[RecordProblem], preferred: Any = ()
+         ) -> tuple[pd.DataFrame, list[str], list[str], list[Any]]:
+    """The tidy frame of every on-the-fly record in `paths` (`rows.finish`, with a `_source` column: the index
+    of the file in `paths`), its own problems (duplicates, timestamps), each file's cache key ('' when
+    unreadable) and the pre-quantized records. One spelling per page (`one_identity`, `preferred`: the axes'
+    names). Files not in the cache are read in parallel. Bad lines, unreadable files and refused spellings are
+    appended to `problems`. Counts of files read and reused go to STATS."""
     code = _code_hash(_READER_CODE)
     keys: list[str] = []
     for path in paths:
@@ -128,17 +160,31 @@ def load(paths: list[Path], problems: list[RecordProblem]) -> tuple[pd.DataFrame
             continue
         got[i] = value
         _write_cached(cache_dir() / "rows" / f"{keys[i]}.pickle", value)
-    frames = []
+    frames, names, prequant = [], [], []
+    named = list(records_io.NAMED)
     for i, key in enumerate(keys):
         if not key:
             continue
-        frame, bad_lines = got[i]
+        frame, bad_lines, pre = got[i]
         problems.extend(RecordProblem(where, what) for where, what in bad_lines)
         if len(frame):
             frames.append(frame.assign(_source=i))
+            names.append(frame[["_where", "timestamp", *named]].assign(_source=i))
+        if pre:
+            prequant += pre
+            names.append(pd.DataFrame([{"_where": w, "timestamp": r.timestamp, "_source": i,
+                                        **{k: str(f(r)) for k, f in records_io.NAMED.items()}} for w, r in pre]))
+    table = pd.concat(names, ignore_index=True) if names else pd.DataFrame(columns=["_where", "timestamp", *named])
+    if len(table):  # file order, then line order, as records.one_identity reports them
+        table = table.assign(_line=table["_where"].str.rsplit(":", n=1).str[-1].astype(int))
+        table = table.sort_values(["_source", "_line"], kind="mergesort")
+    refused = one_identity(table, set(preferred))
+    problems.extend(refused[w] for w in table["_where"] if w in refused)
     whole = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
-    frame, own = aggregate.finish(whole)
-    return frame, own, keys
+    if len(whole):
+        whole = whole[~whole["_where"].isin(refused)].drop(columns="_where")
+    frame, own = rows.finish(whole)
+    return frame, own, keys, [r for w, r in prequant if w not in refused]
 
 
 def cached_call(name: str, function: Any, *args: Any, code: list[Path]) -> Any:

@@ -20,17 +20,19 @@ import pandas as pd
 from markupsafe import Markup
 
 from matrix import urls
-from matrix.publish import badge, charts, findings, gpus as gpus_page, incremental, wayout
+from matrix.publish import badge, charts, findings, gpus as gpus_page, incremental, prequant, wayout
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
 from matrix.predict import gpus as gpu_names, predict
-from matrix.publish.aggregate import Aggregate
+from matrix.publish.aggregate import CELL, Aggregate
 from matrix.measure.axes import Axes, load_axes
 from matrix.publish.findings import records
 from matrix.publish.reproduce import reproduce_command  # noqa: F401  (the name tests and callers use)
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 _CELL_DRAWS = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
+OWN_COLUMNS = CELL + ["recipe", "shape", "budget", "outcome", "flaky", "time_load_s", "mem_gpu_load_peak_mib",
+                      "last_seen", "cell_path"]  # a fix page's table of its own results
 HAND_WRITTEN_NAV = (("Data", "data/index.md"), ("Records", "records/index.md"), ("Axes", "axes/index.md"))  # site/*.md
 
 
@@ -60,7 +62,7 @@ class SiteData:
            intro: str = "# bnb-matrix\n") -> SiteData:
         """The site data of `agg`; `axes` default to the default axes file."""
         axes = axes or load_axes()
-        recipes = dict(axes.recipes)
+        recipes = {n: r for n, r in axes.recipes.items() if not r.kind}  # prequantized: publish/prequant.py
         in_axes = {package: discover.axes_versions(axes, package) for package in discover.PACKAGES}
         return cls(agg, axes, catalogue, axes.baseline, recipes,
                    findings.compute(agg, recipes, axes.baseline, catalogue, in_axes), intro)
@@ -135,7 +137,7 @@ def markdown_snippet(cell: dict[str, Any], why: dict[str, Any] | None) -> str:
     (with its cause and measured way out, `wayout.summary`, when it does not simply work)."""
     url = urls.absolute(cell["cell_path"])
     message = badge.message(cell["verdict"])
-    detail = wayout.summary(cell, why)
+    detail = wayout.summary(cell, why, own=True)  # our words and versions only: it is pasted into issues
     line = (f"torch {cell['torch']}, bitsandbytes {cell['bnb']}, transformers {cell['transformers']} on "
             f"{cell['runner']}: {message}{f' ({detail})' if detail else ''}, measured {cell['last_measured']}.")
     return f"[![bnb-matrix: {message}]({url}badge.svg)]({url}) {' '.join(line.split())}"
@@ -219,7 +221,7 @@ def fix(site: SiteData) -> Iterator[Page]:
     for name in _fix_names(site):
         item = _fix_item(site, name)
         pairs = site.agg.pairs[site.agg.pairs["recipe"] == name]
-        own = site.agg.latest[site.agg.latest["recipe"] == name]
+        own = site.agg.latest.loc[site.agg.latest["recipe"] == name, OWN_COLUMNS]  # what the page shows
         yield Page(urls.fix_path(name), {
             **item, "snippet": recipe_snippet(item["recipe"]) if item["recipe"] else "", "pairs": records(pairs),
             "own": records(own), "baseline": site.baseline, "rescued": site.found.fixes[name]["rescued"],
@@ -293,6 +295,16 @@ def feed(site: SiteData) -> Iterator[Page]:
     yield Page("feed.xml", {"changes": changes, "firsts": firsts, "updated": updated, "site_url": urls.site_url()})
 
 
+def prequantized(site: SiteData) -> Iterator[Page]:
+    """The grid of pre-quantized checkpoints: writer x reader per runner, failures, layouts."""
+    yield Page(prequant.ROOT, prequant.index_context(site.agg.prequant))
+
+
+def prequantized_reader(site: SiteData) -> Iterator[Page]:
+    for path, context in prequant.reader_contexts(site.agg.prequant):
+        yield Page(path, context)
+
+
 @dataclass(frozen=True)
 class PageKind:
     """One kind of page: the function that yields its pages, its template and its nav title (None: not in nav)."""
@@ -314,6 +326,8 @@ PAGES = (
     PageKind(budgets, "budgets.md.j2", ("VRAM budgets", "budgets/index.md")),
     PageKind(gpus, "gpus.md.j2", ("GPUs (predicted)", "gpus/index.md")),
     PageKind(gpu, "gpu.md.j2"),
+    PageKind(prequantized, "prequant.md.j2", ("Pre-quantized", "prequantized/index.md")),
+    PageKind(prequantized_reader, "prequant_reader.md.j2"),
     PageKind(feed, "feed.xml.j2"),
 )
 

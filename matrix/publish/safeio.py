@@ -8,6 +8,9 @@ processes that stop when we stop.
 - `run_child(...)`: a subprocess that gets SIGTERM when we are interrupted and SIGKILL when we die (Linux
   PR_SET_PDEATHSIG), so no orphan finishes later or keeps holding a port.
 - `sigterm_as_interrupt()`: SIGTERM raises KeyboardInterrupt like Ctrl-C, so `finally` blocks clean up.
+- `mark_built(folder)` / `check_out(out)`: every site `swap_in` puts in place carries a marker file (MARKER); an
+  output folder that has files but no marker is refused, so `--out` never empties a folder we did not build.
+- `naming(path)`: an OSError that names no file (a write that hit a full disk) is re-raised naming `path`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from matrix.errors import UserError
 
 _PR_SET_PDEATHSIG = 1
 _AT_FDCWD = -100
@@ -77,9 +82,57 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
+MARKER = ".bnb-matrix-site"  # in every folder swap_in puts in place: "a site this tool built, safe to replace"
+
+
+def mark_built(folder: Path) -> None:
+    """Mark `folder` as a site we built (swap_in calls it; a writer that does not swap must call it itself)."""
+    (folder / MARKER).write_text("Built by bnb-matrix (python -m matrix site); the next build replaces this "
+                                 "folder whole.\n", encoding="utf-8")
+
+
+def check_out(out: Path) -> Path:
+    """`out` resolved, if a build may replace it: absent, empty, or marked by an earlier build (MARKER). Else
+    UserError in one line: a folder with files we did not write is never emptied."""
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise UserError(str(out), "exists and is not a folder", "pass --out pointing at a folder")
+    try:
+        with os.scandir(out) as entries:
+            names = {entry.name for entry in entries}
+    except FileNotFoundError:
+        return out
+    except NotADirectoryError:
+        raise UserError(str(out), "lies under a file, not a folder", "pass --out pointing at a folder") from None
+    except OSError as exc:
+        raise UserError(str(out), f"cannot be read ({exc.strerror or exc})",
+                        "pass --out pointing at a folder of its own") from None
+    if names and MARKER not in names:
+        raise UserError(str(out), f"has files and no {MARKER} marker: it is not a previous site build of this "
+                        "tool, and a build replaces its output folder whole",
+                        "pass a new or empty folder, or delete this one first")
+    return out
+
+
+@contextlib.contextmanager
+def naming(path: Path, what: str) -> Iterator[None]:
+    """An OSError raised in the block that names no file (a write that hit a full disk names none) becomes a
+    UserError naming `path`, so 'No space left on device' is not taken for a failed write to stdout."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise UserError(str(path), f"cannot write {what} ({exc.strerror or exc})",
+                        "free space there, or point it elsewhere") from None
+
+
 def swap_in(new: Path, out: Path) -> None:
     """Make the finished folder `new` be `out`, and remove what `out` held. `out` always holds a whole site:
-    either the old one or the new one (one atomic exchange where possible, else a rename aside first)."""
+    either the old one or the new one (one atomic exchange where possible, else a rename aside first). `new` is
+    marked first (mark_built), and `out` must pass check_out: nothing unmarked is ever replaced."""
+    mark_built(new)
+    check_out(out)
     if not out.exists():
         os.rename(new, out)
         return

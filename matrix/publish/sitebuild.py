@@ -14,17 +14,18 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
 import hashlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from matrix.publish import aggregate, cellsite, direct, incremental, pages, render, safeio
 from matrix.measure import discover
-from matrix.errors import ResultsError, UserError
+from matrix.errors import UserError
+from matrix.measure import records as records_io
 from matrix.measure.records import RecordProblem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,6 @@ ROOT_CONFIG = ROOT / "mkdocs.yml"
 GENERATED = ROOT / "site" / "generated"
 SERVE_HOOK = ROOT / "site" / "serve_hook.py"
 OVERRIDES = ROOT / "site" / "overrides"  # theme.custom_dir: mkdocs reads it relative to the config that names it
-_SITE_MARKERS = ("sitemap.xml", "404.html", "index.html", "search")
 STATE_DIR = ".bnb-matrix"  # in the built site: what the next build reuses (cell keys, mkdocs' files, the frame)
 
 
@@ -71,11 +71,7 @@ def check_out_dir(out_dir: Path) -> Path:
     if out == ROOT or out in ROOT.parents:
         raise UserError(str(out_dir), "is the repository or one of its parents; mkdocs empties its output folder",
                         "pass --out public/ or another folder of its own")
-    if out.exists() and not out.is_dir():
-        raise UserError(str(out_dir), "exists and is not a folder", "pass --out pointing at a folder")
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in _SITE_MARKERS):
-        raise UserError(str(out_dir), "is not empty and does not hold a previous site build; mkdocs would delete "
-                        "its files", "pass an empty or new folder, or the folder of an earlier build")
+    safeio.check_out(out)  # absent, empty, or marked by an earlier build: nothing else is replaced
     try:
         out.mkdir(parents=True, exist_ok=True)
         if not os.access(out.parent, os.W_OK | os.X_OK):
@@ -130,30 +126,6 @@ def run_mkdocs(config: Path, out_dir: Path, strict: bool = True) -> None:
                         f"run `{' '.join(command)}` to see the full output")
 
 
-def result_paths(results_dir: Path, problems: list[RecordProblem]) -> list[Path]:
-    """Every *.jsonl file below `results_dir`, sorted. A results folder that is missing or cannot be listed raises
-    ResultsError (one line); a sub-folder that cannot be read is a problem naming its path."""
-    if not results_dir.is_dir():
-        raise ResultsError(str(results_dir), "results directory does not exist",
-                           "pass --results DIR pointing at a folder of *.jsonl files, or run a probe first")
-    try:
-        with os.scandir(results_dir) as entries:
-            next(entries, None)
-    except OSError as exc:
-        raise ResultsError(str(results_dir), f"results directory cannot be read ({exc.strerror or exc})",
-                           "give this user read and search permission on it (chmod u+rx), or pass --results DIR"
-                           ) from None
-
-    def unreadable_dir(exc: OSError) -> None:
-        problems.append(RecordProblem(str(exc.filename), f"folder cannot be read ({exc.strerror}); skipped"))
-
-    paths = []
-    for folder, subfolders, names in os.walk(results_dir, onerror=unreadable_dir):
-        subfolders.sort()
-        paths += [Path(folder) / name for name in names if name.endswith(".jsonl")]
-    return sorted(p for p in paths if p.is_file())
-
-
 @dataclass
 class Generated:
     """What `generate` made: the aggregate, the site (its cell pages are written after mkdocs), what was written
@@ -177,12 +149,15 @@ def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
 
     started = time.monotonic()
     axes = load_axes(axes_path)
+    records_io.check_results_dir(Path(results_dir))
     problems: list[RecordProblem] = []
-    paths = result_paths(Path(results_dir), problems)
-    frame, own, keys = incremental.load(paths, problems)
+    paths = records_io.result_files(Path(results_dir), problems)
+    frame, own, keys, prequant = incremental.load(paths, problems, axes.names())
     sources = frame.pop("_source") if "_source" in frame else None
-    agg = aggregate.from_tidy(frame, tuple(str(p) for p in problems) + tuple(own), axes.recipes,
-                              baseline=axes.baseline, releases=discover.read_snapshot(Path(results_dir)))
+    on_the_fly = [name for name, recipe in axes.recipes.items() if not recipe.kind]  # prequantized: prequant.py
+    agg = aggregate.from_tidy(frame, tuple(str(p) for p in problems) + tuple(own), on_the_fly,
+                              baseline=axes.baseline, releases=discover.read_snapshot(Path(results_dir)),
+                              prequant=tuple(prequant))
     aggregated = time.monotonic()
     if not quiet:
         for problem in agg.problems:
@@ -280,8 +255,9 @@ def build_site(results_dir: Path, out_dir: Path, strict: bool = True, work_dir: 
     out = check_out_dir(Path(out_dir))
     with safeio.sigterm_as_interrupt(), _work_dir(work_dir) as work:
         docs = work / "docs"
-        gen = generate(Path(results_dir), docs, axes_path, quiet)
-        config = write_config(work, docs)
+        with safeio.naming(work, "the pages"):  # a full disk names the folder, not stdout
+            gen = generate(Path(results_dir), docs, axes_path, quiet)
+            config = write_config(work, docs)
         # the site is built beside `out` (same filesystem, so the swap is one rename) and never inside it
         with safeio.private_dir(out.parent, f".{out.name}.building-") as fresh:
             previous = out if (out / STATE_DIR).is_dir() else None
@@ -304,8 +280,8 @@ def check_port(dev_addr: str) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # on Linux still refused while one listens
         try:
             probe.bind((host.strip("[]"), int(port)))
-        except OSError as exc:
-            raise UserError(dev_addr, f"cannot serve there ({exc.strerror or exc})",
+        except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
+            raise UserError(dev_addr, f"cannot serve there ({getattr(exc, 'strerror', None) or exc})",
                             "stop what holds that port, or pass --dev-addr 127.0.0.1:8001") from None
 
 

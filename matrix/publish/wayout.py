@@ -50,16 +50,17 @@ def cause_row(rows: list[dict[str, Any]], baseline: str) -> dict[str, Any] | Non
     return failed[0] if failed else None
 
 
-def cause_words(row: dict[str, Any], catalogue: dict[str, Any]) -> str:
+def cause_words(row: dict[str, Any], catalogue: dict[str, Any], quote: bool = True) -> str:
     """The root cause of one failed row in words: the installer's own reason (its 'Because ...' line; the verdict
-    already says what kind of install failure), a version the message asks for, or the signature's title."""
+    already says what kind of install failure; only with `quote`), a version the message asks for, or the
+    signature's title. Without `quote`, only our words and versions (for text pasted into issues)."""
     if row.get("stage") == "install":
         words = INSTALL_WORDS.get(_text(row.get("error_type")), INSTALL_WORDS["InstallError"])
         lines = [ln.strip(" ×╰─│") for ln in _text(row.get("error_message")).splitlines() if ln.strip(" ×╰─│")]
         reason = next((ln for ln in lines if "because" in ln.lower()), lines[0] if lines else "")
         if row.get("error_type") == "ResolutionImpossible":
             words = f"torch {row['torch']}, bitsandbytes {row['bnb']} and transformers {row['transformers']} {words}"
-        return f"the installer says: {reason[:REASON_LIMIT].rstrip('.')}" if reason else words
+        return f"the installer says: {reason[:REASON_LIMIT].rstrip('.')}" if reason and quote else words
     slug = _text(row.get("signature")) or "unclassified"
     if slug == "bnb-too-old":
         needed = _NEEDS.search(_text(row.get("error_message")))
@@ -137,7 +138,8 @@ def cell_causes(verdicts: list[dict[str, Any]], latest: dict[tuple, list[dict[st
             continue
         slug = "" if row.get("stage") == "install" else (_text(row.get("signature")) or "unclassified")
         out[cell["cell_path"]] = {
-            "slug": slug, "words": cause_words(row, catalogue), "recipe": row["recipe"], "shape": row["shape"],
+            "slug": slug, "words": cause_words(row, catalogue),
+            "own_words": cause_words(row, catalogue, quote=False), "recipe": row["recipe"], "shape": row["shape"],
             "stage": _text(row.get("stage")), "torch_label": torch_label(row),
             "way_out": way_out(cell, by_runner[cell["runner"]], index), "recipes": passing_recipes(rows, baseline)}
     return out
@@ -154,12 +156,13 @@ def change_words(out: dict[str, Any]) -> str:
     return f"{out['change']} {'works' if out['verdict'] == 'works' else fix_words(out['fixes'])}"
 
 
-def summary(cell: dict[str, Any], why: dict[str, Any] | None) -> str:
+def summary(cell: dict[str, Any], why: dict[str, Any] | None, own: bool = False) -> str:
     """One line for a grid square's tooltip: the verdict's cause and the first measured way out, saying "works
-    with a fix" wherever the passing cell needs one."""
+    with a fix" wherever the passing cell needs one; `own`: in our words only, never the installer's (for the
+    Markdown snippet, which lands in issues)."""
     if not why:
         return ""
-    text = why["words"]
+    text = why.get("own_words", why["words"]) if own else why["words"]
     if cell["verdict"] == "works-with-fix":  # the verdict beside it already says "works with a fix"
         return f"{text}; passes with {', '.join(_text(cell['fixes']).split())}"
     if why["way_out"]:

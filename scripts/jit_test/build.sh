@@ -14,7 +14,7 @@ PTX80="-gencode arch=compute_80,code=compute_80"
 "$NVCC" -rdc=true -Xcompiler -fPIC $PTX80 -c kernel.cu -o "$OUT/kernel.o"
 "$NVCC" -dlink -Xcompiler -fPIC $PTX80 "$OUT/helper.o" "$OUT/kernel.o" -o "$OUT/dlink.o"
 CUDA_LIB=${CUDA_LIB:-/usr/local/cuda/lib64}
-g++ -shared "$OUT/helper.o" "$OUT/kernel.o" "$OUT/dlink.o" -L"$CUDA_LIB" -lcudart_static -ldl -lrt -lpthread \
+g++ -shared "$OUT/helper.o" "$OUT/kernel.o" "$OUT/dlink.o" -L"$CUDA_LIB" -lcudadevrt -lcudart_static -ldl -lrt -lpthread \
     -o "$OUT/librdc_ptx80.so"
 cat helper.cu kernel.cu > "$OUT/whole.cu"
 "$NVCC" -shared -Xcompiler -fPIC -cudart static -gencode arch=compute_80,code=sm_80 "$OUT/whole.cu" \
