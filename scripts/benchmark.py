@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -180,7 +181,18 @@ def real_records() -> list[dict]:
             for line in path.open() if line.strip()]
 
 
+_SYNTHETIC: dict[tuple[int, int, int], list[dict]] = {}
+
+
 def synthetic_records(n: int, per_cell: int = 16, seed: int = 0) -> list[dict]:
+    """`_synthetic_records`, made once per process (they are large)."""
+    if (n, per_cell, seed) not in _SYNTHETIC:
+        _SYNTHETIC.clear()
+        _SYNTHETIC[(n, per_cell, seed)] = _synthetic_records(n, per_cell, seed)
+    return _SYNTHETIC[(n, per_cell, seed)]
+
+
+def _synthetic_records(n: int, per_cell: int = 16, seed: int = 0) -> list[dict]:
     """`n` records varied from the real ones in results/: each real cell (its recipes' records) is a template;
     synthetic cells get new runner slugs (8 per real runner) and bnb versions (.postN), and each is measured as
     many times as fit in about `per_cell` records, at least once (new run ids and timestamps, a month apart).
@@ -209,6 +221,8 @@ def synthetic_records(n: int, per_cell: int = 16, seed: int = 0) -> list[dict]:
                 rec["timestamp"] = f"2026-{1 + run % 9:02d}-{1 + c % 28:02d}T{run % 24:02d}:00:00Z"
                 rec["fingerprint"] = hashlib.sha256(f"{c}/{run}/{base['fingerprint']}".encode()).hexdigest()[:20]
                 for group in ("timings_s", "memory_mib"):
+                    if group not in rec:  # schema-1 install failures have neither
+                        continue
                     rec[group] = {k: round(v * rng.uniform(0.8, 1.2), 3) if isinstance(v, (int, float)) else v
                                   for k, v in rec[group].items()}
                 out.append(rec)
@@ -216,68 +230,169 @@ def synthetic_records(n: int, per_cell: int = 16, seed: int = 0) -> list[dict]:
     return out
 
 
-SITE_PHASES = """
+def write_results(records: list[dict], results: Path) -> int:
+    """Records into one file per runner and month, as scheduled runs leave them (results/<time>-<runner>.jsonl);
+    returns the number of files."""
+    files: dict[str, list[dict]] = {}
+    for rec in records:
+        files.setdefault(f"{rec['timestamp'][:7].replace('-', '')}-{rec['runner']['slug']}", []).append(rec)
+    results.mkdir(parents=True, exist_ok=True)
+    for name, recs in files.items():
+        with open(results / f"{name}.jsonl", "w") as handle:
+            handle.writelines(json.dumps(rec, sort_keys=True) + "\n" for rec in recs)
+    return len(files)
+
+
+def new_run(records: list[dict], size: int = 50) -> list[dict]:
+    """One new scheduled run: the newest `size` records of one runner measured again a month later."""
+    runner = records[-1]["runner"]["slug"]
+    mine = [r for r in records if r["runner"]["slug"] == runner][-size:]
+    out = []
+    for i, base in enumerate(mine):
+        rec = copy.deepcopy(base)
+        rec["run_id"] = f"20261201T000000Z-{runner}-new"
+        rec["timestamp"] = "2026-12-01T00:00:00Z"
+        rec["fingerprint"] = hashlib.sha256(f"new/{i}/{base['fingerprint']}".encode()).hexdigest()[:20]
+        out.append(rec)
+    return out
+
+
+# The site build as `python -m matrix site` runs it (sitebuild.build_site), timed by its own report.
+SITE_NOW = """
+import json, sys, time
+from pathlib import Path
+from matrix.publish import charts, sitebuild
+results, work, out, cache = map(Path, sys.argv[1:5])
+charts.CACHE_DIR = cache / "charts"
+s = time.monotonic()
+report = sitebuild.build_site(results, out, work_dir=work, quiet=True)
+t = dict(report.timings, total_inner=time.monotonic() - s, records=report.records, cells=report.cells,
+         cells_rendered=report.cells_rendered, cells_reused=report.cells_reused,
+         mkdocs_skipped=report.mkdocs_skipped, details=report.details)
+print(json.dumps(t, default=str))
+"""
+
+# The site build of a tree from before this change: aggregate.load + render.render_site + mkdocs, each timed.
+SITE_BEFORE = """
 import json, sys, time
 from pathlib import Path
 from matrix.publish import aggregate, render, sitebuild
 from matrix.measure.axes import load_axes
 from matrix.publish import charts
 results, work, out, cache = map(Path, sys.argv[1:5])
-charts.CACHE_DIR = cache  # a cold build starts from an empty chart cache, a rebuild reuses it
+charts.CACHE_DIR = cache / "charts"
 t = {}
 s = time.monotonic(); axes = load_axes(); agg = aggregate.load(results, recipes=axes.recipes, warn=False)
 t["aggregate"] = time.monotonic() - s
 s = time.monotonic(); written = render.render_site(agg, work / "docs", axes=axes); t["render"] = time.monotonic() - s
 s = time.monotonic(); sitebuild.run_mkdocs(sitebuild.write_config(work, work / "docs"), out)
 t["mkdocs"] = time.monotonic() - s
-t.update(records=len(agg.frame), cells=len(agg.verdicts), files=len(written.written),
-         charts=dict(getattr(charts, "STATS", {})))
+t.update(records=len(agg.frame), cells=len(agg.verdicts))
 print(json.dumps(t))
 """
 
 
-SITE_CODE = ("matrix/publish/aggregate.py", "matrix/publish/findings.py", "matrix/publish/pages.py",
-             "matrix/publish/render.py", "matrix/publish/charts.py",
-             "matrix/publish/sitebuild.py", "site/templates/cell.md.j2")
-
-
 def old_tree(rev: str, work: Path) -> Path:
-    """A copy of this checkout's matrix/, site/ and mkdocs.yml with the site-build code (SITE_CODE) as it was at
-    git revision `rev` (read with `git show`; the repository is not touched): a before/after on the same records."""
+    """The whole site-build code (matrix/, site/, mkdocs.yml) as it was at git revision `rev` (`git archive`; the
+    repository is not touched), plus results/binaries, which the GPU pages read: a before/after on the same
+    records in the same run."""
     tree = work / f"tree-{rev}"
-    shutil.copytree(ROOT / "matrix", tree / "matrix", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "site", tree / "site", ignore=shutil.ignore_patterns("generated"))
-    shutil.copy(ROOT / "mkdocs.yml", tree / "mkdocs.yml")
-    shutil.copytree(ROOT / "results" / "binaries", tree / "results" / "binaries")  # the GPU pages read these
-    for path in SITE_CODE:
-        (tree / path).write_bytes(subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True,
-                                                 check=True).stdout)
+    tree.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", rev, "matrix", "site", "mkdocs.yml", "results/binaries"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     return tree
 
 
-def site_build(n: int, work: Path, tree: Path = ROOT, rebuild: bool = False) -> dict:
-    """aggregate + render + mkdocs build (--strict) of n synthetic records, in a fresh interpreter, each phase
-    timed; plus the size of the built site and its search index. The chart cache on disk starts empty, unless
-    `rebuild`: then it is the one the same build before filled (a rebuild with nothing changed). `tree`: the
-    checkout whose matrix/ and site/ build it (an old_tree() for a before/after on the same records)."""
-    tag = f"{n}-{tree.name}" + ("-rebuild" if rebuild else "")
-    cache = work / f"charts-{n}-{tree.name}"
-    if not rebuild:
-        shutil.rmtree(cache, ignore_errors=True)
-    results, site_work, out = work / f"site-{n}-results", work / f"site-{tag}-work", work / f"site-{tag}-public"
+def _site_size(out: Path) -> dict:
+    files = [p for p in out.rglob("*") if p.is_file()]
+    search = [out / "search" / "search_index.json", out / "search" / "search_index.js", out / "cells" / "index.js"]
+    sizes = {p.relative_to(out).as_posix(): p.stat().st_size / 2**20 for p in search if p.is_file()}
+    return {"site_mib": sum(p.stat().st_size for p in files) / 2**20, "site_files": len(files),
+            "search_files_mib": sizes, "search_index_mib": max(sizes.values(), default=0.0)}
+
+
+def site_build(n: int, work: Path, tree: Path = ROOT, step: str = "cold") -> dict:
+    """One site build of n synthetic records in a fresh interpreter, wall and CPU seconds (the interpreter and
+    everything it waited for: mkdocs, worker processes), the size of the built site and of its search files.
+    `step`: "cold" (empty caches, no previous site), "nothing-new" (the same again, the previous site and caches
+    kept) or "new-run" (one new run of 50 records added to the results first). `tree`: the checkout whose code
+    builds it (an old_tree() for a before/after on the same records)."""
+    tag = f"{n}-{tree.name}"
+    results, site_work, out, cache = (work / f"site-{n}-results", work / f"site-{tag}-work",
+                                      work / f"site-{tag}-public", work / f"site-{tag}-cache")
     if not results.is_dir():
-        results.mkdir()
-        with open(results / "synthetic.jsonl", "w") as handle:
-            handle.writelines(json.dumps(rec, sort_keys=True) + "\n" for rec in synthetic_records(n))
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", SITE_PHASES, *map(str, (results, site_work, out, cache))], cwd=tree,
-                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
+        write_results(synthetic_records(n), results)
+    if step == "cold":
+        for path in (site_work, out, cache):
+            shutil.rmtree(path, ignore_errors=True)
+    if step == "new-run":
+        added = results / "20261201-new-run.jsonl"
+        added.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in new_run(synthetic_records(n))))
+    script = SITE_NOW if tree == ROOT else SITE_BEFORE
+    env = {**os.environ, "PYTHONPATH": str(tree), "BNB_MATRIX_SITE_CACHE": str(cache)}
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, (results, site_work, out, cache))], cwd=tree,
+                          capture_output=True, text=True, env=env)
+    wall, after = time.monotonic() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    if step == "new-run":
+        (results / "20261201-new-run.jsonl").unlink()
+    if proc.returncode != 0:
+        raise RuntimeError(f"site build of {n} records failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
-    figures["total"] = time.monotonic() - start
-    index = out / "search" / "search_index.json"
-    figures["search_index_mib"] = index.stat().st_size / 2**20 if index.exists() else 0.0
-    figures["site_mib"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    figures.update(total=wall, cpu=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                   max_rss_mib=after.ru_maxrss / 1024, step=step, results_files=len(list(results.glob("*.jsonl"))),
+                   **_site_size(out))
     return figures
+
+
+def search_timing(site: Path) -> dict:
+    """Seconds to the first search result in the built site opened from disk (file://), in Debian's headless
+    Chromium: the All cells page loaded with a query (cells/index.js searched, matching rows shown), and
+    Material's search box on the home page (narrative pages, full text) once the page has loaded. Empty when
+    selenium or Chromium is missing."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+    except ImportError:
+        return {}
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        return {}
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    out: dict = {}
+    try:
+        for query in ("0.48 fails", "h100-sm90-v3 works", "triton-ops-missing"):
+            start = time.monotonic()
+            driver.get((site / "cells" / "index.html").as_uri() + "?q=" + query.replace(" ", "+"))
+            WebDriverWait(driver, 60, poll_frequency=0.02).until(
+                lambda d: " of " in d.find_element(By.ID, "cell-filter-count").text)
+            out[f"cells: {query}"] = (time.monotonic() - start,
+                                      driver.find_element(By.ID, "cell-filter-count").text)
+        driver.get((site / "index.html").as_uri())
+        box = WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "input[data-md-component=search-query]"))
+        driver.find_element(By.CSS_SELECTOR, "label.md-search__icon, .md-search__input").click()
+        time.sleep(3)  # the search worker has built its index
+        start = time.monotonic()
+        driver.execute_script("var b = arguments[0]; b.value = arguments[1]; "
+                              "b.dispatchEvent(new Event('input', {bubbles: true})); "
+                              "b.dispatchEvent(new KeyboardEvent('keyup', {bubbles: true}));",
+                              box, "4-bit quantization requires bitsandbytes")
+        WebDriverWait(driver, 60, poll_frequency=0.02).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".md-search-result__item a"))
+        first = driver.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")[0].get_attribute("href") or ""
+        out["material: 4-bit quantization requires bitsandbytes"] = (time.monotonic() - start,
+                                                                      first.split("-public/")[-1])
+    finally:
+        driver.quit()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -319,32 +434,43 @@ def table(fig: dict) -> str:
             "< 30 s", w["warm"] < 30)
     sites = fig.get("site", {})
     smallest = min(sites, key=int) if sites else ""
+
+    def phases(s: dict) -> str:
+        return (f"{s['total']:.1f} s wall, {s['cpu']:.0f} CPU s (aggregate {s['aggregate']:.1f}, render "
+                f"{s['render']:.1f}, mkdocs {s['mkdocs']:.1f}{' skipped' if s.get('mkdocs_skipped') else ''})")
+
+    def size(s: dict) -> str:
+        search = ", ".join(f"{k} {v:.2f}" for k, v in sorted(s["search_files_mib"].items()))
+        return f"{s['site_mib']:.0f} MiB in {s['site_files']:,} files; search files (MiB): {search}"
+
     for n, s in sorted(sites.items(), key=lambda kv: int(kv[0])):
         per = s["total"] / s["records"] * 1000
         base = sites[smallest]["total"] / sites[smallest]["records"] * 1000
-        target, ok = ("< 60 s", s["total"] < 60) if int(n) >= 10000 else ("", None)  # 10k (issue 8), 100k (16)
-        add(f"site build, {int(n):,} records ({s['cells']} cells)",
-            f"{s['total']:.1f} s (aggregate {s['aggregate']:.1f}, render {s['render']:.1f}, mkdocs "
-            f"{s['mkdocs']:.1f}); {per:.1f} ms/record = {per / base:.2f}x the {int(smallest):,}-record rate; "
-            f"search index {s['search_index_mib']:.1f} MiB", target, ok)
+        big = int(n) >= 100000
+        add(f"site build, {int(n):,} records in {s['results_files']:,} files ({s['cells']:,} cells), cold",
+            f"{phases(s)}; {per:.2f} ms/record = {per / base:.2f}x the {int(smallest):,}-record rate",
+            "< 60 s" if int(n) >= 10000 else "", s["total"] < 60 if int(n) >= 10000 else None)
+        add(f"built site, {int(n):,} records", size(s), "< 300 MiB" if big else "",
+            s["site_mib"] < 300 if big else None)
+        add(f"largest search file, {int(n):,} records", f"{s['search_index_mib']:.2f} MiB", "< 8 MiB" if big else "",
+            s["search_index_mib"] < 8 if big else None)
+    for key, what in (("site_nothing_new", "nothing new"), ("site_new_run", "after one new run of 50 records")):
+        again = fig.get(key)
+        if again:
+            add(f"site rebuild, {again['records']:,} records, {what}",
+                f"{phases(again)}; cell pages {again['cells_rendered']} rendered, {again['cells_reused']} reused; "
+                f"results files {again['details'].get('files_read', 0)} read, "
+                f"{again['details'].get('files_cached', 0)} from the cache", "< 10 s" if "new run" in what else "",
+                again["total"] < 10 if "new run" in what else None)
+    for what, (seconds, result) in fig.get("search", {}).items():
+        add(f"first search result from file://, {max(map(int, sites)):,} records, {what}",
+            f"{seconds:.2f} s ({result})", "< 1 s", seconds < 1)
     base = fig.get("site_baseline")
     if base:
-        now = sites[str(base["records"])]
-        add(f"site build, {base['records']:,} records, site code at {base['rev']} (before the fixes)",
-            f"{base['total']:.1f} s (aggregate {base['aggregate']:.1f}, render {base['render']:.1f}, mkdocs "
-            f"{base['mkdocs']:.1f}) = {base['total'] / now['total']:.2f}x the time with the fixes; search index "
-            f"{base['search_index_mib']:.1f} MiB")
-    again = fig.get("site_rebuild")
-    if again:
-        c = again.get("charts", {})
-        add(f"site rebuild, {again['records']:,} records, nothing changed (chart cache kept)",
-            f"{again['total']:.1f} s (aggregate {again['aggregate']:.1f}, render {again['render']:.1f}, mkdocs "
-            f"{again['mkdocs']:.1f}); matplotlib charts: {c.get('disk', 0)} from the cache, {c.get('drawn', 0)} "
-            f"drawn; {c.get('direct', 0)} drawn directly as SVG")
-    for n, s in sorted(sites.items(), key=lambda kv: int(kv[0])):
-        if s.get("charts"):
-            add(f"charts, {int(n):,} records, cold cache", f"{s['charts'].get('drawn', 0)} drawn by matplotlib, "
-                f"{s['charts'].get('disk', 0)} from the cache, {s['charts'].get('direct', 0)} drawn directly as SVG")
+        now = sites.get(str(base["records"]))
+        ratio = f" = {base['total'] / now['total']:.2f}x the time of this tree" if now else ""
+        add(f"site build, {base['records']:,} records, main at {base['rev']}",
+            f"{phases(base)}{ratio}; {size(base)}")
     sizes = sorted(sites, key=int)
     if len(sizes) > 1:
         small, big = sizes[-2], sizes[-1]
@@ -365,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON of raw figures (default: a temp file, printed)")
     parser.add_argument("--keep", action="store_true", help="keep the temp work dir")
     parser.add_argument("--baseline", metavar="REV",
-                        help="also build the largest site with the site-build code (SITE_CODE) of git REV")
+                        help="also build the site with the code (matrix/, site/, mkdocs.yml) of git REV")
     parser.add_argument("--baseline-size", type=int, help="records for the baseline build (default: the largest)")
     parser.add_argument("--table", type=Path, metavar="JSON", help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
@@ -402,8 +528,11 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 fig["site"][str(n)] = site_build(n, work)
                 print(f"site {n}: {fig['site'][str(n)]}", file=sys.stderr)
-            fig["site_rebuild"] = {"records": sizes[-1], **site_build(sizes[-1], work, rebuild=True)}
-            print(f"site rebuild: {fig['site_rebuild']}", file=sys.stderr)
+            fig["search"] = search_timing(work / f"site-{sizes[-1]}-{ROOT.name}-public")
+            print(f"search: {fig['search']}", file=sys.stderr)
+            for step, key in (("nothing-new", "site_nothing_new"), ("new-run", "site_new_run")):
+                fig[key] = {"records": sizes[-1], **site_build(sizes[-1], work, step=step)}
+                print(f"site {step}: {fig[key]}", file=sys.stderr)
             if args.baseline:
                 n = args.baseline_size or sizes[-1]
                 fig["site_baseline"] = {"rev": args.baseline, "records": n,

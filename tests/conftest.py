@@ -1,14 +1,37 @@
 """Shared fixtures: the hand-made fixture records copied into a results dir, their aggregate, and one site built
-from them (mkdocs --strict) that the render and browser tests share."""
+from them (mkdocs --strict) that the render and browser tests share; and `nox_command`, which runs nox with a
+venv folder of the test session's own, so tests never install into (or find ready-made venvs in) the checkout's
+own `.nox`."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+NOX = Path(sys.executable).with_name("nox")
+_ENVDIR: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nox_envdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The nox venv folder of this test session (under pytest's temp dir, kept for the last 3 sessions)."""
+    if not _ENVDIR:
+        _ENVDIR.append(tmp_path_factory.mktemp("nox-envs"))
+    return _ENVDIR[0]
+
+
+def nox_envdir() -> Path:
+    assert _ENVDIR, "the session fixture _nox_envdir has not run"
+    return _ENVDIR[0]
+
+
+def nox_command(*args: str) -> list[str]:
+    """`nox --envdir <this session's folder> ARGS`: never the checkout's own .nox."""
+    return [str(NOX), "--envdir", str(nox_envdir()), *args]
 
 
 @pytest.fixture(scope="session")

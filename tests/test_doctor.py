@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import nox_command, nox_envdir
 
 from matrix import urls
 from matrix.diagnose import doctor
@@ -20,7 +21,7 @@ from matrix.diagnose.signatures import default_catalogue
 
 ROOT = Path(__file__).parent.parent
 SITE = urls.DEFAULT_SITE_URL
-CELL_PYTHON = ROOT / ".nox" / "probe-torch-2-13-0-cpu-bnb-0-50-2" / "bin" / "python"
+CELL = "probe-torch-2-13-0-cpu-bnb-0-50-2"  # its venv, under the test session's nox folder (conftest)
 
 RUNNER = {"slug": "cpu-x86_64", "kind": "cpu", "cpu_model": "AMD EPYC", "gpu_name": "", "driver": ""}
 VERSIONS = {"python": "3.11.7", "torch": "2.13.0+cpu", "torch_cuda": None, "bitsandbytes": "0.46.1",
@@ -150,17 +151,18 @@ def test_doctor_needs_neither_pandas_nor_jinja() -> None:
 
 @pytest.mark.slow
 def test_real_doctor_run_in_a_cell_venv(tmp_path) -> None:
-    ready = CELL_PYTHON.exists() and subprocess.run(
-        [str(CELL_PYTHON), "-c", "import bitsandbytes, transformers, packaging"], capture_output=True).returncode == 0
+    cell_python = nox_envdir() / CELL / "bin" / "python"
+    ready = cell_python.exists() and subprocess.run(
+        [str(cell_python), "-c", "import bitsandbytes, transformers, packaging"], capture_output=True).returncode == 0
     if not ready:  # make (or finish) the cell venv the way the main job does: its nox probe session
         env = {k: v for k, v in os.environ.items() if not k.startswith("BNB_MATRIX_")}
-        made = subprocess.run([str(Path(sys.executable).with_name("nox")), "-s",
-                               "probe(torch='2.13.0+cpu', bnb='0.50.2')"], cwd=ROOT, capture_output=True, text=True,
+        made = subprocess.run(nox_command("-s", "probe(torch='2.13.0+cpu', bnb='0.50.2')"), cwd=ROOT,
+                              capture_output=True, text=True,
                               env={**env, "BNB_MATRIX_PROFILE": "cpu", "BNB_MATRIX_RESULTS": str(tmp_path)})
-        assert made.returncode == 0 and CELL_PYTHON.exists(), made.stderr[-3000:]
+        assert made.returncode == 0 and cell_python.exists(), made.stderr[-3000:]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("BNB_MATRIX_SITE_URL", None)
-    proc = subprocess.run([str(CELL_PYTHON), "-m", "matrix", "doctor", "--recipe", "plain", "--recipe", "nf4-bf16"],
+    proc = subprocess.run([str(cell_python), "-m", "matrix", "doctor", "--recipe", "plain", "--recipe", "nf4-bf16"],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr

@@ -17,6 +17,7 @@ from matrix.measure.axes import load_axes
 from matrix.publish.sitebuild import write_config
 
 ATOM = "{http://www.w3.org/2005/Atom}"
+FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 CHANGED = urls.cell_path("cpu-x86_64", "2.13.0+cpu", "0.47.0", "5.24.0")  # fixture: seed-fix failed, then a fix
 
 
@@ -38,7 +39,7 @@ def test_atom_feed_is_valid_and_escaped(built_site):
     assert root.tag == f"{ATOM}feed"
     for name in ("id", "title", "updated", "author"):
         assert root.find(f"{ATOM}{name}") is not None, name
-    entries = root.findall(f"{ATOM}entry")
+    entries = [e for e in root.findall(f"{ATOM}entry") if " -> " in e.find(f"{ATOM}title").text]  # changes
     assert len(entries) == 1
     entry = entries[0]
     for name in ("id", "title", "updated", "link"):
@@ -174,3 +175,64 @@ def test_zensical_check_never_blocks(tmp_path: Path):
         assert done.returncode == 0
         return
     assert done.returncode == 0 and "check skipped" in done.stdout, done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------------------------ at scale (issue 25)
+def test_gzip_exports_hold_every_record_once(built_site, agg):
+    import gzip
+    import io
+
+    from matrix.publish import exports
+
+    _, out = built_site
+    plain = exports.exports(agg)
+    csv = gzip.decompress((out / "data" / "results.csv.gz").read_bytes())
+    rows = json.loads(gzip.decompress((out / "data" / "results.json.gz").read_bytes()))
+    assert len(rows) == len(agg.frame) == 25
+    mine, theirs = pd.read_csv(io.BytesIO(csv)), pd.read_csv(io.BytesIO(plain["results.csv"]))
+    assert list(mine.columns) == list(theirs.columns) and len(mine) == len(theirs)
+    key = ["run_id", "cell_path", "recipe", "shape", "timestamp"]
+    assert sorted(map(tuple, mine[key].astype(str).values)) == sorted(map(tuple, theirs[key].astype(str).values))
+    assert sorted(json.dumps(r, sort_keys=True) for r in rows) == \
+        sorted(json.dumps(r, sort_keys=True) for r in json.loads(plain["results.json"]))
+
+
+def _new_run(line: str, **requested: str) -> str:
+    record = json.loads(line)
+    record.update(run_id="20261130T1000Z-new", timestamp="2026-11-30T10:00:00Z",
+                  fingerprint=record["fingerprint"] + "-new")
+    record["requested"].update(requested)
+    return json.dumps(record) + "\n"
+
+
+def test_a_rebuild_renders_only_the_cells_a_new_run_changed(tmp_path):
+    """Nothing new: no cell rendered and mkdocs skipped. One new run of two records, of one existing cell and of a
+    new CPU-runner cell of a CUDA torch build: those cells are rendered, the rest are hard links to the previous
+    site's files, and the new cell says it was measured without a GPU and links the GPU prediction."""
+    from matrix.publish import sitebuild
+
+    results = tmp_path / "results"
+    results.mkdir()
+    lines = FIXTURE.read_text(encoding="utf-8").splitlines(keepends=True)
+    (results / "records.jsonl").write_text("".join(lines), encoding="utf-8")
+    out, work = tmp_path / "public", tmp_path / "work"
+    first = sitebuild.build_site(results, out, work_dir=work, quiet=True)
+    assert (first.cells_rendered, first.cells_reused) == (5, 0) and not first.mkdocs_skipped
+    again = sitebuild.build_site(results, out, work_dir=work, quiet=True)
+    assert (again.cells_rendered, again.cells_reused, again.mkdocs_skipped) == (0, 5, True)
+    assert "0 rendered, 5 unchanged and reused; mkdocs skipped" in again.summary()
+    cpu_045 = urls.cell_path("cpu-x86_64", "2.13.0+cpu", "0.45.5", "5.24.0")
+    untouched = out / urls.cell_path("h100-sm90", "2.11.0+cu130", "0.50.2", "5.24.0") / "index.html"
+    inode = untouched.stat().st_ino
+    (results / "new.jsonl").write_text(_new_run(lines[0]) + _new_run(lines[0], torch="2.11.0+cu130"),
+                                       encoding="utf-8")
+    third = sitebuild.build_site(results, out, work_dir=work, quiet=True)
+    assert third.cells == 6 and third.cells_rendered <= 3 and third.cells_reused >= 3, third.summary()
+    assert untouched.stat().st_ino == inode  # the same file, linked, not written again
+    assert "2026-11-30" in (out / cpu_045 / "index.html").read_text(encoding="utf-8")
+    assert "2026-11-30T10:00:00Z" in (out / cpu_045 / "history.js").read_text(encoding="utf-8")
+    page = (out / urls.cell_path("cpu-x86_64", "2.11.0+cu130", "0.45.5", "5.24.0") / "index.html").read_text()
+    assert "Measured without a GPU" in page
+    assert 'href="../../../../../check/index.html?torch=2.11.0%2Bcu130&amp;bnb=0.45.5&amp;transformers=5.24.0"' in page
+    assert 'href="../../../../../gpus/index.html"' in page
+    assert "Measured without a GPU" not in (out / cpu_045 / "index.html").read_text(encoding="utf-8")

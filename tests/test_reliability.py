@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import nox_command
 
 from matrix.measure import records
 from matrix.measure.axes import DEFAULT_AXES
@@ -23,7 +23,6 @@ from matrix.measure.axes import DEFAULT_AXES
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-NOX = Path(sys.executable).with_name("nox")
 PAIR = "probe(torch='2.13.0+cpu', bnb='0.50.2')"
 HOOKS = ("segfault", "abort", "hang", "oom", "oom-kill")
 
@@ -96,7 +95,7 @@ def nox_env(axes_file: Path, profile: str, results: Path) -> dict[str, str]:
 
 
 def run_nox(env: dict[str, str], *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(NOX), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(nox_command(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -146,7 +145,7 @@ def test_probe_end_to_end_and_each_failure_is_a_record(axes_file, tmp_path):
 def test_killed_run_loses_at_most_the_record_in_flight_and_resumes(axes_file, tmp_path):
     results = tmp_path / "results"
     env = nox_env(axes_file, "resume", results)
-    proc = subprocess.Popen([str(NOX), "-s", PAIR], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(nox_command("-s", PAIR), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and proc.poll() is None:
@@ -184,7 +183,7 @@ def test_a_version_that_does_not_exist_is_recorded_and_the_run_goes_on(axes_file
 def test_unwritable_results_dir_is_one_line_and_no_traceback(axes_file, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    proc = subprocess.run([str(NOX), "-s", PAIR], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run(nox_command("-s", PAIR), cwd=ROOT, capture_output=True, text=True,
                           env=nox_env(axes_file, "resume", blocker / "results"))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "cannot create the results directory" in proc.stderr

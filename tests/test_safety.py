@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import nox_command
 
 from matrix.measure import jobs as measure
 from matrix.publish import sitebuild
@@ -31,9 +32,26 @@ def matrix(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPro
                           env={**os.environ, **(env or {})}, timeout=300, **kw)
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT ignored: without
+    # this, a test run from a background job sent Ctrl-C to a build that could not hear it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "matrix", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)  # noqa: PLW1509 - the test starts no threads
+
+
+def _pending(pid: int) -> int:
+    """The signals pending for process `pid` (its own and its thread group's), as a bit mask."""
+    try:
+        fields = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":\t" in line)
+    except OSError:
+        return 0
+    return int(fields.get("SigPnd", "0"), 16) | int(fields.get("ShdPnd", "0"), 16)
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -108,7 +126,20 @@ def test_a_build_killed_during_mkdocs_keeps_the_previous_site_and_leaves_no_mkdo
     (results / "more.jsonl").write_text(FIXTURE.read_text().replace('"run_id": "', '"run_id": "x'))
     proc = start("site", "--results", str(results), "--out", str(out))
     mkdocs = _wait_for_mkdocs(out, proc)
+    # Deterministic: mkdocs is frozen, so it cannot finish (and the site be swapped) before the build has its
+    # signal; it is let go once the build has asked it to stop (SIGTERM pending) or has gone.
+    for pid in mkdocs:
+        os.kill(pid, signal.SIGSTOP)
     os.kill(proc.pid, sig)  # only the build process: its mkdocs child must not live on
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline and \
+            not all(_pending(pid) & (1 << (signal.SIGTERM - 1)) for pid in mkdocs if Path(f"/proc/{pid}").exists()):
+        time.sleep(0.01)
+    for pid in mkdocs:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     _, stderr = proc.communicate(timeout=60)
     assert _gone(mkdocs), "mkdocs outlived the build it belonged to"
     assert snapshot(out) == before, "the previous site was changed"
@@ -196,7 +227,7 @@ def test_a_run_id_that_is_not_a_plain_name_is_refused(run_id):
 def test_nox_refuses_a_run_id_leading_out_of_results(tmp_path):
     results = tmp_path / "a" / "results"
     env = {**os.environ, "BNB_MATRIX_RUN_ID": "../x", "BNB_MATRIX_RESULTS": str(results)}
-    proc = subprocess.run([str(Path(sys.executable).with_name("nox")), "-s", "probe"], cwd=ROOT, env=env,
+    proc = subprocess.run(nox_command("-s", "probe"), cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "BNB_MATRIX_RUN_ID: '../x' is not a usable run id" in proc.stderr
@@ -300,7 +331,7 @@ def test_nox_serve_stopped_with_sigterm_leaves_no_mkdocs_on_the_port(results):
     port = _free_port()
     addr = f"127.0.0.1:{port}"
     env = {**os.environ, "BNB_MATRIX_RESULTS": str(results)}
-    nox = subprocess.Popen([str(Path(sys.executable).with_name("nox")), "-s", "serve", "--", "--dev-addr", addr],
+    nox = subprocess.Popen(nox_command("-s", "serve", "--", "--dev-addr", addr),
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     try:

@@ -8,6 +8,7 @@ depend on file or line order and aggregating twice gives the same frames.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -71,6 +72,7 @@ class Aggregate:
     prequant: tuple[Record, ...] = ()
 
 
+@functools.lru_cache(maxsize=65536)
 def version_key(text: Any) -> tuple:
     """Sort key for versions: PEP 440 order where parseable ('0.10' after '0.9'), text order otherwise."""
     try:
@@ -171,46 +173,13 @@ def _group(row: dict[str, Any], name: str, values: dict[str, Any], column: str, 
         row[f"{name}_other"] = _scalar(other)
 
 
-def _columns(rows: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Rows -> a list per column (NaN where a row lacks the key, as for a list of dicts), as the rows stream in."""
-    columns: dict[str, list[Any]] = {}
-    count = 0
-    for count, row in enumerate(rows, start=1):
-        for key, value in row.items():
-            column = columns.setdefault(key, [])
-            if len(column) < count - 1:
-                column.extend([float("nan")] * (count - 1 - len(column)))
-            column.append(value)
-    for column in columns.values():
-        column.extend([float("nan")] * (count - len(column)))
-    return columns
-
-
 def tidy(records: Iterable[Record], classify: Callable[[Record], str | None] | None = None,
          find_warnings: Callable[[str], list[str]] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """One row per record, sorted on KEY, time, then the record's own JSON (so input order never matters).
+    """One row per record, sorted on KEY, time, then the record's digest (input order never matters); exact
+    duplicates count once. Returns the frame and the problems found (duplicates, bad timestamps)."""
+    from matrix.publish.rows import finish, raw_frame  # rows.py builds on record_row: imported here, not above
 
-    Exact duplicate records count once. Returns the frame and the problems found (duplicates, bad timestamps).
-    """
-    problems: list[str] = []
-    frame = pd.DataFrame(_columns(record_row(r, classify, find_warnings) for r in records))
-    if frame.empty:
-        frame = pd.DataFrame(columns=BASE_COLUMNS + ["_order"])
-    for column in BASE_COLUMNS:
-        if column not in frame:
-            frame[column] = float("nan") if column.startswith(("time_", "mem_")) or column == "budget_gib" else ""
-    frame = frame[BASE_COLUMNS + sorted(set(frame.columns) - set(BASE_COLUMNS) - {"_order"}) + ["_order"]]
-    duplicates = frame.duplicated("_order")
-    if duplicates.any():
-        problems.append(f"{int(duplicates.sum())} exact duplicate record(s) counted once")
-        frame = frame[~duplicates]
-    stamps = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
-    for _, bad in frame[stamps.isna()].iterrows():
-        problems.append(f"record {bad['run_id']} {bad['recipe']}/{bad['shape']} in {bad['cell_path']}: "
-                        f"timestamp {bad['timestamp']!r} is not ISO 8601; sorted as oldest")
-    frame = frame.assign(time=stamps, date=stamps.dt.strftime("%Y-%m-%d").fillna(""))
-    frame = frame.sort_values(KEY + ["time", "run_id", "_order"], na_position="first", kind="mergesort")
-    return frame.drop(columns="_order").reset_index(drop=True), problems
+    return finish(raw_frame(records, classify, find_warnings))
 
 
 def latest_with_history(frame: pd.DataFrame) -> pd.DataFrame:
@@ -219,8 +188,11 @@ def latest_with_history(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(first_seen="", last_seen="", runs=0, outcomes="", flaky=False)
     groups = frame.groupby(KEY, sort=True, dropna=False)
     history = groups.agg(first_seen=("date", "first"), last_seen=("date", "last"), runs=("outcome", "size"),
-                         outcomes=("outcome", lambda s: " ".join(s)),
                          distinct=("outcome", "nunique")).reset_index()
+    joined: list[list[str]] = [[] for _ in range(len(history))]  # outcomes oldest first, over plain lists
+    for group, outcome in zip(groups.ngroup().tolist(), frame["outcome"].tolist()):
+        joined[group].append(outcome)
+    history.insert(len(KEY) + 3, "outcomes", [" ".join(o) for o in joined])
     history["flaky"] = history.pop("distinct") > 1
     latest = groups.tail(1).merge(history, on=KEY, how="left", validate="one_to_one")
     return latest.sort_values(KEY, kind="mergesort").reset_index(drop=True)
@@ -294,9 +266,9 @@ def sort_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Sort on runner, then versions in PEP 440 order (newest torch/bnb last)."""
     if frame.empty:
         return frame.reset_index(drop=True)
+    columns = [frame[c].tolist() for c in CELL]  # plain lists: a frame lookup per row cost seconds at 100k
     order = sorted(range(len(frame)), key=lambda i: (
-        frame["runner"].iat[i], version_key(frame["torch"].iat[i]), version_key(frame["bnb"].iat[i]),
-        version_key(frame["transformers"].iat[i])))
+        columns[0][i], version_key(columns[1][i]), version_key(columns[2][i]), version_key(columns[3][i])))
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -330,9 +302,10 @@ def fix_pairs(latest: pd.DataFrame, baseline: str) -> pd.DataFrame:
     columns = ["recipe"] + CELL + ["shape", "budget", "plain_outcome", "outcome", "change", "plain_signature",
                                    "signature", "last_seen",
                                    "last_seen_plain", "cell_path"] + [f"delta_{n}" for n in DELTAS]
-    order = sorted(range(len(pairs)), key=lambda i: (pairs["recipe"].iat[i], pairs["runner"].iat[i],
-                   version_key(pairs["torch"].iat[i]), version_key(pairs["bnb"].iat[i]),
-                   version_key(pairs["transformers"].iat[i]), pairs["shape"].iat[i], pairs["budget"].iat[i]))
+    c = {name: pairs[name].tolist() for name in ["recipe"] + CELL + ["shape", "budget"]}  # lists, not .iat per row
+    order = sorted(range(len(pairs)), key=lambda i: (
+        c["recipe"][i], c["runner"][i], version_key(c["torch"][i]), version_key(c["bnb"][i]),
+        version_key(c["transformers"][i]), c["shape"][i], c["budget"][i]))
     return pairs[columns].iloc[order].reset_index(drop=True)
 
 
@@ -375,12 +348,18 @@ def aggregate(records: Iterable[Record], problems: Iterable[object] = (), recipe
         classify, find_warnings = _signature_functions()
     records = list(records)  # pre-quantized records (with `saved_with`) stay out of the frames: prequant.py
     frame, own = tidy((r for r in records if not r.saved_with), classify, find_warnings)
+    return from_tidy(frame, tuple(str(p) for p in problems) + tuple(own), recipes, baseline, releases,
+                     tuple(r for r in records if r.saved_with))
+
+
+def from_tidy(frame: pd.DataFrame, problems: tuple[str, ...], recipes: Iterable[str] = (), baseline: str = "plain",
+              releases: dict[str, Any] | None = None, prequant: tuple[Record, ...] = ()) -> Aggregate:
+    """Every aggregate from the tidy frame (`tidy`/`finish`); `problems` as text."""
     latest = latest_with_history(frame[is_result(frame)])
     pairs = fix_pairs(latest, baseline)
     return Aggregate(frame=frame, latest=latest, verdicts=cell_verdicts(latest, baseline), pairs=pairs,
-                     effects=fix_effects(pairs, baseline, recipes),
-                     problems=tuple(str(p) for p in problems) + tuple(own), releases=releases,
-                     prequant=tuple(r for r in records if r.saved_with))
+                     effects=fix_effects(pairs, baseline, recipes), problems=problems, releases=releases,
+                     prequant=prequant)
 
 
 def load(results_dir: Path, recipes: Iterable[str] = (), warn: bool = True, baseline: str | None = None) -> Aggregate:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import multiprocessing
 import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -50,43 +52,61 @@ def _svg(fig: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
-def memory_by_recipe(rows: pd.DataFrame) -> bytes | None:
+def _rows(rows: pd.DataFrame | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chart rows as dicts: a frame's rows, or the rows themselves (the cell pages pass dicts: pandas' filtering
+    cost more than drawing, about 5 ms a chart)."""
+    return rows.to_dict(orient="records") if isinstance(rows, pd.DataFrame) else rows  # type: ignore[return-value]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: Any) -> float | None:
+    """A number, or None for a missing or non-numeric value (as pandas.to_numeric(errors="coerce"))."""
+    if isinstance(value, bool) or not _present(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def memory_by_recipe(rows: pd.DataFrame | list[dict[str, Any]]) -> bytes | None:
     """One cell: peak GPU memory at load and at forward per recipe x shape (CPU RSS on CPU runners), whole-card
     runs only when there are any (budgets have their own chart). Bars of runs that did not pass are hatched and
     labelled with their outcome. Written as SVG directly (`_bar_svg`): there is one per cell page, and matplotlib
     took 35-100 ms a chart, most of the site build at 100,000 records."""
-    rows = rows[rows["outcome"] != "skip"]
-    if (rows["budget"] == "").any():
-        rows = rows[rows["budget"] == ""]
+    rows = [r for r in _rows(rows) if r["outcome"] != "skip"]
+    if any(r["budget"] == "" for r in rows):
+        rows = [r for r in rows if r["budget"] == ""]
     gpu = ["mem_gpu_load_peak_mib", "mem_gpu_forward_peak_mib"]
-    series = [c for c in gpu if c in rows and rows[c].notna().any()]
-    if not series and "mem_cpu_peak_rss_mib" in rows and rows["mem_cpu_peak_rss_mib"].notna().any():
+    series = [c for c in gpu if any(_present(r.get(c)) for r in rows)]
+    if not series and any(_present(r.get("mem_cpu_peak_rss_mib")) for r in rows):
         series = ["mem_cpu_peak_rss_mib"]
-    if rows.empty or not series:
+    if not rows or not series:
         return None
     names = {"mem_gpu_load_peak_mib": "GPU peak at load", "mem_gpu_forward_peak_mib": "GPU peak at forward",
              "mem_cpu_peak_rss_mib": "CPU peak RSS"}
     # a run that measured nothing stays None: the chart marks it failed instead of drawing a 0 MiB bar
-    values = {names[c]: [None if pd.isna(v) else float(v) for v in pd.to_numeric(rows[c], errors="coerce")]
-              for c in series}
-    labels = [(recipe, f"{shape} @{budget} GiB" if budget else shape)
-              for recipe, shape, budget in zip(rows["recipe"], rows["shape"], rows["budget"])]
-    return svgplot.bars(labels, values, list(rows["outcome"]), "Peak memory by recipe", "MiB")
+    values = {names[c]: [_number(r.get(c)) for r in rows] for c in series}
+    labels = [(r["recipe"], f"{r['shape']} @{r['budget']} GiB" if r["budget"] else r["shape"]) for r in rows]
+    return svgplot.bars(labels, values, [r["outcome"] for r in rows], "Peak memory by recipe", "MiB")
 
 
-def memory_by_budget(rows: pd.DataFrame) -> bytes | None:
+def memory_by_budget(rows: pd.DataFrame | list[dict[str, Any]]) -> bytes | None:
     """One cell: peak GPU memory at load against the emulated VRAM budget, a line per recipe, the marker shows the
     outcome at that budget (circle pass, cross failed). None unless at least two budgets were measured. Written as
     SVG directly (`svgplot.lines`): one per budgeted cell page, and matplotlib took about 0.4 s a chart."""
-    rows = rows[(rows["budget"] != "") & (rows["outcome"] != "skip")]
-    if rows["budget_gib"].nunique() < 2:  # one budget is a dot per recipe: the recipe chart says it better
-        return None
+    rows = [r for r in _rows(rows) if r["budget"] != "" and r["outcome"] != "skip"]
+    if len({float(r["budget_gib"]) for r in rows if _present(r["budget_gib"])}) < 2:
+        return None  # one budget is a dot per recipe: the recipe chart says it better
     lines = {}
-    for recipe, mine in rows.groupby("recipe", sort=True):
-        mine = mine.sort_values("budget_gib")
-        ys = pd.to_numeric(mine["mem_gpu_load_peak_mib"], errors="coerce")
-        lines[str(recipe)] = [(float(x), None if pd.isna(y) else float(y), str(o))
-                              for x, y, o in zip(mine["budget_gib"], ys, mine["outcome"])]
+    for recipe in sorted({r["recipe"] for r in rows if _present(r["recipe"])}):
+        mine = sorted((r for r in rows if r["recipe"] == recipe), key=lambda r: float(r["budget_gib"]))
+        lines[str(recipe)] = [(float(r["budget_gib"]), _number(r.get("mem_gpu_load_peak_mib")), str(r["outcome"]))
+                              for r in mine]
     return svgplot.lines(lines, "Peak GPU memory by VRAM budget", "GPU peak at load (MiB)",
                          "emulated VRAM budget (GiB); circle = pass, cross = failed\n(crosses below the axis: failed "
                          "before any memory was measured)")

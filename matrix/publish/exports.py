@@ -26,24 +26,33 @@ def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _json_rows(frame: pd.DataFrame, chunk: int = 1000) -> bytes:
-    """The frame as a JSON array, a record per line, a chunk of rows at a time into one buffer (no copy at the end)."""
+def json_lines(frame: pd.DataFrame, chunk: int = 1000) -> bytes:
+    """The frame's rows as JSON objects, one per line, separated by commas (the inside of a JSON array), a chunk of
+    rows at a time into one buffer (no copy at the end)."""
     out = io.BytesIO()
-    out.write(b"[")
     for start in range(0, len(frame), chunk):
         text = frame.iloc[start:start + chunk].to_json(orient="records", lines=True, double_precision=10)
-        out.write((("," if start else "") + "\n" + text.rstrip("\n").replace("\n", ",\n")).encode())
-    out.write(b"\n]\n")
+        out.write((("," if start else "") + ("\n" if start else "") + text.rstrip("\n").replace("\n", ",\n")).encode())
     return out.getvalue()
 
 
-def exports(agg: Aggregate) -> dict[str, bytes]:
-    """The files under /data/: results.csv, results.json (a tidy record per line), matrix.json (cell verdicts)."""
-    tidy_frame = export_frame(agg.frame)
-    csv = io.BytesIO()  # written in chunks of rows, no whole-file string
-    tidy_frame.to_csv(csv, index=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
+def _json_rows(frame: pd.DataFrame) -> bytes:
+    """The frame as a JSON array, a record per line."""
+    return b"[\n" + json_lines(frame) + b"\n]\n" if len(frame) else b"[\n]\n"
+
+
+def matrix_json(agg: Aggregate) -> bytes:
+    """data/matrix.json: one verdict per cell, with its page's URL."""
     cells = [dict(row, fixes=row["fixes"].split(), shapes=row["shapes"].split(), url=urls.absolute(row["cell_path"]))
              for row in agg.verdicts.to_dict(orient="records")]
     matrix = {"schema": 1, "cells": cells, "verdicts": list(VERDICTS)}
-    matrix_json = json.dumps(matrix, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n"
-    return {"results.csv": csv.getvalue(), "results.json": _json_rows(tidy_frame), "matrix.json": matrix_json.encode()}
+    return (json.dumps(matrix, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n").encode()
+
+
+def exports(agg: Aggregate) -> dict[str, bytes]:
+    """results.csv, results.json (a tidy record per line) and matrix.json of `agg`, uncompressed. The site
+    publishes the first two gzipped, a member per results file (matrix/publish/incremental.py)."""
+    tidy_frame = export_frame(agg.frame)
+    csv = io.BytesIO()  # written in chunks of rows, no whole-file string
+    tidy_frame.to_csv(csv, index=False, lineterminator="\n", float_format="%.6g", encoding="utf-8")
+    return {"results.csv": csv.getvalue(), "results.json": _json_rows(tidy_frame), "matrix.json": matrix_json(agg)}

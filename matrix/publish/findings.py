@@ -15,11 +15,17 @@ from typing import Any
 import pandas as pd
 
 from matrix.measure import runner as runners_mod
-from matrix.publish import wayout
+from matrix.publish import claims, wayout
 from matrix.publish.aggregate import CELL, FAILED, Aggregate, is_result, version_key
 from matrix.publish.aggregate import VERDICT_COLUMNS, cell_verdict  # the site's verdict rule, applied per run here
 
 WHERE = CELL + ["shape", "budget"]  # one situation: a cell, a shape and a budget
+# the columns of a latest row that wayout's causes and the error pages' evidence read (to_dict of every column of
+# the latest frame, about 100, cost tens of seconds at 100,000 records)
+CAUSE_COLUMNS = ["recipe", "shape", "budget", "outcome", "stage", "signature", "error_type", "error_message",
+                 "version_torch", "cell_path"]
+EVIDENCE_COLUMNS = CELL + ["recipe", "shape", "budget", "outcome", "last_seen", "stage", "error_type",
+                           "error_message", "stderr_tail", "cell_path", "signature"]
 CHANGES = ("fail->pass", "pass->fail", "both-pass", "both-fail")
 
 
@@ -49,7 +55,7 @@ def runner_history(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
         items = []
         for column in columns:
             value = newest[column]
-            seen = sorted({str(v) for v in rows[column].dropna() if str(v) not in ("", "[]")} - {str(value)})
+            seen = sorted({str(v) for v in rows[column].dropna().unique() if str(v) not in ("", "[]")} - {str(value)})
             if _missing(value) and not seen:
                 continue
             items.append({"name": column.removeprefix("runner_"), "value": value, "seen": seen})
@@ -107,36 +113,49 @@ def budget_label(budget: float | None) -> str | None:
 
 def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Per cell and shape measured under emulated VRAM budgets: recipe x budget outcomes and, per recipe, the
-    smallest budget it passed under (None: only on the whole card)."""
-    blocks = []
-    # only the cells and shapes with a budgeted run: a frame per cell and shape cost about 10 ms each
+    smallest budget it passed under (None: on the whole card alone), the smaller budgets it failed under and
+    those it was never run under (a budget not run is not a failure: 'only the whole card' needs them all run).
+    Each outcome is the row's recipe, budget, outcome and signature (what the budgets page and data/budgets.json
+    show)."""
     keys = CELL + ["shape"]
     budgeted_keys = set(latest.loc[latest["budget_gib"].notna(), keys].itertuples(index=False, name=None))
-    latest = latest[pd.Series([k in budgeted_keys for k in latest[keys].itertuples(index=False, name=None)],
-                              index=latest.index, dtype=bool)]
-    for key, mine in latest.groupby(keys, sort=True):
-        budgeted = mine[mine["budget_gib"].notna()]
-        if budgeted.empty:
-            continue
-        columns = [None] + sorted(float(b) for b in budgeted["budget_gib"].unique())
+    if not budgeted_keys:
+        return []
+    # one pass over the few columns used, only the cells and shapes with a budgeted run (a frame and a
+    # to_dict of ~80 columns per cell, shape and recipe cost minutes at 100,000 records)
+    columns = keys + ["recipe", "budget_gib", "outcome", "signature", "cell_path", "last_seen"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in records(latest[columns]):
+        key = tuple(row[k] for k in keys)
+        if key in budgeted_keys:
+            groups.setdefault(key, []).append(row)
+    blocks = []
+    for key in sorted(groups):
+        mine = groups[key]
+        budgets = sorted({float(r["budget_gib"]) for r in mine if not pd.isna(r["budget_gib"])})
+        columns_ = [None, *budgets]
         table, smallest = [], []
-        for recipe in sorted(mine["recipe"].unique(), key=lambda r: (r != baseline, r)):
+        for recipe in sorted({r["recipe"] for r in mine}, key=lambda r: (r != baseline, r)):
             by_budget = {None if pd.isna(r["budget_gib"]) else float(r["budget_gib"]): r
-                         for r in records(mine[mine["recipe"] == recipe])}
-            table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns]})
-            passed = [c for c in columns if c in by_budget and by_budget[c]["outcome"] == "pass"]
+                         for r in mine if r["recipe"] == recipe}
+            table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns_]})
+            passed = [c for c in columns_ if c in by_budget and by_budget[c]["outcome"] == "pass"]
             if passed:
-                smallest.append({"recipe": recipe, "budget": budget_label(min((c for c in passed if c), default=None))})
-        blocks.append({**dict(zip(CELL + ["shape"], key)), "columns": [budget_label(c) for c in columns],
-                       "rows": table, "smallest": smallest, "cell_path": mine["cell_path"].iloc[0],
-                       "last_seen": budgeted["last_seen"].max()})
+                least = min((c for c in passed if c), default=None)
+                below = [c for c in budgets if least is None or c < least]  # budgets under the smallest pass
+                smallest.append({"recipe": recipe, "budget": budget_label(least),
+                                 "failed": [budget_label(c) for c in below if c in by_budget],
+                                 "not_run": [budget_label(c) for c in below if c not in by_budget]})
+        blocks.append({**dict(zip(keys, key)), "columns": [budget_label(c) for c in columns_],
+                       "rows": table, "smallest": smallest, "cell_path": mine[0]["cell_path"],
+                       "last_seen": max(r["last_seen"] for r in mine if not pd.isna(r["budget_gib"]))})
     return blocks
 
 
 def passing(latest: pd.DataFrame) -> dict[tuple, set[str]]:
     """(cell..., shape, budget) -> the recipes that passed there."""
     out: dict[tuple, set[str]] = {}
-    for row in records(latest[latest["outcome"] == "pass"]):
+    for row in records(latest.loc[latest["outcome"] == "pass", WHERE + ["recipe"]]):
         out.setdefault(tuple(row[k] for k in WHERE), set()).add(row["recipe"])
     return out
 
@@ -154,7 +173,7 @@ def error_hits(latest: pd.DataFrame, slug: str, sig: Any) -> pd.DataFrame:
 def evidence(rows: pd.DataFrame, passed: dict[tuple, set[str]]) -> list[dict[str, Any]]:
     """Rows where a signature occurred, each with the recipes that passed in the same cell, shape, budget."""
     return [dict(row, passed_with=sorted(passed.get(tuple(row[k] for k in WHERE), set()) - {row["recipe"]}))
-            for row in records(rows)]
+            for row in records(rows[[c for c in EVIDENCE_COLUMNS if c in rows]])]
 
 
 def fix_stats(latest: pd.DataFrame, hits: pd.DataFrame, recipes: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -181,18 +200,23 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     frame = frame[is_result(frame)]  # as the site's latest: a network failure decides nothing
     ordered = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
     ordered = ordered.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    # plain tuples per cell, in that order (a frame per cell, split from all ~80 columns, cost minutes at 100k)
     columns = ["run_time", "run_id", "recipe", "shape", "budget", "outcome"]
-    for cell, rows in ordered.groupby(CELL, sort=True):
-        if rows["run_id"].nunique() < 2:
+    names = CELL + columns + ["cell_path"] + list(VERDICT_COLUMNS)
+    cells: dict[tuple, list[tuple]] = {}
+    for row in zip(*(ordered[c].tolist() for c in names)):
+        cells.setdefault(row[:len(CELL)], []).append(row[len(CELL):])
+    for cell in sorted(cells):
+        rows = cells[cell]
+        if len({r[1] for r in rows}) < 2:
             continue  # measured once: nothing to change from
-        latest: dict[tuple, tuple[int, str]] = {}  # (recipe, shape, budget) -> (row label, outcome), newest so far
+        latest: dict[tuple, tuple[int, str]] = {}  # (recipe, shape, budget) -> (row number, outcome), newest so far
         runs: dict[tuple, list] = {}
-        for label, *values in zip(rows.index, *(rows[c] for c in columns)):
-            runs.setdefault((values[0], values[1]), []).append((label, *values[2:]))
+        for label, values in enumerate(rows):
+            runs.setdefault((values[0], values[1]), []).append((label, *values[2:6]))
 
-        def verdict(latest: dict[tuple, tuple[int, str]] = latest) -> str:
-            chosen = ordered.loc[[label for label, _ in latest.values()], list(VERDICT_COLUMNS)]
-            return cell_verdict(list(chosen.itertuples(index=False, name=None)), baseline)[0]
+        def verdict(latest: dict[tuple, tuple[int, str]] = latest, rows: list[tuple] = rows) -> str:
+            return cell_verdict([rows[label][7:] for label, _ in latest.values()], baseline)[0]
 
         before = None  # computed only when needed: most runs repeat the outcomes they replace
         for n, ((time, run_id), run) in enumerate(runs.items()):
@@ -205,9 +229,33 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
             after = verdict()
             if after != before:
                 changes.append({**dict(zip(CELL, cell)), "before": before, "after": after, "run_id": run_id,
-                                "time": pd.Timestamp(time).isoformat(), "cell_path": rows["cell_path"].iloc[0]})
+                                "time": pd.Timestamp(time).isoformat(), "cell_path": rows[0][6]})
             before = after
     return sorted(changes, key=lambda c: (c["time"], c["run_id"]), reverse=True)
+
+
+def first_measured(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
+    """Each run that measured cells for the first time, newest first: its runner, time (its first record's), the
+    cells with their verdict after that run (by the site's rule, over that run's results alone) and the versions
+    they span. The feed's entries for new cells, beside `verdict_changes`."""
+    frame = frame[is_result(frame)]
+    if frame.empty:
+        return []
+    frame = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
+    frame = frame.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    first_run = frame.groupby(CELL, sort=False)["run_id"].transform("first")
+    runs = []
+    for (time, run_id), rows in frame[frame["run_id"] == first_run].groupby(["run_time", "run_id"], sort=True):
+        cells = []
+        for _, mine in rows.groupby(CELL, sort=True):
+            newest = mine.drop_duplicates(["recipe", "shape", "budget"], keep="last")
+            verdict = cell_verdict(list(newest[list(VERDICT_COLUMNS)].itertuples(index=False, name=None)), baseline)
+            cells.append({"cell_path": mine["cell_path"].iloc[0], "verdict": verdict[0]})
+        counts = pd.Series([c["verdict"] for c in cells]).value_counts()
+        runs.append({"run_id": run_id, "time": pd.Timestamp(time).isoformat(), "runner": rows["runner"].iloc[0],
+                     "cells": cells, "verdicts": {str(v): int(n) for v, n in counts.sort_index().items()},
+                     **{k: sorted(set(rows[k]), key=version_key) for k in ("torch", "bnb", "transformers")}})
+    return sorted(runs, key=lambda r: (r["time"], r["run_id"]), reverse=True)
 
 
 @dataclass
@@ -221,6 +269,7 @@ class Findings:
     causes: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell path -> cause in words, way out
     releases: list[dict[str, Any]] = field(default_factory=list)  # newest on PyPI per package, measured or not
     changes: list[dict[str, Any]] = field(default_factory=list)  # verdict changes between runs, newest first
+    firsts: list[dict[str, Any]] = field(default_factory=list)  # runs that measured cells first, newest first
 
 
 def effect_split(pairs: pd.DataFrame) -> list[dict[str, Any]]:
@@ -265,16 +314,18 @@ def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: di
     way out) and the newest releases on PyPI (`in_axes`: package -> versions the axes list)."""
     recipes = list(recipes)
     found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline),
-                     changes=verdict_changes(agg.frame, baseline))
+                     changes=verdict_changes(agg.frame, baseline), firsts=first_measured(agg.frame, baseline))
     verdicts = records(agg.verdicts)
-    found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest), baseline, catalogue)
+    cause_columns = [c for c in CELL + CAUSE_COLUMNS if c in agg.latest]  # what wayout reads: to_dict of all ~100
+    found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest[cause_columns]), baseline, catalogue)
     found.releases = newest_releases(agg.releases, agg.latest, in_axes or {})
     cells = {tuple(c[k] for k in CELL): c for c in verdicts}
     effects = {r["recipe"]: r for r in records(agg.effects)}
     for name in sorted(set(recipes) | set(effects) | set(agg.latest["recipe"])):
         pairs = agg.pairs[agg.pairs["recipe"] == name]
         found.fixes[name] = {"effect": effects.get(name), "rescued": rescued_by(agg, name, baseline, catalogue),
-                             "changed_errors": changed_errors(pairs), "split": effect_split(pairs)}
+                             "changed_errors": changed_errors(pairs), "split": effect_split(pairs),
+                             "claim_scope": claims.scope(pairs, claims.load()[name]) if name in claims.load() else None}
     for slug in sorted(set(catalogue) | {"unclassified"}):
         hits = error_hits(agg.latest, slug, catalogue.get(slug))
         hit_cells = [cells[k] for k in sorted(set(map(tuple, hits[CELL].itertuples(index=False))), key=_cell_order)

@@ -1,4 +1,4 @@
-"""The pages of the site, as a list: for each kind of page its template, its nav entry and one context function.
+"""The pages mkdocs builds, as a list: for each kind of page its template, its nav entry and one context function.
 
 A context function takes the `SiteData` (aggregates, findings, axes, catalogue) and yields `Page`s: a site path,
 the template's context and any files that live next to it (charts). Adding a page is a context function here, a
@@ -13,22 +13,26 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from markupsafe import Markup
 
 from matrix import urls
-from matrix.publish import badge, charts, findings, gpus as gpus_page, prequant, wayout
+from matrix.publish import badge, charts, findings, gpus as gpus_page, incremental, prequant, wayout
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
-from matrix.predict import predict
-from matrix.publish.aggregate import CELL, FAILED, Aggregate
+from matrix.predict import gpus as gpu_names, predict
+from matrix.publish.aggregate import CELL, Aggregate
 from matrix.measure.axes import Axes, load_axes
 from matrix.publish.findings import records
+from matrix.publish.reproduce import reproduce_command  # noqa: F401  (the name tests and callers use)
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 _CELL_DRAWS = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
+OWN_COLUMNS = CELL + ["recipe", "shape", "budget", "outcome", "flaky", "time_load_s", "mem_gpu_load_peak_mib",
+                      "last_seen", "cell_path"]  # a fix page's table of its own results
 HAND_WRITTEN_NAV = (("Data", "data/index.md"), ("Records", "records/index.md"), ("Axes", "axes/index.md"))  # site/*.md
 
 
@@ -64,34 +68,25 @@ class SiteData:
                    findings.compute(agg, recipes, axes.baseline, catalogue, in_axes), intro)
 
     def __post_init__(self) -> None:
-        agg = self.agg
-        # only the columns the cell charts read: filtering all ~80 columns per cell and chart was slow at scale
-        chart_rows = agg.latest[CELL + [c for c in charts.CELL_COLUMNS if c in agg.latest]] if len(agg.latest) else None
-        self.latest_by_cell = dict(tuple(chart_rows.groupby(CELL, sort=True))) if chart_rows is not None else {}
-        # Rows as dicts, made once for the whole frame and split per cell: DataFrame.to_dict costs about the same
-        # for 4 rows as for 10,000 (it walks every column), so once per cell page it dominated rendering.
-        history = agg.frame.sort_values(CELL + ["time", "run_id", "recipe", "shape", "budget"],
-                                        ascending=[True] * len(CELL) + [False, False, True, True, True],
-                                        kind="mergesort")
-        self.history_rows = findings.group_rows(history)  # per cell, newest first
-        self.latest_rows = findings.group_rows(agg.latest)  # per cell, in KEY order
-        self.passing = findings.passing(agg.latest)
-        self.cells_by_path = {c["cell_path"]: c for c in records(agg.verdicts)}
+        # the cell pages (matrix/publish/cellsite.py) build their own rows column-wise, for changed cells only
+        self.passing = findings.passing(self.agg.latest)
+        self.cells_by_path = {c["cell_path"]: c for c in records(self.agg.verdicts)}
 
     def runner_rows(self, slug: str) -> pd.DataFrame:
         return self.agg.latest[self.agg.latest["runner"] == slug]
 
     def chart_jobs(self) -> list[tuple[Callable[[pd.DataFrame], bytes | None], pd.DataFrame]]:
-        """Every chart the pages will draw, with the same rows, so `charts.draw_all` can draw them first."""
-        jobs = [(draw, latest) for latest in self.latest_by_cell.values() for draw in _CELL_DRAWS]
-        return jobs + [(charts.load_time_by_bnb, self.runner_rows(slug)) for slug in self.found.runners]
+        """Every matplotlib chart the pages will draw, with the same rows, so `charts.draw_all` can draw them first
+        (the per-cell charts are SVG text, drawn by matrix/publish/cellsite.py)."""
+        return [(charts.load_time_by_bnb, self.runner_rows(slug)) for slug in self.found.runners]
 
     @functools.cached_property
     def gpu(self) -> dict[str, Any]:
         """The predicted layer, read once: wheel readings and torch builds (committed caches), the prediction of
         every (GPU arch, torch build, bitsandbytes release) and the GPUs page's context."""
         readings, builds = gpus_page.load_inputs(self.axes.path)
-        preds = predict.predictions(readings, builds)
+        code = sorted(Path(predict.__file__).parent.glob("*.py"))  # the same inputs and code: the same predictions
+        preds = incremental.cached_call("predictions", predict.predictions, readings, builds, code=code)
         context = gpus_page.gpus_context(readings, builds, self.agg.latest, axes_names=list(self.axes.torch_builds),
                                          preds=preds)
         return {"readings": readings, "preds": preds, "context": context}
@@ -135,17 +130,6 @@ def recipe_snippet(recipe: Any) -> str:
     lines.append(f"model = AutoModelForCausalLM.from_pretrained(\n    model_id,\n"
                  f"    quantization_config=quantization_config,{kwargs}\n)")
     return "\n".join(lines)
-
-
-def reproduce_command(runner_kind: str, torch: str, bnb: str, axes: Axes | None = None) -> str:
-    """The command that measures this cell again on a runner of the same kind, as typed in a checkout after the
-    README's install: the venv's nox, a profile whose sessions include this pair (the runner kind's default when
-    it has it), and `--force`, since the cell is already measured."""
-    profile = runner.default_profile(str(runner_kind))
-    if axes is not None and (torch, bnb) not in (axes.profiles[profile].pairs() if profile in axes.profiles else []):
-        having = [name for name, p in axes.profiles.items() if (torch, bnb) in p.pairs()]
-        profile = next((n for n in having if n.startswith(profile)), having[0] if having else profile)
-    return f"BNB_MATRIX_PROFILE={profile} .venv/bin/nox -s \"probe(torch='{torch}', bnb='{bnb}')\" -- --force"
 
 
 def markdown_snippet(cell: dict[str, Any], why: dict[str, Any] | None) -> str:
@@ -216,7 +200,7 @@ def home(site: SiteData) -> Iterator[Page]:
 
 
 def all_cells(site: SiteData) -> Iterator[Page]:
-    yield Page("cells/", {"cells": records(site.agg.verdicts), "last": site.last()})
+    yield Page("cells/", {"last": site.last()})  # its rows come from cells/index.js (matrix/publish/cellsite.py)
 
 
 def peak_memory(row: dict[str, Any]) -> str:
@@ -226,37 +210,6 @@ def peak_memory(row: dict[str, Any]) -> str:
         return f"{load or '?'} / {forward or '?'}"
     rss = num(row.get("mem_cpu_peak_rss_mib"), 0)
     return f"{rss} RSS" if rss else ""
-
-
-def cell(site: SiteData) -> Iterator[Page]:
-    for cell in records(site.agg.verdicts):
-        key = tuple(cell[k] for k in CELL)
-        history, latest_rows = site.history_rows[key], site.latest_rows[key]
-        newest = history[0]
-        versions = {c.removeprefix("version_"): newest[c] for c in site.agg.frame.columns
-                    if c.startswith("version_") and isinstance(newest[c], str) and newest[c]}
-        files, charts_md = {}, []
-        for (name, alt), draw in zip(CELL_CHARTS.items(), _CELL_DRAWS):
-            svg = charts.cached(draw, site.latest_by_cell[key])
-            if svg:
-                files[name] = svg
-                charts_md.append({"file": name, "alt": alt})
-        files.update(badge.files(cell["verdict"]))
-        yield Page(cell["cell_path"], {
-            "cell": cell, "rows": [dict(r, peak=peak_memory(r)) for r in latest_rows], "history": history,
-            "failures": [r for r in latest_rows if r["outcome"] in FAILED], "versions": versions,
-            "runner": site.found.runners[cell["runner"]], "charts": charts_md,
-            "why": site.found.causes.get(cell["cell_path"]),
-            "prediction": gpus_page.cell_prediction(site.gpu["preds"], _text(newest.get("runner_compute_capability")),
-                                                    cell["torch"], cell["bnb"]),
-            "command": reproduce_command(cell["runner_kind"], cell["torch"], cell["bnb"], site.axes),
-            "snippet": markdown_snippet(cell, site.found.causes.get(cell["cell_path"])),
-            "cell_url": urls.absolute(cell["cell_path"])},
-            files)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""  # a missing frame value is NaN
 
 
 def _fix_names(site: SiteData) -> list[str]:
@@ -275,11 +228,12 @@ def fix(site: SiteData) -> Iterator[Page]:
     for name in _fix_names(site):
         item = _fix_item(site, name)
         pairs = site.agg.pairs[site.agg.pairs["recipe"] == name]
-        own = site.agg.latest[site.agg.latest["recipe"] == name]
+        own = site.agg.latest.loc[site.agg.latest["recipe"] == name, OWN_COLUMNS]  # what the page shows
         yield Page(urls.fix_path(name), {
             **item, "snippet": recipe_snippet(item["recipe"]) if item["recipe"] else "", "pairs": records(pairs),
             "own": records(own), "baseline": site.baseline, "rescued": site.found.fixes[name]["rescued"],
             "changed_errors": site.found.fixes[name]["changed_errors"], "split": site.found.fixes[name]["split"],
+            "claim_scope": site.found.fixes[name].get("claim_scope"),
             "multi_gpu": records(findings.multi_gpu(pairs))})
 
 
@@ -323,25 +277,29 @@ def errors(site: SiteData) -> Iterator[Page]:
 
 
 def gpus(site: SiteData) -> Iterator[Page]:
-    yield Page("gpus/", site.gpu["context"])
+    yield Page("gpus/", {**site.gpu["context"], "models": gpu_names.load_gpus()})  # models: GPUs users name
 
 
 def gpu(site: SiteData) -> Iterator[Page]:
     context = site.gpu["context"]
     for g in context["grid"]:
-        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"]})
+        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"], "verdicts": context["verdicts"],
+                                              "models": gpu_names.load_gpus()})
 
 
 _XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")  # not allowed in XML 1.0 at all
 
 
 def feed(site: SiteData) -> Iterator[Page]:
-    """feed.xml: the Atom feed of verdict changes between runs, with absolute links (feed readers need them)."""
+    """feed.xml: the Atom feed of verdict changes between runs and of runs that measured new cells, with absolute
+    links (feed readers need them)."""
     changes = [{k: _XML_UNSAFE.sub("", str(v)) for k, v in c.items()} for c in site.found.changes]
-    runs = site.agg.frame["time"] if len(site.agg.frame) else pd.Series(dtype="datetime64[ns, UTC]")
-    updated = changes[0]["time"] if changes else (pd.Timestamp(runs.max()).isoformat() if len(runs) else
-                                                   "1970-01-01T00:00:00+00:00")
-    yield Page("feed.xml", {"changes": changes, "updated": updated, "site_url": urls.site_url()})
+    firsts = [{k: _XML_UNSAFE.sub("", v) if isinstance(v, str) else [_XML_UNSAFE.sub("", str(x)) for x in v]
+               if k in ("torch", "bnb", "transformers") else v for k, v in r.items() if k != "cells"}
+              | {"cells_count": len(r["cells"])} for r in site.found.firsts]
+    times = [c["time"] for c in changes] + [r["time"] for r in firsts]
+    updated = max(times, key=pd.Timestamp) if times else "1970-01-01T00:00:00+00:00"
+    yield Page("feed.xml", {"changes": changes, "firsts": firsts, "updated": updated, "site_url": urls.site_url()})
 
 
 def prequantized(site: SiteData) -> Iterator[Page]:
@@ -367,7 +325,6 @@ PAGES = (
     PageKind(home, "home.md.j2", ("Home", "index.md")),
     PageKind(check_page, "check.md.j2", ("Check my setup", "check/index.md")),
     PageKind(all_cells, "cells.md.j2", ("All cells", "cells/index.md")),
-    PageKind(cell, "cell.md.j2"),
     PageKind(fixes, "fixes.md.j2", ("Fixes", "fixes/index.md")),
     PageKind(fix, "fix.md.j2"),
     PageKind(errors, "errors.md.j2", ("Errors", "errors/index.md")),

@@ -24,13 +24,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from markupsafe import Markup
 
 from matrix import urls
-from matrix.publish import charts, exports, findings, pages
+from matrix.publish import charts, direct, exports, findings, pages
 from matrix.diagnose import signatures
 from matrix.publish.aggregate import Aggregate
 from matrix.publish.pages import num, plural
 
 SITE_DIR = Path(__file__).resolve().parents[2] / "site"
 TEXT_LIMIT = 4000
+LIST_LIMIT = 100  # rows of a long table on a narrative page (fix, error, runner); all are in the data exports
+VERBATIM_LIMIT = 20  # failures quoted in full on an error page
 VERDICT_LABELS = {"works": "works", "works-with-fix": "works with a fix", "fails": "fails",
                   "not-installable": "cannot be installed together", "not-available": "no installable release",
                   "not-measured": "not measured"}
@@ -128,8 +130,15 @@ def rel_file(here: str, target: str) -> str:
     return posixpath.relpath(source, _dir(here))
 
 
+def is_cell_page(target: str) -> bool:
+    """A cell page: written as HTML outside mkdocs (matrix/publish/cellsite.py), so not a Markdown file."""
+    return target.startswith("cells/") and target != "cells/"
+
+
 @pass_context
 def _link(ctx: Any, target: str, text: Any) -> Markup:
+    if is_cell_page(target):  # raw HTML: mkdocs --strict would look for a cells/.../index.md that is not there
+        return Markup(f'<a href="{html.escape(rel_url(ctx["here"], target))}">{md(text)}</a>')
     return Markup(f"[{md(text)}]({rel_file(ctx['here'], target)})")
 
 
@@ -142,8 +151,9 @@ def environment(site_dir: Path = SITE_DIR) -> Environment:
     """The Jinja environment: templates from site/templates, autoescape on, strict undefined."""
     env = Environment(loader=FileSystemLoader(str(site_dir / "templates")), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(pre=pre, md=md, heading=heading, fence=fence, num=num, sci=sci, placement=placement)
+    env.filters.update(pre=pre, md=md, clean=clean, heading=heading, fence=fence, num=num, sci=sci, placement=placement)
     env.tests["safe_url"] = lambda text: bool(re.fullmatch(r"https?://[^\s()<>\[\]\"'`]+", str(text)))
+    env.globals.update(LIST_LIMIT=LIST_LIMIT, VERBATIM_LIMIT=VERBATIM_LIMIT)
     env.globals.update(link=_link, url=_url, plural=plural, VERDICT_LABELS=VERDICT_LABELS,
                        VERDICT_SYMBOLS=VERDICT_SYMBOLS, cell_path=urls.cell_path, error_path=urls.error_path,
                        fix_path=urls.fix_path, runner_path=urls.runner_path,
@@ -177,8 +187,12 @@ class Site:
             has_fix_page=lambda name: name in fix_pages)
 
     def files(self) -> dict[str, bytes]:
+        """The docs dir mkdocs builds: every page but the cell pages (`cellsite.write_cells` writes those into the
+        built site, in the frame of the stand-in page `direct.CELL_SHELL`), hand-written pages, assets, exports."""
         out = self.hand_written()
-        exported = {**exports.exports(self.data.agg), **findings.exports(self.data.found),
+        out[direct.CELL_SHELL + "index.md"] = direct.SHELL_PAGE.encode("utf-8")
+        # results.csv.gz and results.json.gz go straight into the built site (matrix/publish/incremental.py)
+        exported = {"matrix.json": exports.matrix_json(self.data.agg), **findings.exports(self.data.found),
                     **self.data.gpu_exports()}
         out.update({f"data/{name}": data for name, data in exported.items()})
         charts.draw_all(self.data.chart_jobs())
@@ -233,9 +247,12 @@ def load_catalogue() -> dict[str, Any]:
 
 
 def render_site(agg: Aggregate, docs_dir: Path, axes: Any = None, catalogue: dict[str, Any] | None = None,
-                site_dir: Path = SITE_DIR) -> WriteReport:
-    """Render every page, chart and export of `agg` into `docs_dir` (see write_tree). `axes` (matrix.measure.axes.Axes)
-    gives recipe code and the declared versions; `catalogue` the error signatures (default: diagnose.signatures)."""
+                site_dir: Path = SITE_DIR) -> tuple[Site, WriteReport]:
+    """Render every mkdocs page, chart and export of `agg` into `docs_dir` (see write_tree); returns the Site (its
+    cell pages are written after mkdocs, `cellsite.write_cells`) and what was written. `axes`
+    (matrix.measure.axes.Axes) gives recipe code and the declared versions; `catalogue` the error signatures
+    (default: diagnose.signatures)."""
     if catalogue is None:
         catalogue = load_catalogue()
-    return write_tree(Site(agg, axes, catalogue, site_dir).files(), Path(docs_dir))
+    site = Site(agg, axes, catalogue, site_dir)
+    return site, write_tree(site.files(), Path(docs_dir))

@@ -14,20 +14,26 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import hashlib
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from matrix.publish import aggregate, pages, render, safeio
+from matrix.publish import aggregate, cellsite, direct, incremental, pages, render, safeio
 from matrix.measure import discover
 from matrix.errors import UserError
-from matrix.measure.records import Record, RecordProblem, one_identity, read_located
+from matrix.measure import records as records_io
+from matrix.measure.records import RecordProblem
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_CONFIG = ROOT / "mkdocs.yml"
 GENERATED = ROOT / "site" / "generated"
 SERVE_HOOK = ROOT / "site" / "serve_hook.py"
 OVERRIDES = ROOT / "site" / "overrides"  # theme.custom_dir: mkdocs reads it relative to the config that names it
+STATE_DIR = ".bnb-matrix"  # in the built site: what the next build reuses (cell keys, mkdocs' files, the frame)
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,19 @@ class BuildReport:
     pages_unchanged: int
     out_dir: Path
     docs_dir: Path
+    cells_rendered: int = 0
+    cells_reused: int = 0
+    mkdocs_skipped: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """One line: records, cells, problems, files regenerated, where the site went."""
+        """One line: records, cells, problems, pages rendered and reused, where the site went."""
+        mkdocs = "mkdocs skipped (narrative pages unchanged)" if self.mkdocs_skipped else \
+            f"{self.pages_written} narrative file(s) regenerated, {self.pages_unchanged} unchanged"
         return (f"site: {self.records} records, {self.cells} cells, {len(self.problems)} problem(s); "
-                f"{self.pages_written} file(s) regenerated, {self.pages_unchanged} unchanged; built into "
-                f"{self.out_dir}")
+                f"cell pages: {self.cells_rendered} rendered, {self.cells_reused} unchanged and reused; {mkdocs}; "
+                f"built into {self.out_dir}")
 
     __str__ = summary
 
@@ -113,35 +126,48 @@ def run_mkdocs(config: Path, out_dir: Path, strict: bool = True) -> None:
                         f"run `{' '.join(command)}` to see the full output")
 
 
-def read_records(results_dir: Path, preferred: Iterable[str] = ()) -> tuple[list[Record], list[RecordProblem]]:
-    """Every record below `results_dir` and the problems found, one spelling per page (`preferred`: the axes'
-    names win a clash, records.one_identity). A results folder that is missing or cannot be listed and searched
-    raises ResultsError (one line); a file or sub-folder that cannot be read is a problem naming its path
-    (skipped, the build goes on), as a malformed line is."""
-    problems: list[RecordProblem] = []
-    found, clashes = one_identity(read_located(results_dir, problems), preferred)
-    return found, problems + clashes
+@dataclass
+class Generated:
+    """What `generate` made: the aggregate, the site (its cell pages are written after mkdocs), what was written
+    to the docs dir, and per record the results file it came from (for the exports)."""
+
+    agg: aggregate.Aggregate
+    site: render.Site
+    written: render.WriteReport
+    sources: Any
+    source_keys: list[str]
+    timings: dict[str, float]
 
 
 def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
-             quiet: bool = False) -> tuple[aggregate.Aggregate, render.WriteReport]:
-    """Aggregate `results_dir` and render every page, chart and export into `docs_dir` (only changed files are
-    written). Bad lines and unreadable files are printed as warnings unless `quiet`, as is an empty results
+             quiet: bool = False) -> Generated:
+    """Aggregate `results_dir` (each results file's rows come from the cache when the file is unchanged,
+    `incremental.load`) and render every mkdocs page, chart and small export into `docs_dir` (only changed files
+    are written). Bad lines and unreadable files are printed as warnings unless `quiet`, as is an empty results
     folder (the site is still built, saying "No measurements yet": a fresh clone can preview the theme)."""
     from matrix.measure.axes import load_axes
 
+    started = time.monotonic()
     axes = load_axes(axes_path)
-    found, problems = read_records(Path(results_dir), axes.names())
+    records_io.check_results_dir(Path(results_dir))
+    problems: list[RecordProblem] = []
+    paths = records_io.result_files(Path(results_dir), problems)
+    frame, own, keys, prequant = incremental.load(paths, problems, axes.names())
+    sources = frame.pop("_source") if "_source" in frame else None
     on_the_fly = [name for name, recipe in axes.recipes.items() if not recipe.kind]  # prequantized: prequant.py
-    agg = aggregate.aggregate(found, problems, on_the_fly, baseline=axes.baseline,
-                              releases=discover.read_snapshot(Path(results_dir)))
+    agg = aggregate.from_tidy(frame, tuple(str(p) for p in problems) + tuple(own), on_the_fly,
+                              baseline=axes.baseline, releases=discover.read_snapshot(Path(results_dir)),
+                              prequant=tuple(prequant))
+    aggregated = time.monotonic()
     if not quiet:
         for problem in agg.problems:
             print(f"warning: {problem}", file=sys.stderr)
-        if not found:
+        if frame.empty:
             print(f"warning: {results_dir} holds no usable records (*.jsonl); the site will say "
                   "'No measurements yet'", file=sys.stderr)
-    return agg, render.render_site(agg, Path(docs_dir), axes=axes)
+    site, written = render.render_site(agg, Path(docs_dir), axes=axes)
+    return Generated(agg, site, written, sources, keys,
+                     {"aggregate": aggregated - started, "render": time.monotonic() - aggregated})
 
 
 @contextlib.contextmanager
@@ -155,29 +181,93 @@ def _work_dir(work_dir: Path | None) -> Iterator[Path]:
         yield path
 
 
+def _docs_stamp(docs: Path, config: Path) -> str:
+    """A hash of everything mkdocs reads: the docs tree, the config it inherits and the theme's version."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"{version('mkdocs')}|{version('mkdocs-material')}".encode())
+    for path in sorted(p for p in docs.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(docs).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in (config, ROOT_CONFIG, *sorted(OVERRIDES.rglob("*"))):
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _reuse_mkdocs(previous: Path, state: dict[str, Any], fresh: Path) -> bool:
+    """Hard-link what mkdocs built last time from the `previous` site into `fresh` (its pages did not change);
+    False if any of it is gone."""
+    try:
+        for name in state["mkdocs_files"]:
+            target = fresh / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(previous / name, target)
+        return True
+    except (OSError, KeyError, TypeError):
+        shutil.rmtree(fresh, ignore_errors=True)
+        return False
+
+
+def assemble(gen: Generated, config: Path, docs: Path, site: Path, previous: Path | None,
+             strict: bool = True) -> dict[str, Any]:
+    """Build the site into the new folder `site`: mkdocs for the narrative pages (skipped, their files linked from
+    `previous`, when nothing mkdocs reads changed), the record exports, then the cell pages (only the changed ones
+    rendered). Returns what was done, for the summary line."""
+    state_file = STATE_DIR + "/build.json"
+    old: dict[str, Any] = {}
+    if previous is not None and (previous / state_file).is_file():
+        with contextlib.suppress(OSError, ValueError):
+            old = json.loads((previous / state_file).read_text(encoding="utf-8"))
+    stamp, started = _docs_stamp(docs, config), time.monotonic()
+    skipped = bool(previous is not None and old.get("docs") == stamp and _reuse_mkdocs(previous, old, site))
+    if not skipped:
+        run_mkdocs(config, site, strict=strict)
+        files = sorted(name for name in (p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+                       if not name.startswith(direct.CELL_SHELL))
+        shell = (site / direct.CELL_SHELL / "index.html").read_text(encoding="utf-8")
+    else:
+        files, shell = old["mkdocs_files"], (previous / STATE_DIR / "shell").read_text(encoding="utf-8")  # type: ignore[operator]
+    mkdocs_s = time.monotonic() - started
+    (site / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    (site / STATE_DIR / "shell").write_text(shell, encoding="utf-8")
+    import pandas as pd
+
+    sources = gen.sources if gen.sources is not None else pd.Series(dtype=int)
+    export_counts = incremental.write_exports(gen.agg.frame, sources, gen.source_keys, site / "data")
+    cells = cellsite.write_cells(gen.site, site, previous, shell)
+    (site / state_file).write_text(json.dumps({"docs": stamp, "mkdocs_files": files}) + "\n", encoding="utf-8")
+    return {"mkdocs_skipped": skipped, "mkdocs_s": mkdocs_s, "exports": export_counts, **cells,
+            "files_read": incremental.STATS["read"], "files_cached": incremental.STATS["cached"]}
+
+
 def build_site(results_dir: Path, out_dir: Path, strict: bool = True, work_dir: Path | None = None,
                axes_path: Path | None = None, quiet: bool = False) -> BuildReport:
     """Aggregate every results/**/*.jsonl under `results_dir`, render the pages into `work_dir`/docs (default: a
-    fresh folder of this build's own under site/generated/, removed afterwards), and build the static site with
-    mkdocs (`--strict` unless `strict` is False) into a temporary folder beside `out_dir`, which replaces
-    `out_dir` only when the build succeeded: an interrupted or failed build leaves the previous site as it was.
-    SIGTERM is handled like Ctrl-C (mkdocs is stopped, temporary folders removed). Returns a BuildReport whose
-    str() is a one-line summary. Malformed lines and unreadable files are printed as warnings (unless `quiet`)
-    and listed in the report, never fatal. Raises ResultsError for a missing or unreadable results dir and
-    UserError for an unusable out dir or a failed mkdocs build. `axes_path` picks the axes file."""
+    fresh folder of this build's own under site/generated/, removed afterwards), and build the static site
+    (mkdocs `--strict` unless `strict` is False, for the narrative pages; the cell pages and record exports
+    written directly, see `assemble`) into a temporary folder beside `out_dir`, which replaces `out_dir` only
+    when the build succeeded: an interrupted or failed build leaves the previous site as it was. What the
+    previous site in `out_dir` holds is reused where its inputs did not change. SIGTERM is handled like Ctrl-C
+    (mkdocs is stopped, temporary folders removed). Returns a BuildReport whose str() is a one-line summary.
+    Malformed lines and unreadable files are printed as warnings (unless `quiet`) and listed in the report, never
+    fatal. Raises ResultsError for a missing or unreadable results dir and UserError for an unusable out dir or a
+    failed mkdocs build. `axes_path` picks the axes file."""
     out = check_out_dir(Path(out_dir))
     with safeio.sigterm_as_interrupt(), _work_dir(work_dir) as work:
         docs = work / "docs"
         with safeio.naming(work, "the pages"):  # a full disk names the folder, not stdout
-            agg, written = generate(Path(results_dir), docs, axes_path, quiet)
+            gen = generate(Path(results_dir), docs, axes_path, quiet)
             config = write_config(work, docs)
-        # mkdocs builds beside `out` (same filesystem, so the swap is one rename) and never inside it
+        # the site is built beside `out` (same filesystem, so the swap is one rename) and never inside it
         with safeio.private_dir(out.parent, f".{out.name}.building-") as fresh:
-            run_mkdocs(config, fresh / "site", strict=strict)
+            previous = out if (out / STATE_DIR).is_dir() else None
+            done = assemble(gen, config, docs, fresh / "site", previous, strict)
             safeio.swap_in(fresh / "site", out)
-    return BuildReport(records=len(agg.frame), cells=len(agg.verdicts), problems=agg.problems,
-                       pages_written=len(written.written), pages_unchanged=written.unchanged, out_dir=out,
-                       docs_dir=docs)
+    return BuildReport(records=len(gen.agg.frame), cells=len(gen.agg.verdicts), problems=gen.agg.problems,
+                       pages_written=len(gen.written.written), pages_unchanged=gen.written.unchanged, out_dir=out,
+                       docs_dir=docs, cells_rendered=done["rendered"], cells_reused=done["reused"],
+                       mkdocs_skipped=done["mkdocs_skipped"], timings={**gen.timings, "mkdocs": done["mkdocs_s"]},
+                       details=done)
 
 
 def check_port(dev_addr: str) -> None:
