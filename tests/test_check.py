@@ -233,3 +233,11 @@ def test_releases_that_pick_by_the_system_cuda_runtime(facts):
     assert (s.cuda_runtime, s.compute_capability) == ("12.2", "7.0")
     v = check(s, facts)
     assert v.verdict == "fails" and "the system's CUDA runtime 12.2" in " ".join(v.facts)
+
+
+def test_way_out_by_transformers_from_measured_cells(facts):
+    key = "sm_90|2.6.0+cu124|0.45.5"
+    rows = [["4.40.0", "fails", "cells/a/", ""], ["4.48.3", "works", "cells/b/", ""]]
+    v = check(Setup(gpu="H100", torch="2.6.0", bnb="0.45.5", transformers="4.40.0"), {**facts, "measured": {key: rows}})
+    assert (v.verdict, v.source, v.cell) == ("fails", "measured", "cells/a/")
+    assert {"change": "transformers", "to": "4.48.3"}.items() <= v.way_out[-1].items()

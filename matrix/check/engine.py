@@ -45,6 +45,13 @@ class Verdict:
                 "setup": self.setup, "resolved": self.resolved}
 
 
+def measured_rows(ctx: dict[str, Any], facts: dict[str, Any]) -> list[list[str]]:
+    """The measured cells of this GPU arch, torch build (PyPI's name or its +cuXYZ twin) and release."""
+    names = [ctx["torch"]] + ([f"{ctx['torch']}+cu{ctx['cuda'].replace('.', '')}"] if "+" not in ctx["torch"] else [])
+    keys = [f"{ctx['arch']}|{n}|{ctx['bnb']}" for n in names]
+    return next((facts["measured"][k] for k in keys if k in facts["measured"]), [])
+
+
 def reported(ctx: dict[str, Any], facts: dict[str, Any]) -> list[str] | None:
     """The first issue-thread report of this release on this platform that matches on the GPU or on torch (by
     version, the build suffix aside) and differs on neither where both sides know it."""
@@ -125,9 +132,7 @@ def predicted(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any]) -> dict[
         return out
     if not arch or arch not in facts["archs"]:
         return out
-    names = [ctx["torch"]] + ([f"{ctx['torch']}+cu{ctx['cuda'].replace('.', '')}"] if "+" not in ctx["torch"] else [])
-    measured = next((facts["measured"][k] for k in (f"{arch}|{n}|{bnb}" for n in names) if k in facts["measured"]),
-                    None)
+    measured = measured_rows(ctx, facts)
     if measured:
         rows = [r for r in measured if r[0] == ctx["transformers"]] or measured
         if not ctx["transformers"] or rows is measured:
@@ -250,11 +255,11 @@ def way_out(ctx: dict[str, Any], setup: Setup, facts: dict[str, Any], archs: lis
             found.append({"change": "torch", "to": build, "command": f"pip install {pins}",
                           "uv": f"uv pip install {pins}"})
             break
-    rows = facts["measured"].get(f"{ctx['arch']}|{ctx['torch']}|{ctx['bnb']}", []) if not archs else []
-    for tf, verdict, path in sorted(rows, key=lambda r: vkey(r[0]), reverse=True):
-        if verdict == "works" and tf != ctx["transformers"]:
-            found.append({"change": "transformers", "to": tf, "command": f"pip install transformers=={tf}",
-                          "uv": f"uv pip install transformers=={tf}", "cell": path})
+    rows = measured_rows(ctx, facts) if not archs else []
+    for row in sorted(rows, key=lambda r: vkey(r[0]), reverse=True):
+        if row[1] == "works" and row[0] != ctx["transformers"]:
+            found.append({"change": "transformers", "to": row[0], "command": f"pip install transformers=={row[0]}",
+                          "uv": f"uv pip install transformers=={row[0]}", "cell": row[2]})
             break
     return found
 

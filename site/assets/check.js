@@ -205,9 +205,8 @@
       return out;
     }
     if (!arch || F.archs.indexOf(arch) < 0) return out;
-    var names = [ctx.torch].concat(ctx.torch.indexOf("+") < 0 ? [ctx.torch + "+cu" + ctx.cuda.replace(".", "")] : []), measured = null;
-    names.forEach(function (n) { if (!noMeasured && !measured && F.measured[arch + "|" + n + "|" + bnb]) measured = F.measured[arch + "|" + n + "|" + bnb]; });
-    if (measured) {
+    var measured = noMeasured ? [] : measuredRows(ctx);
+    if (measured.length) {
       var rows = measured.filter(function (r) { return r[0] === ctx.transformers; }), matched = rows.length > 0;
       if (!matched) rows = measured;
       if (!ctx.transformers || !matched) assumed.push("transformers " + (ctx.transformers || "not given") + ": answered from the measured cell with transformers " + rows[0][0]);
@@ -247,6 +246,15 @@
     if (support === "unknown") { chain.push("torch " + ctx.torch + "'s arch list is not known"); return out; }
     if (override && override !== ctx.cuda.replace(".", "")) assumed.push("the CUDA " + cuda + " runtime libraries are on the library path (BNB_CUDA_VERSION)");
     return done("works");
+  }
+
+  function measuredRows(ctx) {
+    var names = [ctx.torch].concat(ctx.torch.indexOf("+") < 0 ? [ctx.torch + "+cu" + ctx.cuda.replace(".", "")] : []);
+    for (var i = 0; i < names.length; i++) {
+      var rows = F.measured[ctx.arch + "|" + names[i] + "|" + ctx.bnb];
+      if (rows) return rows;
+    }
+    return [];
   }
 
   function reported(ctx) {
@@ -303,7 +311,7 @@
         break;
       }
     }
-    var rows = (archs && archs.length ? [] : F.measured[ctx.arch + "|" + ctx.torch + "|" + ctx.bnb] || []).slice().sort(function (a, b) { return vcmp(b[0], a[0]); });
+    var rows = (archs && archs.length ? [] : measuredRows(ctx)).slice().sort(function (a, b) { return vcmp(b[0], a[0]); });
     for (i = 0; i < rows.length; i++) {
       if (rows[i][1] === "works" && rows[i][0] !== ctx.transformers) {
         found.push({change: "transformers", to: rows[i][0], command: "pip install transformers==" + rows[i][0], uv: "uv pip install transformers==" + rows[i][0], cell: rows[i][2]});
