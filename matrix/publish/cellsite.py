@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -260,7 +261,8 @@ def _workers(jobs: int) -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods() or \
+            threading.active_count() > 1:  # fork only from a single-threaded process (a held lock stays held)
         return 1
     return max(1, min(cpus, jobs // 100))
 

@@ -21,6 +21,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,8 @@ def one_identity(names: pd.DataFrame, preferred: set[str]) -> dict[str, RecordPr
 def _pool_map(function: Any, jobs: list[Any]) -> list[Any]:
     """`function` over `jobs` in forked worker processes, one per usable CPU (serial for one job or one CPU)."""
     workers = min(_cpus(), len(jobs))
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    # fork only from a process with no other thread: a lock another thread held at the fork stays held in the child
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         return [function(job) for job in jobs]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         return pool.map(function, jobs, chunksize=1)

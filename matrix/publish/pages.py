@@ -178,9 +178,16 @@ def effect_sentence(recipe: str, effect: dict[str, Any] | None, baseline: str = 
 
 
 # ------------------------------------------------------------------------------------------ context functions
+def check_page(site: SiteData) -> Iterator[Page]:
+    """The check page and its data file (issue 22): matrix/publish/checkpage.py."""
+    from matrix.publish.checkpage import check_page as pages
+
+    yield from pages(site)
+
+
 def home(site: SiteData) -> Iterator[Page]:
     grids = []
-    kinds_order = {"cpu": 0, "gpu": 1}
+    kinds_order = {"gpu": 0, "cpu": 1}  # GPU users first (issue 22)
     found = site.found.runners
     for slug in sorted(found, key=lambda s: (kinds_order.get(str(found[s]["kind"]), 2), s)):
         mine = site.agg.verdicts[site.agg.verdicts["runner"] == slug]
@@ -188,7 +195,7 @@ def home(site: SiteData) -> Iterator[Page]:
         extra = site.axes.profiles[profile].bitsandbytes if profile in site.axes.profiles else ()
         grids.append({"runner": found[slug], "grid": findings.grid(mine, extra, site.found.causes),
                       "last": mine["last_measured"].max() if len(mine) else ""})
-    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(),
+    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(), "site_url": urls.site_url(),
                     "releases": site.found.releases})
 
 
@@ -316,6 +323,7 @@ class PageKind:
 
 PAGES = (
     PageKind(home, "home.md.j2", ("Home", "index.md")),
+    PageKind(check_page, "check.md.j2", ("Check my setup", "check/index.md")),
     PageKind(all_cells, "cells.md.j2", ("All cells", "cells/index.md")),
     PageKind(fixes, "fixes.md.j2", ("Fixes", "fixes/index.md")),
     PageKind(fix, "fix.md.j2"),
