@@ -21,7 +21,7 @@ from matrix.diagnose.signatures import default_catalogue
 
 ROOT = Path(__file__).parent.parent
 SITE = urls.DEFAULT_SITE_URL
-CELL = "probe-torch-2-13-0-cpu-bnb-0-50-2"  # its venv, under the test session's nox folder (conftest)
+CELL_VENV = "probe-torch-2-13-0-cpu-bnb-0-50-2"  # its venv, under the test session's nox folder (conftest)
 
 RUNNER = {"slug": "cpu-x86_64", "kind": "cpu", "cpu_model": "AMD EPYC", "gpu_name": "", "driver": ""}
 VERSIONS = {"python": "3.11.7", "torch": "2.13.0+cpu", "torch_cuda": None, "bitsandbytes": "0.46.1",
@@ -151,7 +151,7 @@ def test_doctor_needs_neither_pandas_nor_jinja() -> None:
 
 @pytest.mark.slow
 def test_real_doctor_run_in_a_cell_venv(tmp_path) -> None:
-    cell_python = nox_envdir() / CELL / "bin" / "python"
+    cell_python = nox_envdir() / CELL_VENV / "bin" / "python"
     ready = cell_python.exists() and subprocess.run(
         [str(cell_python), "-c", "import bitsandbytes, transformers, packaging"], capture_output=True).returncode == 0
     if not ready:  # make (or finish) the cell venv the way the main job does: its nox probe session
