@@ -298,6 +298,7 @@ def write_cells(site: Any, out: Path, previous: Path | None, shell_html: str) ->
     finally:
         _WORK.clear()
     (out / "cells" / "index.js").write_bytes(cells_index(site.data.agg, site.data.found))
+    (out / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(cells.keys, sort_keys=True, indent=0) + "\n", encoding="utf-8")
     direct.remove_shell(out)
     direct.add_to_sitemap(out, urls.site_url(), sorted(cells.keys))
