@@ -1,4 +1,4 @@
-"""Command line: `python -m matrix {site,explain,doctor,axes,discover}`.
+"""Command line: `python -m matrix {site,explain,check,doctor,axes,discover}`.
 
 A `UserError` (bad input the user can mend) prints one line and exits with its code; tracebacks are for our bugs.
 """
@@ -39,6 +39,24 @@ def _explain(args: argparse.Namespace) -> int:
     if not text.strip():
         raise UserError("explain", "no input", "paste a traceback on stdin, or pass the error text as arguments")
     return run_explain(text, as_json=args.json, markdown=args.markdown)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from matrix.check.run import run_check
+
+    flags = {k: getattr(args, k) or "" for k in ("gpu", "torch", "bnb", "transformers", "os", "machine", "glibc",
+                                                  "driver", "cuda_runtime")}
+    given = any(flags.values()) or args.env
+    text = ""
+    if not given:  # no flags: the setup is a paste on stdin
+        if sys.stdin is not None and sys.stdin.isatty():
+            print("bnb-matrix: paste `python doctor.py` (or `python -m bitsandbytes`, nvidia-smi, pip list) output, "
+                  "then Ctrl-D; or pass --gpu/--torch/--bnb", file=sys.stderr)
+        text = sys.stdin.buffer.read().decode("utf-8", "replace") if sys.stdin is not None else ""
+    from matrix.publish.checkpage import measured_from_results
+
+    return run_check(flags, args.env, text, as_json=args.json, markdown=args.markdown,
+                     measured=measured_from_results(Path(args.results)))
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -107,6 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--markdown", action="store_true",
                          help="print a Markdown reply to paste into an issue (cause, fix, link per cause present)")
     explain.set_defaults(func=_explain)
+
+    check = sub.add_parser("check", help="will 4-bit loading work on this setup? (flags, or a paste on stdin)")
+    check.add_argument("--gpu", help="a GPU name (T4, RTX 5090, A100, Jetson AGX Orin) or sm_XX")
+    check.add_argument("--torch", help="a torch build: 2.6.0, 2.6.0+cu124, an NVIDIA Jetson build")
+    check.add_argument("--bnb", help="bitsandbytes version (default: the newest release read)")
+    check.add_argument("--transformers", help="transformers version")
+    check.add_argument("--os", help="linux or windows (default: linux)")
+    check.add_argument("--machine", help="x86_64 or aarch64 (default: x86_64)")
+    check.add_argument("--glibc", help="the C library version (ldd --version), like 2.31")
+    check.add_argument("--driver", help="the NVIDIA driver version (nvidia-smi), like 550.54.15")
+    check.add_argument("--cuda-runtime", help="the CUDA runtime on the system, like 12.2 (bitsandbytes 0.39-0.40 "
+                       "pick their library by it, not by torch)")
+    check.add_argument("--env", action="append", metavar="NAME=VALUE", help="an environment setting, like "
+                       "BNB_CUDA_VERSION=124 (repeatable)")
+    check.add_argument("--json", action="store_true", help='print the answer as JSON (key "verdict")')
+    check.add_argument("--markdown", action="store_true", help="print a Markdown reply to paste into an issue")
+    check.add_argument("--results", default="results", help="folder of measured records (default: results)")
+    check.set_defaults(func=_check)
 
     doctor = sub.add_parser("doctor", help="probe the installed torch/bitsandbytes/transformers with every recipe")
     doctor.add_argument("--shape", default="tiny", help="model shape from the axes file (default: tiny)")

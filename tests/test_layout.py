@@ -86,3 +86,10 @@ def test_few_loose_modules_and_small_ones():
         lines = len(path.read_text(encoding="utf-8").splitlines())
         limit = 600 if path.name == "probe.py" else 400
         assert lines <= limit, f"{path.relative_to(PACKAGE)}: {lines} lines (limit {limit})"
+
+
+def test_only_the_cli_and_publish_read_check():
+    readers = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if p.parent.name not in ("publish", "check") and p.name != "cli.py"
+               and any(m.startswith("matrix.check") for m, _ in imported_modules(p))]
+    assert not readers

@@ -52,3 +52,24 @@ def test_printed_reproduce_command_runs(built_site, tmp_path: Path) -> None:
     rows = [json.loads(line) for f in (tmp_path / "results").glob("*.jsonl") for line in f.read_text().splitlines()]
     assert rows and all(r["requested"]["torch"] == "2.13.0+cpu" and r["requested"]["bnb"] == "0.50.2" for r in rows)
     assert {r["stage"] for r in rows} == {"install"}  # the empty wheelhouse: every job recorded as a failed install
+
+
+def test_printed_profile_holds_the_cells_transformers_too() -> None:
+    """A session measures every transformers release of its profile: the profile printed must list the cell's."""
+    from matrix.measure.axes import load_axes
+    from matrix.publish import reproduce
+
+    axes = load_axes()
+    # transformers 4.46.3 is only in cpu-wide-4x; 4.57.6 with the CPU build only in cpu-wide (not the default cpu)
+    assert reproduce.profile_for("cpu", "2.6.0", "0.43.3", axes, "4.46.3") == "cpu-wide-4x"
+    assert reproduce.profile_for("cpu", "2.6.0", "0.43.3", axes, "5.24.0") == "cpu-wide"
+    assert reproduce.profile_for("cpu", "2.13.0+cpu", "0.50.2", axes, "4.57.6") == "cpu-wide"
+    assert reproduce.profile_for("cpu", "2.13.0+cpu", "0.50.2", axes, "5.24.0") == "cpu"  # the default first
+    assert reproduce.cell_command({"runner_kind": "cpu", "torch": "2.15.0", "bnb": "0.50.2",
+                                   "transformers": "4.46.3"}, axes).startswith("BNB_MATRIX_PROFILE=cpu-wide-4x ")
+    for name, profile in axes.profiles.items():  # every cell any profile measures gets a profile that holds it
+        kind = "cpu" if name.startswith("cpu") else "gpu"
+        for torch, bnb in profile.pairs():
+            for tf in profile.transformers:
+                chosen = axes.profiles[reproduce.profile_for(kind, torch, bnb, axes, tf)]
+                assert reproduce.holds(chosen, torch, bnb, tf), (name, torch, bnb, tf)

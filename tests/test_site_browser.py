@@ -289,8 +289,74 @@ def test_home_grid_above_the_fold_at_400px(browser, server, tmp_path):
     try:
         browser.get(server)
         grid = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "table.heatmap"))
-        top = browser.execute_script("return arguments[0].getBoundingClientRect().top", grid)
-        assert top < browser.execute_script("return window.innerHeight") - 60, top  # its first row shows
+        form = browser.find_element(By.CSS_SELECTOR, "form.check-home")  # issue 22: the check form comes first
+        top, form_top = (browser.execute_script("return arguments[0].getBoundingClientRect().top", e)
+                         for e in (grid, form))
+        fold = browser.execute_script("return window.innerHeight")
+        assert form_top < fold - 60 and top < 2 * fold - 60, (form_top, top)  # the form shows, the grid one swipe on
         shoot(browser, tmp_path, "home-400.png")
+    finally:
+        browser.set_window_size(1400, 1000)
+
+
+def test_gpu_grid_sticky_tap_reason_scroll_cue_and_search_by_gpu_name(browser, server, tmp_path):
+    """Issue 22.5 on a predicted GPU grid at 400 px and at desktop width: coloured squares, the header row and the
+    first column stay put while the grid scrolls, a tap opens the square's reason (a native <details>, no script
+    of ours), a scroll cue shows on the narrow screen only, and searching a card's name lands on its arch page."""
+    from selenium.webdriver.common.by import By
+
+    js = browser.execute_script
+    browser.set_window_size(400, 860)
+    try:
+        browser.get(server + "gpus/sm-89/")
+        grid = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "table.predicted-grid"))
+        box = js("return arguments[0].closest('.heatmap-wrap')", grid)
+        assert js("return document.documentElement.scrollWidth <= window.innerWidth")  # the page itself never widens
+        assert js("return arguments[0].scrollWidth > arguments[0].clientWidth", box)  # the grid scrolls in its box
+        assert browser.find_element(By.CSS_SELECTOR, ".scroll-cue").is_displayed()
+        loads = grid.find_element(By.CSS_SELECTOR, "td.verdict-works")  # "loads" coloured as the home grid's works
+        assert js("return getComputedStyle(arguments[0]).backgroundColor", loads) == "rgb(46, 125, 50)"
+        js("arguments[0].scrollIntoView({block: 'start'})", box)
+        row_head = grid.find_element(By.CSS_SELECTOR, "tbody tr:nth-child(3) th")
+        col_head = grid.find_element(By.CSS_SELECTOR, "thead th:nth-child(4)")
+        left, top = js("return arguments[0].getBoundingClientRect().left", row_head), \
+            js("return arguments[0].getBoundingClientRect().top", col_head)
+        js("arguments[0].scrollBy(250, 300)", box)
+        assert js("return arguments[0].scrollLeft", box) > 0 and js("return arguments[0].scrollTop", box) > 0
+        # stuck (a scrolled cell moves 250 px; a sticky one only by the border spacing it gives up)
+        assert abs(js("return arguments[0].getBoundingClientRect().left", row_head) - left) < 5  # first column
+        assert abs(js("return arguments[0].getBoundingClientRect().top", col_head) - top) < 5  # header row
+        js("arguments[0].scrollTo(0, 0)", box)  # back, so the squares tapped next are not under the stuck column
+        square = grid.find_element(By.CSS_SELECTOR, "tbody tr:nth-child(6) td:nth-child(3)")
+        pop = square.find_element(By.CSS_SELECTOR, ".why-pop")
+        assert not pop.is_displayed()  # hidden until tapped, not a hover-only title
+        square.find_element(By.CSS_SELECTOR, "summary").click()
+        wait(browser, lambda d: pop.is_displayed())
+        rect = js("return arguments[0].getBoundingClientRect().toJSON()", pop)
+        assert rect["left"] >= 0 and rect["right"] <= js("return window.innerWidth")  # whole card on screen
+        assert rect["bottom"] <= js("return window.innerHeight") and "bitsandbytes" in pop.text
+        shoot(browser, tmp_path, "gpu-grid-400-tap.png")
+        other = grid.find_element(By.CSS_SELECTOR, "tbody tr:nth-child(7) td:nth-child(3)")
+        other.find_element(By.CSS_SELECTOR, "summary").click()  # opening another square closes the first
+        wait(browser, lambda d: other.find_element(By.CSS_SELECTOR, ".why-pop").is_displayed())
+        assert not pop.is_displayed()
+        assert_nothing_injected(browser)
+        browser.set_window_size(1400, 1000)
+        browser.get(server + "gpus/sm-89/")
+        grid = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "table.predicted-grid"))
+        assert not browser.find_element(By.CSS_SELECTOR, ".scroll-cue").is_displayed()
+        main = browser.find_element(By.CSS_SELECTOR, ".md-main__inner")
+        assert js("return arguments[0].getBoundingClientRect().width", main) > 1300  # the window's full width
+        shoot(browser, tmp_path, "gpu-grid-desktop.png")
+        box = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "input[data-md-component=search-query]"))
+        browser.find_element(By.CSS_SELECTOR, "label.md-search__icon, .md-search__input").click()
+        box.send_keys("4090")
+
+        def first(d):
+            found = [a.get_attribute("href") or "" for a in
+                     d.find_elements(By.CSS_SELECTOR, ".md-search-result__item a")]
+            return found[0] if found and "gpus/" in found[0] else None
+
+        assert "gpus/sm-89/" in wait(browser, first, timeout=20)
     finally:
         browser.set_window_size(1400, 1000)

@@ -157,6 +157,32 @@ def test_nearest_prefers_a_newer_bitsandbytes_and_the_closest_other_version():
     assert wayout._nearest("2.8.0", ["2.6.0", "2.10.0", "2.15.0"], newer_first=False) == "2.10.0"
 
 
+def _square(bnb: str, tf: str, verdict: str, fixes: str = "") -> dict:
+    return {"runner": "r", "torch": "2.8.0", "bnb": bnb, "transformers": tf, "verdict": verdict, "fixes": fixes,
+            "cell_path": f"cells/{bnb}/{tf}/"}
+
+
+def test_way_out_prefers_a_plain_pass_over_a_nearer_pass_with_a_fix_and_says_so():
+    squares = [_square("0.45.5", "4.57.6", "fails"), _square("0.46.1", "4.57.6", "works-with-fix", "seed-fix"),
+               _square("0.48.2", "4.57.6", "works"), _square("0.45.5", "4.56.2", "works-with-fix", "nf4-bf16")]
+    cells = {tuple(c[k] for k in aggregate.CELL): c for c in squares}
+    out = wayout.way_out(squares[0], cells)
+    # 0.46.1 is nearer but needs a fix; 0.48.2 works plainly. transformers has only a fix: it comes last
+    assert [(o["axis"], o["value"], o["verdict"]) for o in out] == [
+        ("bnb", "0.48.2", "works"), ("transformers", "4.56.2", "works-with-fix")]
+    why = {"words": "boom", "way_out": out, "recipes": []}
+    assert wayout.summary(squares[0], why) == "boom; bitsandbytes 0.48.2 works"
+    assert wayout.change_words(out[1]) == "transformers 4.56.2 works with a fix: nf4-bf16"
+    # only a pass with a fix measured on that axis: it is the way out, and the error page's change says so
+    del cells[("r", "2.8.0", "0.48.2", "4.57.6")]
+    out = wayout.way_out(squares[0], cells)
+    assert out[0]["value"] == "0.46.1" and out[0]["verdict"] == "works-with-fix"
+    groups = wayout.error_way_outs([squares[0]], {"cells/0.45.5/4.57.6/": {**why, "way_out": out,
+                                                                           "torch_label": "2.8.0"}}, cells)
+    assert [g["change"] for g in groups] == ["bitsandbytes >= 0.46.1, works with a fix: seed-fix",
+                                             "transformers 4.56.2, works with a fix: nf4-bf16"]
+
+
 def test_error_way_outs_say_which_change_passed_with_versions(found):
     error = found.errors["bnb-too-old"]
     assert error["cells"] == 1 and error["cell_paths"] == [path("2.13.0+cpu", "0.45.5", "5.24.0")]
@@ -190,7 +216,7 @@ def test_grid_rows_are_torch_builds_grouped_by_transformers_columns_in_version_o
     assert [g["transformers"] for g in grid["groups"]] == ["5.24.0", "4.57.6"]
     assert [r["torch"] for r in grid["groups"][0]["rows"]] == ["2.6.0", "2.13.0+cpu"]
     square = grid["groups"][0]["rows"][1]["cells"][1]
-    assert square["why"] == "transformers 5 needs bitsandbytes >= 0.46.1; passes with bitsandbytes 0.46.1"
+    assert square["why"] == "transformers 5 needs bitsandbytes >= 0.46.1; bitsandbytes 0.46.1 works"
 
 
 # ---------------------------------------------------------------------------------------------- the built site
@@ -207,7 +233,7 @@ def test_home_grid_tooltips_and_a_look_of_their_own_for_install_verdicts(wide_si
     html = (wide_site / "index.html").read_text(encoding="utf-8")
     assert html.count('class="tf-group"') == 2
     assert ('title="torch 2.13.0+cpu, bitsandbytes 0.45.5, transformers 5.24.0: fails: transformers 5 needs '
-            'bitsandbytes &gt;= 0.46.1; passes with bitsandbytes 0.46.1') in html
+            'bitsandbytes &gt;= 0.46.1; bitsandbytes 0.46.1 works') in html
     assert '<td class="verdict-not-installable"><a href="cells/cpu-x86-64/torch-2.6.0/bnb-0.45.5/' in html
     assert ('transformers 5.24.0: cannot be installed together: the installer says: No solution found when resolving '
             'dependencies: Because transformers==5.24.0 depends on torch&gt;=2.7') in html

@@ -70,7 +70,7 @@ class Cells:
 
     def __init__(self, site: Any, shell: direct.Shell) -> None:
         self.site, self.data, self.shell = site, site.data, shell
-        self._commands: dict[tuple[str, str, str], str] = {}
+        self._commands: dict[tuple[str, str, str, str], str] = {}
         agg = self.data.agg
         self.cells = {c["cell_path"]: c for c in agg.verdicts.to_dict(orient="records")}
         frame = agg.frame
@@ -140,15 +140,15 @@ class Cells:
                 "rows": [dict(r, peak=pages.peak_memory(r)) for r in rows], "failures": failures,
                 "versions": self.versions_of.get(path, {}), "runner": self.data.found.runners[cell["runner"]],
                 "why": why, "prediction": self._prediction(cell), "without_gpu": self._without_gpu(cell),
-                "command": self._command(cell["runner_kind"], cell["torch"], cell["bnb"]),
+                "command": self._command(cell["runner_kind"], cell["torch"], cell["bnb"], cell["transformers"]),
                 "snippet": pages.markdown_snippet(cell, why), "cell_url": urls.absolute(path),
                 "history_rows": len(hist_of.get(path, [])), "_history": hist_of.get(path, [])}
         return out
 
-    def _command(self, kind: str, torch: str, bnb: str) -> str:
-        key = (kind, torch, bnb)
+    def _command(self, kind: str, torch: str, bnb: str, transformers: str) -> str:
+        key = (kind, torch, bnb, transformers)  # the profile must hold the cell's transformers too (reproduce.py)
         if key not in self._commands:
-            self._commands[key] = pages.reproduce_command(kind, torch, bnb, self.data.axes)
+            self._commands[key] = pages.reproduce_command(kind, torch, bnb, self.data.axes, transformers)
         return self._commands[key]
 
     def _without_gpu(self, cell: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from matrix.measure import runner as runners_mod
-from matrix.publish import wayout
+from matrix.publish import claims, wayout
 from matrix.publish.aggregate import CELL, FAILED, Aggregate, is_result, version_key
 from matrix.publish.aggregate import VERDICT_COLUMNS, cell_verdict  # the site's verdict rule, applied per run here
 
@@ -113,8 +113,10 @@ def budget_label(budget: float | None) -> str | None:
 
 def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     """Per cell and shape measured under emulated VRAM budgets: recipe x budget outcomes and, per recipe, the
-    smallest budget it passed under (None: only on the whole card). Each outcome is the row's recipe, budget,
-    outcome and signature (what the budgets page and data/budgets.json show)."""
+    smallest budget it passed under (None: on the whole card alone), the smaller budgets it failed under and
+    those it was never run under (a budget not run is not a failure: 'only the whole card' needs them all run).
+    Each outcome is the row's recipe, budget, outcome and signature (what the budgets page and data/budgets.json
+    show)."""
     keys = CELL + ["shape"]
     budgeted_keys = set(latest.loc[latest["budget_gib"].notna(), keys].itertuples(index=False, name=None))
     if not budgeted_keys:
@@ -139,7 +141,11 @@ def budget_blocks(latest: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
             table.append({"recipe": recipe, "outcomes": [by_budget.get(c) for c in columns_]})
             passed = [c for c in columns_ if c in by_budget and by_budget[c]["outcome"] == "pass"]
             if passed:
-                smallest.append({"recipe": recipe, "budget": budget_label(min((c for c in passed if c), default=None))})
+                least = min((c for c in passed if c), default=None)
+                below = [c for c in budgets if least is None or c < least]  # budgets under the smallest pass
+                smallest.append({"recipe": recipe, "budget": budget_label(least),
+                                 "failed": [budget_label(c) for c in below if c in by_budget],
+                                 "not_run": [budget_label(c) for c in below if c not in by_budget]})
         blocks.append({**dict(zip(keys, key)), "columns": [budget_label(c) for c in columns_],
                        "rows": table, "smallest": smallest, "cell_path": mine[0]["cell_path"],
                        "last_seen": max(r["last_seen"] for r in mine if not pd.isna(r["budget_gib"]))})
@@ -228,6 +234,30 @@ def verdict_changes(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     return sorted(changes, key=lambda c: (c["time"], c["run_id"]), reverse=True)
 
 
+def first_measured(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
+    """Each run that measured cells for the first time, newest first: its runner, time (its first record's), the
+    cells with their verdict after that run (by the site's rule, over that run's results alone) and the versions
+    they span. The feed's entries for new cells, beside `verdict_changes`."""
+    frame = frame[is_result(frame)]
+    if frame.empty:
+        return []
+    frame = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
+    frame = frame.sort_values(["run_time", "run_id", "time"], kind="mergesort")
+    first_run = frame.groupby(CELL, sort=False)["run_id"].transform("first")
+    runs = []
+    for (time, run_id), rows in frame[frame["run_id"] == first_run].groupby(["run_time", "run_id"], sort=True):
+        cells = []
+        for _, mine in rows.groupby(CELL, sort=True):
+            newest = mine.drop_duplicates(["recipe", "shape", "budget"], keep="last")
+            verdict = cell_verdict(list(newest[list(VERDICT_COLUMNS)].itertuples(index=False, name=None)), baseline)
+            cells.append({"cell_path": mine["cell_path"].iloc[0], "verdict": verdict[0]})
+        counts = pd.Series([c["verdict"] for c in cells]).value_counts()
+        runs.append({"run_id": run_id, "time": pd.Timestamp(time).isoformat(), "runner": rows["runner"].iloc[0],
+                     "cells": cells, "verdicts": {str(v): int(n) for v, n in counts.sort_index().items()},
+                     **{k: sorted(set(rows[k]), key=version_key) for k in ("torch", "bnb", "transformers")}})
+    return sorted(runs, key=lambda r: (r["time"], r["run_id"]), reverse=True)
+
+
 @dataclass
 class Findings:
     """Every page-level finding of one aggregate, computed once (the pages and `exports()` read it)."""
@@ -239,6 +269,7 @@ class Findings:
     causes: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell path -> cause in words, way out
     releases: list[dict[str, Any]] = field(default_factory=list)  # newest on PyPI per package, measured or not
     changes: list[dict[str, Any]] = field(default_factory=list)  # verdict changes between runs, newest first
+    firsts: list[dict[str, Any]] = field(default_factory=list)  # runs that measured cells first, newest first
 
 
 def effect_split(pairs: pd.DataFrame) -> list[dict[str, Any]]:
@@ -283,7 +314,7 @@ def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: di
     way out) and the newest releases on PyPI (`in_axes`: package -> versions the axes list)."""
     recipes = list(recipes)
     found = Findings(runners=runner_history(agg.frame), budgets=budget_blocks(agg.latest, baseline),
-                     changes=verdict_changes(agg.frame, baseline))
+                     changes=verdict_changes(agg.frame, baseline), firsts=first_measured(agg.frame, baseline))
     verdicts = records(agg.verdicts)
     cause_columns = [c for c in CELL + CAUSE_COLUMNS if c in agg.latest]  # what wayout reads: to_dict of all ~100
     found.causes = wayout.cell_causes(verdicts, group_rows(agg.latest[cause_columns]), baseline, catalogue)
@@ -293,7 +324,8 @@ def compute(agg: Aggregate, recipes: Iterable[str], baseline: str, catalogue: di
     for name in sorted(set(recipes) | set(effects) | set(agg.latest["recipe"])):
         pairs = agg.pairs[agg.pairs["recipe"] == name]
         found.fixes[name] = {"effect": effects.get(name), "rescued": rescued_by(agg, name, baseline, catalogue),
-                             "changed_errors": changed_errors(pairs), "split": effect_split(pairs)}
+                             "changed_errors": changed_errors(pairs), "split": effect_split(pairs),
+                             "claim_scope": claims.scope(pairs, claims.load()[name]) if name in claims.load() else None}
     for slug in sorted(set(catalogue) | {"unclassified"}):
         hits = error_hits(agg.latest, slug, catalogue.get(slug))
         hit_cells = [cells[k] for k in sorted(set(map(tuple, hits[CELL].itertuples(index=False))), key=_cell_order)

@@ -23,10 +23,11 @@ from matrix import urls
 from matrix.publish import badge, charts, findings, gpus as gpus_page, incremental, prequant, wayout
 from matrix.diagnose import corpus
 from matrix.measure import discover, runner
-from matrix.predict import predict
+from matrix.predict import gpus as gpu_names, predict
 from matrix.publish.aggregate import CELL, Aggregate
 from matrix.measure.axes import Axes, load_axes
 from matrix.publish.findings import records
+from matrix.publish.reproduce import reproduce_command  # noqa: F401  (the name tests and callers use)
 
 CELL_CHARTS = {"memory.svg": "Peak memory by recipe", "budget.svg": "Peak GPU memory by VRAM budget"}
 _CELL_DRAWS = (charts.memory_by_recipe, charts.memory_by_budget)  # in CELL_CHARTS' order
@@ -131,17 +132,6 @@ def recipe_snippet(recipe: Any) -> str:
     return "\n".join(lines)
 
 
-def reproduce_command(runner_kind: str, torch: str, bnb: str, axes: Axes | None = None) -> str:
-    """The command that measures this cell again on a runner of the same kind, as typed in a checkout after the
-    README's install: the venv's nox, a profile whose sessions include this pair (the runner kind's default when
-    it has it), and `--force`, since the cell is already measured."""
-    profile = runner.default_profile(str(runner_kind))
-    if axes is not None and (torch, bnb) not in (axes.profiles[profile].pairs() if profile in axes.profiles else []):
-        having = [name for name, p in axes.profiles.items() if (torch, bnb) in p.pairs()]
-        profile = next((n for n in having if n.startswith(profile)), having[0] if having else profile)
-    return f"BNB_MATRIX_PROFILE={profile} .venv/bin/nox -s \"probe(torch='{torch}', bnb='{bnb}')\" -- --force"
-
-
 def markdown_snippet(cell: dict[str, Any], why: dict[str, Any] | None) -> str:
     """What a maintainer pastes into an issue about a cell: its badge linked to its page, and a one-line verdict
     (with its cause and measured way out, `wayout.summary`, when it does not simply work)."""
@@ -188,9 +178,16 @@ def effect_sentence(recipe: str, effect: dict[str, Any] | None, baseline: str = 
 
 
 # ------------------------------------------------------------------------------------------ context functions
+def check_page(site: SiteData) -> Iterator[Page]:
+    """The check page and its data file (issue 22): matrix/publish/checkpage.py."""
+    from matrix.publish.checkpage import check_page as pages
+
+    yield from pages(site)
+
+
 def home(site: SiteData) -> Iterator[Page]:
     grids = []
-    kinds_order = {"cpu": 0, "gpu": 1}
+    kinds_order = {"gpu": 0, "cpu": 1}  # GPU users first (issue 22)
     found = site.found.runners
     for slug in sorted(found, key=lambda s: (kinds_order.get(str(found[s]["kind"]), 2), s)):
         mine = site.agg.verdicts[site.agg.verdicts["runner"] == slug]
@@ -198,7 +195,7 @@ def home(site: SiteData) -> Iterator[Page]:
         extra = site.axes.profiles[profile].bitsandbytes if profile in site.axes.profiles else ()
         grids.append({"runner": found[slug], "grid": findings.grid(mine, extra, site.found.causes),
                       "last": mine["last_measured"].max() if len(mine) else ""})
-    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(),
+    yield Page("", {"intro": Markup(site.intro), "grids": grids, "last": site.last(), "site_url": urls.site_url(),
                     "releases": site.found.releases})
 
 
@@ -236,6 +233,7 @@ def fix(site: SiteData) -> Iterator[Page]:
             **item, "snippet": recipe_snippet(item["recipe"]) if item["recipe"] else "", "pairs": records(pairs),
             "own": records(own), "baseline": site.baseline, "rescued": site.found.fixes[name]["rescued"],
             "changed_errors": site.found.fixes[name]["changed_errors"], "split": site.found.fixes[name]["split"],
+            "claim_scope": site.found.fixes[name].get("claim_scope"),
             "multi_gpu": records(findings.multi_gpu(pairs))})
 
 
@@ -279,25 +277,29 @@ def errors(site: SiteData) -> Iterator[Page]:
 
 
 def gpus(site: SiteData) -> Iterator[Page]:
-    yield Page("gpus/", site.gpu["context"])
+    yield Page("gpus/", {**site.gpu["context"], "models": gpu_names.load_gpus()})  # models: GPUs users name
 
 
 def gpu(site: SiteData) -> Iterator[Page]:
     context = site.gpu["context"]
     for g in context["grid"]:
-        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"]})
+        yield Page(urls.gpu_path(g["arch"]), {"g": g, "builds": context["builds"], "verdicts": context["verdicts"],
+                                              "models": gpu_names.load_gpus()})
 
 
 _XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")  # not allowed in XML 1.0 at all
 
 
 def feed(site: SiteData) -> Iterator[Page]:
-    """feed.xml: the Atom feed of verdict changes between runs, with absolute links (feed readers need them)."""
+    """feed.xml: the Atom feed of verdict changes between runs and of runs that measured new cells, with absolute
+    links (feed readers need them)."""
     changes = [{k: _XML_UNSAFE.sub("", str(v)) for k, v in c.items()} for c in site.found.changes]
-    runs = site.agg.frame["time"] if len(site.agg.frame) else pd.Series(dtype="datetime64[ns, UTC]")
-    updated = changes[0]["time"] if changes else (pd.Timestamp(runs.max()).isoformat() if len(runs) else
-                                                   "1970-01-01T00:00:00+00:00")
-    yield Page("feed.xml", {"changes": changes, "updated": updated, "site_url": urls.site_url()})
+    firsts = [{k: _XML_UNSAFE.sub("", v) if isinstance(v, str) else [_XML_UNSAFE.sub("", str(x)) for x in v]
+               if k in ("torch", "bnb", "transformers") else v for k, v in r.items() if k != "cells"}
+              | {"cells_count": len(r["cells"])} for r in site.found.firsts]
+    times = [c["time"] for c in changes] + [r["time"] for r in firsts]
+    updated = max(times, key=pd.Timestamp) if times else "1970-01-01T00:00:00+00:00"
+    yield Page("feed.xml", {"changes": changes, "firsts": firsts, "updated": updated, "site_url": urls.site_url()})
 
 
 def prequantized(site: SiteData) -> Iterator[Page]:
@@ -321,6 +323,7 @@ class PageKind:
 
 PAGES = (
     PageKind(home, "home.md.j2", ("Home", "index.md")),
+    PageKind(check_page, "check.md.j2", ("Check my setup", "check/index.md")),
     PageKind(all_cells, "cells.md.j2", ("All cells", "cells/index.md")),
     PageKind(fixes, "fixes.md.j2", ("Fixes", "fixes/index.md")),
     PageKind(fix, "fix.md.j2"),

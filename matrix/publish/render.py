@@ -210,6 +210,8 @@ class Site:
         permanent URL stays the folder x/ now that pages are files (x/index.html); its relative links move with it."""
         out = {f"{p.stem}/index.md": _LOCAL_LINK.sub(r"](../\1", p.read_text(encoding="utf-8")).encode("utf-8")
                for p in sorted(self.site_dir.glob("*.md")) if p.name != "index.md"}
+        if (self.site_dir / "doctor.py").is_file():  # served as /doctor.py: `curl -O .../doctor.py && python doctor.py`
+            out["doctor.py"] = (self.site_dir / "doctor.py").read_bytes()
         for path in sorted((self.site_dir / "assets").rglob("*")):
             if path.is_file():
                 out[path.relative_to(self.site_dir).as_posix()] = path.read_bytes()

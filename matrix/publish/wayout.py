@@ -97,19 +97,22 @@ def passing_index(cells: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, dict
 def way_out(cell: dict[str, Any], cells: dict[tuple, dict[str, Any]],
             index: dict[tuple, dict[str, dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Per axis (bitsandbytes, transformers, torch), the nearest cell on the same runner that differs in that
-    axis alone and passes (works, or works with a fix), as {axis, label, change, cell_path, verdict, fixes}.
-    `index`: `passing_index` of `cells` (made here when not given)."""
+    axis alone and passes, as {axis, label, change, cell_path, verdict, fixes}: the nearest that works plainly,
+    and only where none does, the nearest that works with a fix (a plain pass is the better advice); the axes
+    whose way out works plainly come first. `index`: `passing_index` of `cells` (made here when not given)."""
     index = passing_index(cells.values()) if index is None else index
     out = []
     for axis, label in AXES:
-        passing = {value: other for value, other in
-                   index.get((axis, *(cell[k] for k in CELL if k != axis)), {}).items() if value != cell[axis]}
+        near = {value: other for value, other in
+                index.get((axis, *(cell[k] for k in CELL if k != axis)), {}).items() if value != cell[axis]}
+        plain = {value: other for value, other in near.items() if other["verdict"] == "works"}
+        passing = plain or near
         best = _nearest(cell[axis], passing, newer_first=axis == "bnb") if passing else None
         if best is not None:
             other = passing[best]
             out.append({"axis": axis, "label": label, "value": best, "change": f"{label} {best}",
                         "cell_path": other["cell_path"], "verdict": other["verdict"], "fixes": other["fixes"]})
-    return out
+    return sorted(out, key=lambda o: o["verdict"] != "works")  # plain passes first, each in AXES' order
 
 
 def passing_recipes(rows: list[dict[str, Any]], baseline: str) -> list[str]:
@@ -142,16 +145,28 @@ def cell_causes(verdicts: list[dict[str, Any]], latest: dict[tuple, list[dict[st
     return out
 
 
+def fix_words(fixes: Any) -> str:
+    """'works with a fix: seed-fix, nf4-bf16': what a works-with-fix cell needs, in the verdict's own words."""
+    names = ", ".join(_text(fixes).split())
+    return f"works with a fix: {names}" if names else "works with a fix"
+
+
+def change_words(out: dict[str, Any]) -> str:
+    """One way out in words: 'bitsandbytes 0.46.1 works', or '... works with a fix: seed-fix' where it needs one."""
+    return f"{out['change']} {'works' if out['verdict'] == 'works' else fix_words(out['fixes'])}"
+
+
 def summary(cell: dict[str, Any], why: dict[str, Any] | None, own: bool = False) -> str:
-    """One line for a grid square's tooltip: the verdict's cause and the first measured way out; `own`: in our
-    words only, never the installer's (for the Markdown snippet, which lands in issues)."""
+    """One line for a grid square's tooltip: the verdict's cause and the first measured way out, saying "works
+    with a fix" wherever the passing cell needs one; `own`: in our words only, never the installer's (for the
+    Markdown snippet, which lands in issues)."""
     if not why:
         return ""
     text = why.get("own_words", why["words"]) if own else why["words"]
-    if cell["verdict"] == "works-with-fix":
-        return f"{text}; passes with {', '.join(cell['fixes'].split())}"
+    if cell["verdict"] == "works-with-fix":  # the verdict beside it already says "works with a fix"
+        return f"{text}; passes with {', '.join(_text(cell['fixes']).split())}"
     if why["way_out"]:
-        text += f"; passes with {why['way_out'][0]['change']}"
+        text += f"; {change_words(why['way_out'][0])}"
     elif why["recipes"]:
         text += f"; {', '.join(why['recipes'])} passed on some shapes"
     return text
@@ -162,7 +177,8 @@ def error_way_outs(hit_cells: list[dict[str, Any]], causes: dict[str, dict[str, 
     """For an error signature: which one change made the cells where it occurred pass, grouped by the change.
 
     A bitsandbytes change reads 'bitsandbytes >= X' when every measured newer release with the same runner,
-    torch and transformers passes too, else 'bitsandbytes X'. Each group lists its items: where it failed (runner,
+    torch and transformers passes too (works plainly, when X does), else 'bitsandbytes X'; a change whose cell
+    needs a fix says so ('..., works with a fix: seed-fix'). Each group lists its items: where it failed (runner,
     torch build, transformers), the failing cell's path and the passing cell's path."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     alike: dict[tuple, list[dict[str, Any]]] = {}  # cells by runner, torch and transformers, made once
@@ -178,8 +194,11 @@ def error_way_outs(hit_cells: list[dict[str, Any]], causes: dict[str, dict[str, 
                 least = version_key(out["value"])
                 newer = [c for c in alike.get((cell["runner"], cell["torch"], cell["transformers"]), [])
                          if version_key(c["bnb"]) >= least]
-                if all(c["verdict"] in PASSING for c in newer):
+                enough = ("works",) if out["verdict"] == "works" else PASSING
+                if all(c["verdict"] in enough for c in newer):
                     change = f"bitsandbytes >= {out['value']}"
+            if out["verdict"] != "works":  # a pass that needs a fix is not a plain pass: say so
+                change += f", {fix_words(out['fixes'])}"
             where = f"{cell['runner']}, torch {why['torch_label']}, transformers {cell['transformers']}"
             if out["axis"] != "bnb":
                 where += f", bitsandbytes {cell['bnb']}"
