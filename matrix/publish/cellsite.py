@@ -29,7 +29,7 @@ import pandas as pd
 from matrix import urls
 from markupsafe import Markup, escape
 
-from matrix.publish import badge, charts, direct, pages, render
+from matrix.publish import badge, charts, direct, incremental, pages, render
 from matrix.publish.aggregate import CELL, FAILED
 from matrix.publish.render import VERDICT_LABELS  # noqa: F401 - also render.VERDICT_LABELS
 
@@ -291,13 +291,21 @@ def write_cells(site: Any, out: Path, previous: Path | None, shell_html: str) ->
         workers = _workers(len(todo))
         if workers > 1:
             chunks = [todo[i::workers * 4] for i in range(workers * 4)]
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=incremental.worker_signals)
+            try:
                 pool.map(_render_chunk, chunks)
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
         elif todo:
             _render_chunk(todo)
     finally:
         _WORK.clear()
     (out / "cells" / "index.js").write_bytes(cells_index(site.data.agg, site.data.found))
+    (out / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(cells.keys, sort_keys=True, indent=0) + "\n", encoding="utf-8")
     direct.remove_shell(out)
     direct.add_to_sitemap(out, urls.site_url(), sorted(cells.keys))

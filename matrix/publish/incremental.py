@@ -21,6 +21,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,23 @@ def _pool_map(function: Any, jobs: list[Any]) -> list[Any]:
     # fork only from a process with no other thread: a lock another thread held at the fork stays held in the child
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         return [function(job) for job in jobs]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(function, jobs, chunksize=1)
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=worker_signals)
+    try:
+        done = pool.map(function, jobs, chunksize=1)
+        pool.close()  # the workers exit on their own
+        return done
+    except BaseException:
+        pool.terminate()  # interrupted: SIGTERM, which kills a worker quietly (worker_signals)
+        raise
+    finally:
+        pool.join()
+
+
+def worker_signals() -> None:
+    """In a forked worker: Ctrl-C and SIGTERM are the parent's to handle (it stops the pool); the worker does not
+    inherit the build's SIGTERM-as-KeyboardInterrupt handler, which printed a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _cpus() -> int:

@@ -138,6 +138,10 @@ class Generated:
     source_keys: list[str]
     timings: dict[str, float]
 
+    def __iter__(self) -> Iterator[Any]:
+        """(aggregate, what was written), as `generate` returned before the cell pages moved out of mkdocs."""
+        return iter((self.agg, self.written))
+
 
 def generate(results_dir: Path, docs_dir: Path, axes_path: Path | None = None,
              quiet: bool = False) -> Generated:
