@@ -10,6 +10,7 @@ from typing import Any
 
 from matrix.check.facts import normalise, vkey
 from matrix.check.setup import Setup, arch_of
+from matrix.predict.loader_rules import override_name
 
 
 def arch_num(arch: str) -> int:
@@ -161,16 +162,6 @@ def library_stem(entry: dict[str, Any], cuda: str, arch: str, override: str, sys
     stem = f"libbitsandbytes_cuda{want[0]}{want[1]}"
     if rule.get("nocublaslt") and arch_num(arch) < 75:
         stem += "_nocublaslt"
-    style = rule.get("override")
-    if override:
-        if style == "slice":
-            return f"{stem}.so"[:-6] + override, "BNB_CUDA_VERSION: the last 6 characters of the name are cut"
-        if style == "rstrip":
-            return stem.rstrip("0123456789") + override, "BNB_CUDA_VERSION replaces the trailing digits"
-        if style == "re.sub":
-            return re.sub(r"cuda\d+", f"cuda{override}", stem, count=1), "BNB_CUDA_VERSION replaces cudaXYZ"
-        if style == "replace":
-            if not override.isdigit():
-                return None, f"BNB_CUDA_VERSION={override} is refused (digits only)"
-            return f"libbitsandbytes_cuda{override}", "BNB_CUDA_VERSION names the library"
+    if override and rule.get("override"):
+        return override_name(rule, stem, override)  # exactly as the release's code rewrites the name
     return stem, note
