@@ -125,6 +125,20 @@ def measured_fingerprints(results_dir: Path) -> set[str]:
 # ----------------------------------------------------------------------------------------------------------
 # Running the probe
 
+def written_since(results_file: Path, before: int) -> list[dict]:
+    """The records a child process appended to `results_file` after byte `before` (a torn line is skipped)."""
+    written = []
+    if results_file.exists():
+        with open(results_file, "rb") as handle:
+            handle.seek(before)
+            for line in handle.read().decode("utf-8", "replace").splitlines():
+                try:
+                    written.append(json.loads(line))
+                except ValueError:
+                    continue
+    return written
+
+
 def _failure(base: dict, runner: dict, job: Job, outcome: str, stage: str, error_type: str, message: str,
              stderr: str, exit_code: int | None = None) -> records.Record:
     return records.failure(base, runner, job.recipe, job.shape, outcome, stage, error_type, message, stderr,
@@ -164,15 +178,7 @@ def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list
                 code, timed_out = proc.wait(), True
         stderr = stderr_path.read_bytes().decode("utf-8", "replace")
         sys.stderr.write(console_digest(stderr))
-    written = []
-    if results_file.exists():
-        with open(results_file, "rb") as handle:
-            handle.seek(before)
-            for line in handle.read().decode("utf-8", "replace").splitlines():
-                try:
-                    written.append(json.loads(line))
-                except ValueError:
-                    continue
+    written = written_since(results_file, before)
     done = {r.get("fingerprint") for r in written}
     runner = written[0]["runner"] if written else runner_facts()
     for job in jobs:

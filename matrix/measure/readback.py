@@ -21,7 +21,7 @@ from pathlib import Path
 from matrix.measure import records
 from matrix.measure.axes import Axes, Profile
 from matrix.measure.install import cell_env, install_cell, install_failure_type, install_reason
-from matrix.measure.jobs import PACKAGE, check_results_dir, check_run_id, measured_fingerprints
+from matrix.measure.jobs import PACKAGE, check_results_dir, check_run_id, measured_fingerprints, written_since
 from matrix.measure.prequant import shape_root, writer_key
 from matrix.measure.runner import runner_facts
 from matrix.measure.settings import Settings
@@ -101,15 +101,7 @@ def run_jobs(python: Path, jobs: list[dict], shape: dict, base: dict, cache: Pat
                 os.killpg(proc.pid, 9)
                 code, timed_out = proc.wait(), True
         stderr = log_path.read_bytes().decode("utf-8", "replace")
-    written = []
-    if results_file.exists():
-        with open(results_file, "rb") as handle:
-            handle.seek(before)
-            for line in handle.read().decode("utf-8", "replace").splitlines():
-                try:
-                    written.append(json.loads(line))
-                except ValueError:
-                    continue
+    written = written_since(results_file, before)
     done = {r.get("fingerprint") for r in written}
     runner = written[0]["runner"] if written else runner_facts()
     for job in jobs:
