@@ -8,6 +8,7 @@ needs them) and returns plain rows. The pages render these rows, and `exports()`
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -244,17 +245,28 @@ def first_measured(frame: pd.DataFrame, baseline: str) -> list[dict[str, Any]]:
     frame = frame.assign(run_time=frame.groupby("run_id")["time"].transform("min"))
     frame = frame.sort_values(["run_time", "run_id", "time"], kind="mergesort")
     first_run = frame.groupby(CELL, sort=False)["run_id"].transform("first")
+    # plain tuples (a frame per run and cell, split from all ~100 columns, cost over a minute at 100k records)
+    names = ["run_time", "run_id", *CELL, "cell_path", "recipe", "shape", "budget", *VERDICT_COLUMNS]
+    first = frame[frame["run_id"] == first_run]
+    by_run: dict[tuple, dict[tuple, list[tuple]]] = {}
+    for row in zip(*(first[c].tolist() for c in names)):  # in run, then time order
+        if pd.isna(row[0]):
+            continue  # no parseable time (as groupby drops a missing key)
+        by_run.setdefault(row[:2], {}).setdefault(row[2:6], []).append(row)
     runs = []
-    for (time, run_id), rows in frame[frame["run_id"] == first_run].groupby(["run_time", "run_id"], sort=True):
+    for (time, run_id), by_cell in sorted(by_run.items(), key=lambda kv: kv[0]):
         cells = []
-        for _, mine in rows.groupby(CELL, sort=True):
-            newest = mine.drop_duplicates(["recipe", "shape", "budget"], keep="last")
-            verdict = cell_verdict(list(newest[list(VERDICT_COLUMNS)].itertuples(index=False, name=None)), baseline)
-            cells.append({"cell_path": mine["cell_path"].iloc[0], "verdict": verdict[0]})
-        counts = pd.Series([c["verdict"] for c in cells]).value_counts()
-        runs.append({"run_id": run_id, "time": pd.Timestamp(time).isoformat(), "runner": rows["runner"].iloc[0],
-                     "cells": cells, "verdicts": {str(v): int(n) for v, n in counts.sort_index().items()},
-                     **{k: sorted(set(rows[k]), key=version_key) for k in ("torch", "bnb", "transformers")}})
+        for cell in sorted(by_cell):
+            mine = by_cell[cell]
+            last = {(r[7], r[8], r[9]): n for n, r in enumerate(mine)}  # the newest of each recipe, shape, budget
+            newest = [mine[n][10:] for n in sorted(last.values())]
+            cells.append({"cell_path": mine[0][6], "verdict": cell_verdict(newest, baseline)[0]})
+        counts = Counter(c["verdict"] for c in cells)
+        runs.append({"run_id": run_id, "time": pd.Timestamp(time).isoformat(),
+                     "runner": next(iter(by_cell.values()))[0][2],  # the run's first record's (dicts keep order)
+                     "cells": cells, "verdicts": {str(v): counts[v] for v in sorted(counts)},
+                     **{k: sorted({c[CELL.index(k)] for c in by_cell}, key=version_key)
+                        for k in ("torch", "bnb", "transformers")}})
     return sorted(runs, key=lambda r: (r["time"], r["run_id"]), reverse=True)
 
 
