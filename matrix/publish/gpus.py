@@ -202,10 +202,22 @@ def grid_builds(builds: list[dict[str, Any]], platform: str = predict.PLATFORM,
 
 
 def predictions_csv(preds: pd.DataFrame) -> bytes:
-    """data/predictions.csv: one row per (GPU arch, torch build, bitsandbytes release)."""
-    cols = ["gpu_arch", "gpus", "torch", "torch_cuda", "torch_index", "torch_archs_kind", "bnb", "platform",
-            "library", "verdict", "signature", "reason", "torch_supports_gpu", "glibc_floor", "driver_floor", "rule_at"]
+    """data/predictions.csv: one row per (GPU arch, torch build, bitsandbytes release). What is the same for every
+    row of an arch or a release (GPU names, the loader rule's source line) is in loader-rules.csv and gpu-names.csv,
+    not repeated on 38,000 rows (it was 6 of the file's 15 MB)."""
+    cols = ["gpu_arch", "torch", "torch_cuda", "torch_index", "torch_archs_kind", "bnb", "platform",
+            "library", "verdict", "signature", "reason", "torch_supports_gpu", "glibc_floor", "driver_floor"]
     return preds.reindex(columns=cols).to_csv(index=False).encode()
+
+
+def loader_rules_csv(preds: pd.DataFrame) -> bytes:
+    """data/loader-rules.csv: per bitsandbytes release and platform, the source line its loader names the library by."""
+    return preds.reindex(columns=["bnb", "platform", "rule_at"]).drop_duplicates().to_csv(index=False).encode()
+
+
+def gpu_names_csv(preds: pd.DataFrame) -> bytes:
+    """data/gpu-names.csv: the GPUs users name, per architecture."""
+    return preds.reindex(columns=["gpu_arch", "gpus"]).drop_duplicates().to_csv(index=False).encode()
 
 
 def binaries_csv(readings: list[dict[str, Any]]) -> bytes:

@@ -93,8 +93,10 @@ class SiteData:
 
     def gpu_exports(self) -> dict[str, bytes]:
         """data/binaries.csv and data/predictions.csv: the predicted layer as tidy tables."""
+        preds = self.gpu["preds"]
         return {"binaries.csv": gpus_page.binaries_csv(self.gpu["readings"]),
-                "predictions.csv": gpus_page.predictions_csv(self.gpu["preds"])}
+                "predictions.csv": gpus_page.predictions_csv(preds),
+                "loader-rules.csv": gpus_page.loader_rules_csv(preds), "gpu-names.csv": gpus_page.gpu_names_csv(preds)}
 
     def last(self) -> dict[str, Any]:
         v = self.agg.verdicts
