@@ -139,6 +139,31 @@ def written_since(results_file: Path, before: int) -> list[dict]:
     return written
 
 
+def run_in_cell(python: Path, command: tuple[str, ...], spec: dict, results_file: Path, limit: float
+                ) -> tuple[list[dict], int, bool, str]:
+    """Run `python COMMAND --spec S --out RESULTS` in the cell's interpreter, with a PYTHONPATH that holds our package
+    and nothing else of the host's (the cell venv has no bnb-matrix installed); its process group is killed past
+    `limit` s. The spec gets "log", the file its stderr goes to. Returns (the records it appended, exit code, whether
+    it timed out, its stderr)."""
+    before = results_file.stat().st_size if results_file.exists() else 0
+    with tempfile.TemporaryDirectory() as tmp:
+        package_path, spec_path, log_path = Path(tmp) / "path", Path(tmp) / "spec.json", Path(tmp) / "stderr.log"
+        spec_path.write_text(json.dumps({**spec, "log": str(log_path)}))
+        package_path.mkdir()
+        (package_path / "matrix").symlink_to(PACKAGE, target_is_directory=True)
+        with open(log_path, "wb") as err:
+            proc = subprocess.Popen([str(python), *command, "--spec", str(spec_path),
+                                     "--out", str(results_file.resolve())],
+                                    stderr=err, start_new_session=True, env=cell_env(str(package_path)))
+            try:
+                code, timed_out = proc.wait(timeout=limit), False
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                code, timed_out = proc.wait(), True
+        stderr = log_path.read_bytes().decode("utf-8", "replace")
+    return written_since(results_file, before), code, timed_out, stderr
+
+
 def _failure(base: dict, runner: dict, job: Job, outcome: str, stage: str, error_type: str, message: str,
              stderr: str, exit_code: int | None = None) -> records.Record:
     return records.failure(base, runner, job.recipe, job.shape, outcome, stage, error_type, message, stderr,
@@ -155,30 +180,9 @@ def run_probe(python: Path, axes: Axes, profile: Profile, shape: str, jobs: list
             "timeout_s": profile.timeout_s, "base": base, "start_method": settings.start_method,
             "jobs": [{"recipe": dataclasses.asdict(axes.recipes[j.recipe]), "budget_gib": j.budget_gib,
                       "fingerprint": j.fingerprint} for j in jobs]}
-    before = results_file.stat().st_size if results_file.exists() else 0
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        # The probe runs as `python -m matrix.measure.probe` in the cell's interpreter, with a PYTHONPATH that holds our
-        # package and nothing else of the host's (the cell venv has no bnb-matrix installed).
-        package_path = Path(tmp) / "path"
-        package_path.mkdir()
-        (package_path / "matrix").symlink_to(PACKAGE, target_is_directory=True)
-        # Whole-probe limit: every job's own limit plus imports and making an 8B checkpoint.
-        limit = profile.timeout_s * (len(jobs) + 3)
-        stderr_path = Path(tmp) / "stderr.log"
-        with open(stderr_path, "wb") as err:
-            proc = subprocess.Popen([str(python), *PROBE_COMMAND, "--spec", str(spec_path),
-                                     "--out", str(results_file.resolve())],
-                                    stderr=err, start_new_session=True, env=cell_env(str(package_path)))
-            try:
-                code, timed_out = proc.wait(timeout=limit), False
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                code, timed_out = proc.wait(), True
-        stderr = stderr_path.read_bytes().decode("utf-8", "replace")
-        sys.stderr.write(console_digest(stderr))
-    written = written_since(results_file, before)
+    limit = profile.timeout_s * (len(jobs) + 3)  # every job's own limit plus imports and making an 8B checkpoint
+    written, code, timed_out, stderr = run_in_cell(python, PROBE_COMMAND, spec, results_file, limit)
+    sys.stderr.write(console_digest(stderr))
     done = {r.get("fingerprint") for r in written}
     runner = written[0]["runner"] if written else runner_facts()
     for job in jobs:

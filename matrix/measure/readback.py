@@ -12,16 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from matrix.measure import records
 from matrix.measure.axes import Axes, Profile
-from matrix.measure.install import cell_env, install_cell, install_failure_type, install_reason
-from matrix.measure.jobs import PACKAGE, check_results_dir, check_run_id, measured_fingerprints, written_since
+from matrix.measure.install import install_cell, install_failure_type, install_reason
+from matrix.measure.jobs import check_results_dir, check_run_id, measured_fingerprints, run_in_cell
 from matrix.measure.prequant import shape_root, writer_key
 from matrix.measure.runner import runner_facts
 from matrix.measure.settings import Settings
@@ -83,25 +80,10 @@ def run_jobs(python: Path, jobs: list[dict], shape: dict, base: dict, cache: Pat
              timeout_s: int) -> list[dict]:
     """Run jobs (one shape) in the cell's interpreter; a job the process never recorded gets a crash/timeout
     record here with the stderr tail. Returns the records written."""
-    before = results_file.stat().st_size if results_file.exists() else 0
-    with tempfile.TemporaryDirectory() as tmp:
-        log_path, spec_path = Path(tmp) / "stderr.log", Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps({"shape": shape, "cache": str(cache), "base": base, "log": str(log_path),
-                                         "jobs": jobs}))
-        (Path(tmp) / "path").mkdir()
-        (Path(tmp) / "path" / "matrix").symlink_to(PACKAGE, target_is_directory=True)
-        limit = timeout_s * (len(jobs) + 2)
-        with open(log_path, "wb") as err:
-            proc = subprocess.Popen([str(python), "-m", "matrix.measure.prequant", "--spec", str(spec_path),
-                                     "--out", str(results_file.resolve())], stderr=err, start_new_session=True,
-                                    env=cell_env(str(Path(tmp) / "path")))
-            try:
-                code, timed_out = proc.wait(timeout=limit), False
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                code, timed_out = proc.wait(), True
-        stderr = log_path.read_bytes().decode("utf-8", "replace")
-    written = written_since(results_file, before)
+    limit = timeout_s * (len(jobs) + 2)
+    written, code, timed_out, stderr = run_in_cell(python, ("-m", "matrix.measure.prequant"),
+                                                   {"shape": shape, "cache": str(cache), "base": base, "jobs": jobs},
+                                                   results_file, limit)
     done = {r.get("fingerprint") for r in written}
     runner = written[0]["runner"] if written else runner_facts()
     for job in jobs:
