@@ -25,7 +25,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from matrix.predict import drivers, gpus, predict, reports, torch_builds, wheels
+from matrix.predict import binaries, drivers, gpus, predict, reports, torch_builds, wheels
 from matrix.predict.gpus import normalise
 
 SCHEMA = 2
@@ -67,7 +67,8 @@ def gpu_table() -> dict[str, list[Any]]:
 
 
 def library_entry(library: dict[str, Any], order: list[str]) -> list[Any]:
-    codes = "".join(CODES.get(predict.kernel_for(library, a)[0], "?") for a in order)
+    cov = binaries.coverage(library)  # once per library, not once per architecture
+    codes = "".join(CODES.get(predict.kernel_for(library, a, cov)[0], "?") for a in order)
     return [library.get("cuda") or "", predict.glibc_floor(library) or "", codes]
 
 

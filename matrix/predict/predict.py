@@ -83,23 +83,24 @@ def torch_support(build: dict[str, Any], gpu: str) -> str:
     return "ptx" if any(a.startswith("compute_") and ptx_jits_on(a, gpu) for a in archs) else "no"
 
 
-def kernel_for(library: dict[str, Any], gpu: str) -> tuple[str, str]:
-    """(verdict, detail) for one CUDA library on one GPU: loads, loads-ptx-jit, no-kernel or unknown."""
-    cov = binaries.coverage(library)
+def kernel_for(library: dict[str, Any], gpu: str, cov: dict[str, dict[str, str]] | None = None) -> tuple[str, str]:
+    """(verdict, detail) for one CUDA library on one GPU: loads, loads-ptx-jit, no-kernel or unknown. `cov`: the
+    library's `binaries.coverage`, when the caller asks for many GPUs (it is the costly part)."""
+    cov = cov if cov is not None else binaries.coverage(library)
     sass = sorted((a for a, s in cov["sass"].items() if s == "compiled" and sass_runs_on(a, gpu)), key=arch_number)
     if sass:
         return "loads", f"SASS {' '.join(sass)}"
     ptx = [a for a, s in cov["ptx"].items() if s == "compiled" and ptx_jits_on(a, gpu)]
     if ptx:
         best = max(ptx, key=arch_number)
-        where = binaries.ptx_section(library, best) if hasattr(binaries, "ptx_section") else None
         how = ("relocatable PTX (__nv_relfatbin): JIT-compiled and linked by the runtime at the first launch, slow"
-               if where == "relfatbin" else "PTX: JIT-compiled by the driver at the first launch")
+               if binaries.ptx_section(library, best) == "relfatbin"
+               else "PTX: JIT-compiled by the driver at the first launch")
         return "loads-ptx-jit", f"no SASS for {gpu}; {how} ({best})"
     doubtful = [a for kind in cov.values() for a, s in kind.items() if s == "unknown"]
     if doubtful or not binaries.readers_agree(library):
-        problem = binaries.problem(library) if hasattr(binaries, "problem") else None
-        return "unknown", f"part of the library's code could not be confirmed ({problem or 'the readers disagree'})"
+        why = binaries.problem(library) or "the readers disagree"
+        return "unknown", f"part of the library's code could not be confirmed ({why})"
     built = " ".join(sorted(cov["sass"], key=arch_number)) or "nothing"
     ptx_all = " ".join(sorted(cov["ptx"], key=arch_number)) or "none"
     return "no-kernel", f"SASS only for {built}, PTX {ptx_all}: nothing at or below {gpu}"
